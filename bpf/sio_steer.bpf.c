@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The steering program: runs for every SYN that reaches the reuseport group on the port, and
+ * for every connection queued on a listener that closes. It picks the worker socket by client
+ * address so that all TCP connections of one client land in the same worker's accept queue.
+ *
+ *   key  = source address, masked to a prefix
+ *   slot = sessions[key]              if recorded and not idle past the TTL
+ *        else ring[hash(key) % M]     Maglev table built by the controller
+ *   bpf_sk_select_reuseport(workers[slot]); a gone worker => its successor, else the next ring entry
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "sio_steer.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+	__uint(max_entries, SIO_STEER_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} workers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SIO_STEER_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct slot);
+} slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144); /* resized by the controller (--max-sessions) before load */
+	__type(key, struct client_key);
+	__type(value, struct session);
+} sessions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SIO_STEER_RING_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stats);
+} stats SEC(".maps");
+
+/* The client's address (as IPv6, IPv4 mapped) and source port. From the packet for a SYN;
+ * from the request or child socket when a closing listener hands its queue over (no packet). */
+static __always_inline int read_client(struct sk_reuseport_md *ctx, struct client_key *key,
+				       __u32 *port, int *is_v4)
+{
+	struct bpf_sock *msk = ctx->migrating_sk;
+
+	if (msk) {
+		/* Read each field once: the verifier rejects a reused computed field address. */
+		__u32 family = msk->family;
+		__u32 dport = msk->dst_port;
+
+		*port = bpf_ntohs((__u16)dport);
+		if (family == 2 /* AF_INET */) {
+			__u32 v4 = msk->dst_ip4;
+
+			key->addr[10] = key->addr[11] = 0xff;
+			__builtin_memcpy(key->addr + 12, &v4, 4);
+			*is_v4 = 1;
+			return 0;
+		}
+		__u32 w0 = msk->dst_ip6[0];
+		__u32 w1 = msk->dst_ip6[1];
+		__u32 w2 = msk->dst_ip6[2];
+		__u32 w3 = msk->dst_ip6[3];
+
+		__builtin_memcpy(key->addr + 0, &w0, 4);
+		__builtin_memcpy(key->addr + 4, &w1, 4);
+		__builtin_memcpy(key->addr + 8, &w2, 4);
+		__builtin_memcpy(key->addr + 12, &w3, 4);
+		*is_v4 = key->addr[10] == 0xff && key->addr[11] == 0xff && !w0 && !w1 && !key->addr[8] &&
+			 !key->addr[9];
+		return 0;
+	}
+
+	__u16 ports[2];
+
+	if (ctx->eth_protocol == bpf_htons(ETH_P_IP)) {
+		__u8 vihl;
+
+		if (bpf_skb_load_bytes_relative(ctx, 0, &vihl, 1, BPF_HDR_START_NET) ||
+		    bpf_skb_load_bytes_relative(ctx, 12, key->addr + 12, 4, BPF_HDR_START_NET))
+			return -1;
+		key->addr[10] = key->addr[11] = 0xff;
+		*is_v4 = 1;
+		if (bpf_skb_load_bytes_relative(ctx, (vihl & 0xf) * 4, ports, 4, BPF_HDR_START_NET))
+			return -1;
+	} else if (ctx->eth_protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes_relative(ctx, 8, key->addr, 16, BPF_HDR_START_NET))
+			return -1;
+		*is_v4 = 0;
+		/* A TCP header right after the fixed header: a SYN carries no extension headers in
+		 * practice; with one, only per-connection mode reads a wrong port. */
+		if (bpf_skb_load_bytes_relative(ctx, 40, ports, 4, BPF_HDR_START_NET))
+			return -1;
+	} else {
+		return -1;
+	}
+	*port = bpf_ntohs(ports[0]);
+	return 0;
+}
+
+static __always_inline int select_slot(struct sk_reuseport_md *ctx, __u32 slot)
+{
+	if (slot >= SIO_STEER_MAX_SLOTS)
+		return -1;
+	return bpf_sk_select_reuseport(ctx, &workers, &slot, 0);
+}
+
+/* The ring's choice for hash h; if its worker is gone, the next ring entries (which the Maglev
+ * table spreads over the other workers), then any live slot. Returns the slot, with
+ * SELECT_FELL_BACK set when it is not the ring's first choice, or SLOT_NONE.
+ * A global function: the verifier checks it once, not at every call site. */
+#define SELECT_FELL_BACK 0x10000u
+
+__noinline int select_by_ring(struct sk_reuseport_md *ctx, __u32 h)
+{
+	__u32 bucket = h % SIO_STEER_RING_SIZE;
+
+	for (int i = 0; i < SIO_STEER_RING_PROBES; i++) {
+		__u32 *slot = bpf_map_lookup_elem(&ring, &bucket);
+
+		if (slot && *slot != SIO_STEER_SLOT_NONE && select_slot(ctx, *slot) == 0)
+			return i ? *slot | SELECT_FELL_BACK : *slot;
+		bucket = bucket + 1 == SIO_STEER_RING_SIZE ? 0 : bucket + 1;
+	}
+	for (__u32 s = 0; s < SIO_STEER_MAX_SLOTS; s++) {
+		if (select_slot(ctx, s) == 0)
+			return s | SELECT_FELL_BACK;
+	}
+	return SIO_STEER_SLOT_NONE;
+}
+
+static __always_inline void count_selection(struct stats *st, __u32 slot)
+{
+	if (slot < SIO_STEER_MAX_SLOTS)
+		st->selections[slot]++;
+}
+
+SEC("sk_reuseport/migrate")
+int steer(struct sk_reuseport_md *ctx)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct stats *st = bpf_map_lookup_elem(&stats, &zero);
+	struct client_key key = {};
+	struct session *s = NULL;
+	__u32 port = 0, slot = SIO_STEER_SLOT_NONE;
+	int is_v4 = 0;
+	__u64 now = 0;
+
+	if (!cfg || !st)
+		return SK_PASS;
+	if (ctx->migrating_sk)
+		st->migrations++;
+	if (read_client(ctx, &key, &port, &is_v4)) {
+		st->errors++;
+		return SK_PASS; /* not IP: let the kernel choose rather than reset */
+	}
+
+	if (cfg->key_mode == SIO_STEER_KEY_ADDRESS) {
+		sio_steer_apply_mask(&key, is_v4 ? &cfg->v4_mask : &cfg->v6_mask);
+		port = 0;
+		now = bpf_ktime_get_coarse_ns();
+		s = bpf_map_lookup_elem(&sessions, &key);
+		if (s && now - s->last_seen_ns > cfg->session_ttl_ns) {
+			st->expired++;
+			s = NULL; /* overwritten below as a new session */
+		}
+	}
+	if (s) {
+		__u32 recorded = s->slot;
+		struct slot *sl = bpf_map_lookup_elem(&slots, &recorded);
+
+		if (sl && sl->generation == s->generation && select_slot(ctx, recorded) == 0) {
+			/* The hot path: read only, unless last_seen is getting stale. */
+			if (now - s->last_seen_ns > cfg->refresh_ns)
+				s->last_seen_ns = now;
+			st->session_hits++;
+			count_selection(st, recorded);
+			return SK_PASS;
+		}
+		/* The recorded socket closed: move the client once, to the socket that replaced it
+		 * (same PM2 instance) if there is one, else to the ring's choice, and record it. */
+		st->fallbacks++;
+		if (sl && sl->successor != SIO_STEER_SLOT_NONE && select_slot(ctx, sl->successor) == 0)
+			slot = sl->successor;
+	}
+	if (slot == SIO_STEER_SLOT_NONE) {
+		int chosen = select_by_ring(ctx, sio_steer_hash(&key, port, cfg->hash_seed));
+
+		if (chosen < 0 || (__u32)chosen == SIO_STEER_SLOT_NONE) {
+			st->errors++; /* no live worker in the map: the kernel's hash rather than a reset */
+			return SK_PASS;
+		}
+		slot = (__u32)chosen & ~SELECT_FELL_BACK;
+		if (((__u32)chosen & SELECT_FELL_BACK) && !s)
+			st->fallbacks++;
+	}
+	count_selection(st, slot);
+	if (cfg->key_mode != SIO_STEER_KEY_ADDRESS)
+		return SK_PASS;
+
+	struct slot *chosen_slot = bpf_map_lookup_elem(&slots, &slot);
+	__u32 generation = chosen_slot ? chosen_slot->generation : 0;
+
+	if (s) {
+		s->slot = slot;
+		s->generation = generation;
+		s->last_seen_ns = now;
+	} else {
+		struct session fresh = { .slot = slot, .generation = generation, .last_seen_ns = now };
+
+		bpf_map_update_elem(&sessions, &key, &fresh, BPF_ANY);
+		st->new_sessions++;
+	}
+	return SK_PASS;
+}

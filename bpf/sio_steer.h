@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * sio_steer.h — the one header shared by the steering program (bpf/sio_steer.bpf.c)
+ * and the controller (userspace/). Every struct here is the value or key of a pinned map.
+ *
+ * ABI: the layout of client_key, session, slot, config and stats is read from pinned maps by
+ * other versions of sio-steer and by bpftool. Change a layout or a meaning => bump
+ * SIO_STEER_ABI_VERSION (the controller refuses pinned state of another version).
+ * Fields may only be added at the end of config and stats, and only with a version bump too.
+ */
+#ifndef SIO_STEER_H
+#define SIO_STEER_H
+
+#include <linux/types.h>
+
+#define SIO_STEER_ABI_VERSION 1
+
+/* Listening sockets the workers map can hold (a slot is one socket, not one PM2 instance). */
+#define SIO_STEER_MAX_SLOTS 256
+/* Maglev lookup table size: a prime well above 100 x SIO_STEER_MAX_SLOTS keeps shares within 1%. */
+#define SIO_STEER_RING_SIZE 65537
+/* "No slot" in ring entries and successors. */
+#define SIO_STEER_SLOT_NONE 0xffffffffu
+/* Ring entries tried after the hashed one when its worker is gone. */
+#define SIO_STEER_RING_PROBES 8
+
+/* How a client is identified. */
+enum sio_steer_key_mode {
+	SIO_STEER_KEY_ADDRESS = 0,      /* source address masked to a prefix: one worker per client */
+	SIO_STEER_KEY_ADDRESS_PORT = 1, /* full source address and port: plain per-connection spread */
+};
+
+/* Key of the sessions map: the client address as IPv6 (IPv4 as ::ffff:a.b.c.d), masked to
+ * the configured prefix. Bytes, not words, so that bpftool prints it in network order. */
+struct client_key {
+	__u8 addr[16];
+};
+
+/* Value of the sessions map: the slot a client was given, and when it was last seen. */
+struct session {
+	__u32 slot;
+	__u32 generation;   /* slot generation when recorded: a reused slot does not inherit clients */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns(), refreshed at most once per refresh_ns */
+};
+
+/* Value of the slots map: who holds a slot of the workers map. Written by the controller only. */
+struct slot {
+	__u64 cookie;     /* SO_COOKIE of the listening socket */
+	__u32 generation; /* bumped whenever the slot receives a new socket; 0 = never used */
+	__u32 instance;   /* PM2 instance (NODE_APP_INSTANCE) of the owner */
+	__u32 successor;  /* slot that takes this socket's clients once it closes, or SLOT_NONE */
+	__u32 pid;        /* owner process */
+};
+
+/* Value of config[0]. Written by the controller, read on every SYN. */
+struct config {
+	__u32 abi_version;
+	__u32 key_mode;       /* enum sio_steer_key_mode */
+	__u32 v4_prefix;      /* leading bits of an IPv4 source kept in the key (0..32) */
+	__u32 v6_prefix;      /* leading bits of an IPv6 source kept in the key (0..128) */
+	__u64 session_ttl_ns; /* a session idle longer than this no longer binds */
+	__u64 refresh_ns;     /* last_seen_ns is rewritten only when older than this */
+	__u32 hash_seed;
+	__u32 reserved;
+	/* sio_steer_prefix_mask() of 96 + v4_prefix and of v6_prefix: the program ANDs the key
+	 * with one of them, branch-free. */
+	struct client_key v4_mask;
+	struct client_key v6_mask;
+};
+
+/* Value of stats[0], one per CPU; the controller sums them. */
+struct stats {
+	__u64 session_hits; /* a recorded session chose the worker */
+	__u64 new_sessions; /* first connection of a client (or after expiry): the ring chose */
+	__u64 expired;      /* a recorded session was idle past session_ttl_ns */
+	__u64 fallbacks;    /* the chosen worker was gone: a successor or another ring entry chose */
+	__u64 migrations;   /* connections handed over from a closing listener */
+	__u64 errors;       /* no live worker in the map, or the packet could not be read */
+	__u64 selections[SIO_STEER_MAX_SLOTS];
+};
+
+/* ---- Logic shared by both sides: the controller predicts what the program does. ---- */
+
+#ifdef __cplusplus
+#define SIO_STEER_INLINE inline
+#else
+#define SIO_STEER_INLINE static __always_inline
+#endif
+
+/* The mask that keeps the first prefix_bits bits of a key. For IPv4 clients pass 96 + bits. */
+SIO_STEER_INLINE struct client_key sio_steer_prefix_mask(__u32 prefix_bits)
+{
+	struct client_key mask = {};
+
+	for (int i = 0; i < 16; i++) {
+		int keep = (int)prefix_bits - 8 * i;
+
+		mask.addr[i] = keep >= 8 ? 0xff : keep <= 0 ? 0 : (__u8)(0xff << (8 - keep));
+	}
+	return mask;
+}
+
+SIO_STEER_INLINE void sio_steer_apply_mask(struct client_key *key, const struct client_key *mask)
+{
+#ifndef __cplusplus
+#pragma unroll
+#endif
+	for (int i = 0; i < 16; i++)
+		key->addr[i] &= mask->addr[i];
+}
+
+SIO_STEER_INLINE __u32 sio_steer_load32(const __u8 *p)
+{
+	return (__u32)p[0] | (__u32)p[1] << 8 | (__u32)p[2] << 16 | (__u32)p[3] << 24;
+}
+
+/* A fast 64-bit multiply-xorshift mix of the key (and source port in per-connection mode). */
+SIO_STEER_INLINE __u32 sio_steer_hash(const struct client_key *key, __u32 port, __u32 seed)
+{
+	__u64 h = seed ^ 0x9e3779b97f4a7c15ULL;
+#ifndef __cplusplus
+#pragma unroll
+#endif
+	for (int i = 0; i < 4; i++) {
+		h ^= sio_steer_load32(key->addr + 4 * i);
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	h ^= port;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 29;
+	return (__u32)h;
+}
+
+#endif /* SIO_STEER_H */

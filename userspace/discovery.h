@@ -1,0 +1,42 @@
+// Finding the listening sockets on a port and the worker processes that own them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "unique_fd.h"
+
+namespace sio_steer {
+
+struct listener {
+    std::uint64_t inode = 0;      // socket inode, as in /proc/PID/fd -> socket:[inode]
+    std::uint64_t cookie = 0;     // SO_COOKIE, from sock_diag (idiag_cookie)
+    int family = 0;               // AF_INET or AF_INET6
+    std::string address;          // bound address as text: "0.0.0.0", "::", "127.0.0.1"
+    std::uint16_t port = 0;
+    std::uint32_t uid = 0;        // socket owner uid
+    pid_t pid = 0;                // a process holding it (0 if none found, e.g. other netns)
+    int fd = -1;                  // its fd number in that process
+    std::string process;          // /proc/PID/comm, e.g. "node" or "PM2 v7.0.4: God"
+    std::optional<std::uint32_t> instance;  // PM2 NODE_APP_INSTANCE of the owner, if any
+};
+
+// TCP sockets in LISTEN state on `port` in this network namespace, IPv4 and IPv6, via
+// NETLINK_SOCK_DIAG with a kernel-side source-port filter, each with its owning process found
+// through /proc/*/fd. Sorted by (instance, pid, inode). Throws steer_error on netlink failure.
+std::vector<listener> find_listeners(std::uint16_t port);
+
+// The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).
+// Throws steer_error (environment: names CAP_SYS_PTRACE) when not permitted.
+unique_fd duplicate_socket(pid_t pid, int fd);
+
+// The PM2 instance from a /proc/PID/environ blob (NUL-separated VAR=value): a top-level
+// NODE_APP_INSTANCE=, else "NODE_APP_INSTANCE" inside the pm2_env=<JSON> document.
+std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ);
+
+}  // namespace sio_steer

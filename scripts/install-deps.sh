@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what sio-steer needs to build, test and run its demo, from Debian's packages;
+# mounts bpffs if it is not mounted. Idempotent, and quiet when everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config clang llvm libbpf-dev bpftool
+  libspdlog-dev libboost-program-options-dev libgtest-dev libgmock-dev
+  libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
+  iproute2 nginx-light redis-server gnuplot-nox
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  echo "install-deps: mounting bpffs on /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi

@@ -28,7 +28,8 @@ struct listener {
 
 // TCP sockets in LISTEN state on `port` in this network namespace, IPv4 and IPv6, via
 // NETLINK_SOCK_DIAG with a kernel-side source-port filter, each with its owning process found
-// through /proc/*/fd. Sorted by (instance, pid, inode). Throws steer_error on netlink failure.
+// through /proc/*/fd. Sorted by (instance, pid, inode), listeners with no PM2 instance last.
+// Throws steer_error on netlink failure.
 std::vector<listener> find_listeners(std::uint16_t port);
 
 // The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).

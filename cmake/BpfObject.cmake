@@ -20,7 +20,7 @@ function(bpf_object name source)
     VERBATIM)
   add_custom_command(
     OUTPUT ${skel}
-    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name} > ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}
     DEPENDS ${obj}
     COMMENT "skeleton ${name}.skel.h"
     VERBATIM)

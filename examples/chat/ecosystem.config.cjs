@@ -1,0 +1,28 @@
+// PM2 ecosystem for the chat example.
+// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, PM2_EXEC_MODE ("cluster" or "fork").
+// In cluster mode the workers run on the PM2 daemon's Node, so start PM2 itself with Node >= 22.12
+// (scripts/node-env.sh does: $PM2 runs pm2 with $NODE24).
+const path = require('node:path');
+
+module.exports = {
+  apps: [
+    {
+      name: 'chat',
+      script: path.join(__dirname, 'server.js'),
+      cwd: __dirname,
+      exec_mode: process.env.PM2_EXEC_MODE || 'cluster',
+      instances: Number(process.env.INSTANCES || 4),
+      wait_ready: true,      // server.js sends 'ready' after listen (shortens the reload overlap)
+      listen_timeout: 3000,
+      kill_timeout: 3000,
+      autorestart: true,
+      max_restarts: 10,
+      merge_logs: true,
+      env: {
+        PORT: process.env.PORT || '5001',
+        REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
+        SIO_REUSEPORT: process.env.SIO_REUSEPORT || '1',
+      },
+    },
+  ],
+};

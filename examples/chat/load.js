@@ -1,0 +1,239 @@
+#!/usr/bin/env node
+// Load generator for the chat example: Socket.IO clients, each from its own loopback source
+// address, sending direct messages (with a typing indicator before each) and activity posts
+// (room broadcasts), both acked. Reports what a user would notice: clients fully OK, HTTP 400
+// "Session ID unknown", connect errors, acks, broadcasts, latency, and each client's worker(s).
+//
+// Human summary on stderr, ONE JSON object on the last stdout line. Exit 0 unless load.js itself
+// crashes (observed 400s, timeouts etc. are results, not failures). Run with --help for flags.
+'use strict';
+const http = require('node:http');
+const { parseArgs } = require('node:util');
+const { performance } = require('node:perf_hooks');
+const { io } = require('socket.io-client');
+
+const { values: opt } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'http://127.0.0.1:5001' },
+    polling: { type: 'string', default: '200' },       // polling-only clients
+    upgrade: { type: 'string', default: '200' },       // default clients (polling -> websocket)
+    messages: { type: 'string', default: '5' },        // per client: each = typing + dm + activity
+    'src-base': { type: 'string', default: '127.1.0.0' }, // client i binds base + i; "none": no bind
+    'time-limit': { type: 'string', default: '60' },   // seconds, whole run
+    'room-size': { type: 'string', default: '20' },    // activity broadcast group; 0 = everyone
+    interval: { type: 'string', default: '100' },      // ms between a client's messages
+    'ack-timeout': { type: 'string', default: '10' },  // seconds
+    'reconnect-attempts': { type: 'string', default: '5' },
+    keepalive: { type: 'boolean', default: false },    // HTTP keep-alive in each client's agent
+    'no-clients': { type: 'boolean', default: false }, // leave the per-client array out of the JSON
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opt.help) {
+  console.error('usage: load.js [--url U] [--polling N] [--upgrade N] [--messages M] [--src-base A|none]\n' +
+    '  [--time-limit S] [--room-size G] [--interval MS] [--ack-timeout S] [--reconnect-attempts N]\n' +
+    '  [--keepalive] [--no-clients]');
+  process.exit(0);
+}
+const num = (k, min, max) => {
+  const v = Number(opt[k]);
+  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${k} must be in [${min}, ${max}]`);
+  return Math.floor(v);
+};
+const NPOLL = num('polling', 0, 20000), NUP = num('upgrade', 0, 20000), N = NPOLL + NUP;
+const MSGS = num('messages', 0, 10000), LIMIT_MS = num('time-limit', 1, 3600) * 1000;
+const ROOM = num('room-size', 0, 20000) || N || 1, INTERVAL = num('interval', 0, 60000);
+const ACK_MS = num('ack-timeout', 1, 600) * 1000, RECONNECTS = num('reconnect-attempts', 0, 1000);
+const t0 = performance.now();
+const deadline = t0 + LIMIT_MS;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function srcAddr(i) {
+  if (opt['src-base'] === 'none') return undefined;
+  const b = opt['src-base'].split('.').map(Number);
+  if (b.length !== 4 || b[0] !== 127) throw new Error('--src-base must be an address in 127.0.0.0/8 or "none"');
+  const v = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) + i;
+  if (v >>> 24 !== 127) throw new Error('--src-base + clients leaves 127.0.0.0/8');
+  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
+}
+
+// An http.Agent that binds the client's source address and sniffs every response on its TCP
+// connections (polling requests and the WebSocket upgrade alike) for the 400 "Session ID unknown".
+class CountingAgent extends http.Agent {
+  constructor(c, options) { super(options); this.c = c; }
+  createConnection(options, cb) {
+    const sock = super.createConnection(options, cb);
+    const c = this.c;
+    c.conns++;
+    let tail = '';
+    sock.on('data', (buf) => {
+      if (buf.length > 4096 && tail === '') return; // big WebSocket frames: not an error response
+      const s = tail + buf.toString('latin1');
+      c.http400 += (s.match(/HTTP\/1\.1 400/g) || []).length - (tail.match(/HTTP\/1\.1 400/g) || []).length;
+      c.unknown += (s.match(/Session ID unknown/g) || []).length - (tail.match(/Session ID unknown/g) || []).length;
+      tail = s.slice(-24);
+    });
+    return sock;
+  }
+}
+
+const clients = [];
+for (let i = 0; i < N; i++) {
+  const room = Math.floor(i / ROOM);
+  const roomEnd = Math.min(N, (room + 1) * ROOM);
+  const peer = i + 1 < roomEnd ? i + 1 : room * ROOM; // next in the room (itself when alone)
+  clients.push({
+    i, addr: srcAddr(i), kind: i < NPOLL ? 'polling' : 'upgrade', room, peer,
+    conns: 0, http400: 0, unknown: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
+    hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
+    sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
+  });
+}
+const latency = [], ackLatency = [];
+
+function seen(c, r) {
+  if (r && r.pid) { const k = `${r.pid}/${r.instance}`; c.workers.set(k, (c.workers.get(k) || 0) + 1); }
+}
+
+function connect(c) {
+  const agent = new CountingAgent(c, { localAddress: c.addr, keepAlive: opt.keepalive });
+  const s = io(opt.url, {
+    forceNew: true, agent, auth: { user: `u${c.i}`, room: `r${c.room}` },
+    transports: c.kind === 'polling' ? ['polling'] : ['polling', 'websocket'],
+    reconnectionAttempts: RECONNECTS, reconnectionDelay: 200, reconnectionDelayMax: 1000, timeout: 10000,
+  });
+  c.socket = s;
+  s.on('hello', (h) => { c.hellos++; seen(c, h); });
+  s.on('connect_error', () => { c.connectErrors++; });
+  s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') c.disconnects++; });
+  s.io.on('error', () => { c.transportErrors++; });
+  s.on('typing', () => { c.typing++; });
+  s.on('unread', () => { c.unread++; });
+  s.on('dm', (m) => { c.dms++; latency.push(performance.now() - m.ts); });
+  s.on('activity', (m) => { c.activity++; latency.push(performance.now() - m.ts); });
+}
+
+async function send(c) {
+  await sleep(Math.random() * Math.max(INTERVAL, 50)); // spread the start
+  for (let k = 0; k < MSGS && performance.now() < deadline; k++) {
+    const s = c.socket, ts = performance.now();
+    c.sent++;
+    const onAck = (err, r) => {
+      if (err) { c.ackErrors++; return; }
+      c.acks++; seen(c, r); ackLatency.push(performance.now() - ts);
+    };
+    s.emit('typing', { to: `u${c.peer}` });
+    s.timeout(ACK_MS).emit('dm', { to: `u${c.peer}`, text: `dm ${k} from u${c.i}`, ts }, onAck);
+    s.timeout(ACK_MS).emit('activity', { text: `post ${k} from u${c.i}`, ts }, onAck);
+    await sleep(INTERVAL);
+  }
+}
+
+// what each client should get once every message was sent
+function expected(c) {
+  let bc = 0, dm = 0;
+  const end = Math.min(N, (c.room + 1) * ROOM);
+  for (let j = c.room * ROOM; j < end; j++) {
+    if (j !== c.i) bc += clients[j].sent;
+    if (clients[j].peer === c.i) dm += clients[j].sent;
+  }
+  return { acks: 2 * c.sent, bc, dm };
+}
+const complete = (c) => {
+  const e = expected(c);
+  return c.acks + c.ackErrors >= e.acks && c.activity >= e.bc && c.dms >= e.dm && c.typing >= e.dm && c.unread >= e.dm;
+};
+
+const pct = (a, p) => {
+  if (!a.length) return null;
+  const s = Float64Array.from(a).sort();
+  return +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))].toFixed(1);
+};
+
+let reported = false;
+function report(timedOut) {
+  if (reported) return;
+  reported = true;
+  const per = clients.map((c) => {
+    const e = expected(c);
+    const ws = [...c.workers.keys()];
+    const ok = c.hellos === 1 && ws.length === 1 && c.unknown === 0 && c.http400 === 0 &&
+      c.connectErrors === 0 && c.disconnects === 0 && c.ackErrors === 0 && c.acks === e.acks &&
+      c.activity === e.bc && c.dms === e.dm && c.typing >= e.dm && c.unread >= e.dm &&
+      (c.kind === 'polling' || c.finalTransport === 'websocket');
+    return {
+      i: c.i, addr: c.addr ?? null, kind: c.kind, transport: c.finalTransport, ok,
+      pids: ws.map((w) => Number(w.split('/')[0])), instances: ws.map((w) => Number(w.split('/')[1])),
+      sessions: c.hellos, conns: c.conns, http_400: c.http400, session_unknown: c.unknown,
+      connect_errors: c.connectErrors, disconnects: c.disconnects,
+      acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
+      dms: c.dms, dms_expected: e.dm,
+    };
+  });
+  const sum = (f) => per.reduce((a, p) => a + f(p), 0);
+  const workers = new Map(); // by the worker of each client's first session
+  for (const p of per) {
+    if (!p.pids.length) continue;
+    const k = `${p.pids[0]}/${p.instances[0]}`;
+    const w = workers.get(k) || { pid: p.pids[0], instance: p.instances[0], clients: 0 };
+    w.clients++;
+    workers.set(k, w);
+  }
+  const out = {
+    url: opt.url, polling: NPOLL, upgrade: NUP, messages: MSGS, room_size: ROOM, keepalive: opt.keepalive,
+    duration_ms: Math.round(performance.now() - t0), timed_out: timedOut,
+    clients: N,
+    clients_ok: sum((p) => p.ok),
+    clients_ok_polling: sum((p) => p.ok && p.kind === 'polling'),
+    clients_ok_upgrade: sum((p) => p.ok && p.kind === 'upgrade'),
+    session_unknown_400: sum((p) => p.session_unknown),
+    http_400: sum((p) => p.http_400),
+    connect_errors: sum((p) => p.connect_errors),
+    transport_errors: clients.reduce((a, c) => a + c.transportErrors, 0),
+    disconnects: sum((p) => p.disconnects),
+    clients_connected: sum((p) => p.sessions > 0),
+    clients_single_worker: sum((p) => p.pids.length === 1),
+    clients_websocket: sum((p) => p.transport === 'websocket'),
+    tcp_connections: sum((p) => p.conns),
+    acks: { received: sum((p) => p.acks), expected: sum((p) => p.acks_expected) },
+    broadcasts: { received: sum((p) => p.broadcasts), expected: sum((p) => p.broadcasts_expected) },
+    dms: { received: sum((p) => p.dms), expected: sum((p) => p.dms_expected) },
+    latency_ms: { p50: pct(latency, 50), p99: pct(latency, 99), samples: latency.length },
+    ack_latency_ms: { p50: pct(ackLatency, 50), p99: pct(ackLatency, 99) },
+    workers: [...workers.values()].sort((a, b) => a.instance - b.instance),
+  };
+  if (!opt['no-clients']) out.per_client = per;
+  const w = out.workers.map((x) => `#${x.instance} pid ${x.pid}: ${x.clients}`).join(', ');
+  console.error(
+    `load: ${out.clients_ok}/${N} clients fully OK (polling ${out.clients_ok_polling}/${NPOLL}, upgrade ${out.clients_ok_upgrade}/${NUP})` +
+    `${timedOut ? ' [time limit hit]' : ''} in ${(out.duration_ms / 1000).toFixed(1)} s\n` +
+    `  400 "Session ID unknown": ${out.session_unknown_400} (all 400s: ${out.http_400}), connect errors: ${out.connect_errors}, ` +
+    `disconnects: ${out.disconnects}, TCP connections: ${out.tcp_connections}\n` +
+    `  acks ${out.acks.received}/${out.acks.expected}, broadcasts ${out.broadcasts.received}/${out.broadcasts.expected}, ` +
+    `dms ${out.dms.received}/${out.dms.expected}, latency p50 ${out.latency_ms.p50} ms p99 ${out.latency_ms.p99} ms\n` +
+    `  connected ${out.clients_connected}, on one worker ${out.clients_single_worker}, websocket ${out.clients_websocket}; workers: ${w || 'none'}`);
+  process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0));
+}
+
+async function main() {
+  // connect everyone (a few at a time), then wait for their first session, bounded
+  for (const c of clients) { connect(c); if (c.i % 20 === 19) await sleep(5); }
+  const connectBy = Math.min(deadline, performance.now() + Math.max(5000, LIMIT_MS / 3));
+  while (performance.now() < connectBy && clients.some((c) => c.hellos === 0)) await sleep(50);
+  // let the default clients finish their upgrade before the messages start
+  const upBy = Math.min(deadline, performance.now() + 2000);
+  while (performance.now() < upBy &&
+    clients.some((c) => c.kind === 'upgrade' && c.hellos > 0 && c.socket.io.engine?.transport?.name !== 'websocket')) await sleep(50);
+  await Promise.all(clients.map(send));
+  while (performance.now() < deadline && !clients.every(complete)) await sleep(50);
+  await sleep(200); // late duplicates or errors
+  const timedOut = performance.now() >= deadline;
+  for (const c of clients) { c.finalTransport = c.socket.io.engine?.transport?.name ?? null; c.socket.disconnect(); }
+  report(timedOut);
+}
+
+setTimeout(() => {
+  for (const c of clients) { c.finalTransport ??= c.socket?.io.engine?.transport?.name ?? null; c.socket?.disconnect(); }
+  report(true);
+}, LIMIT_MS + 5000).unref();
+main();

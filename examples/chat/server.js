@@ -1,0 +1,91 @@
+// Small Socket.IO chat for sio-steer: direct messages, typing indicator, unread counters and a
+// room activity stream, shared between PM2 workers through the Redis adapter.
+//
+// env: PORT (5001), HOST (all addresses), REDIS_URL (redis://127.0.0.1:6379),
+//      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener).
+'use strict';
+const http = require('node:http');
+const { Server } = require('socket.io');
+const { createAdapter } = require('@socket.io/redis-adapter');
+const { createClient } = require('redis');
+
+const PORT = Number(process.env.PORT || 5001);
+const HOST = process.env.HOST || undefined;
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const REUSEPORT = process.env.SIO_REUSEPORT !== '0';
+// PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
+const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
+const me = { pid: process.pid, instance: INSTANCE };
+
+let engineErrors = 0; // requests this worker refused (e.g. code 1, "Session ID unknown")
+
+async function main() {
+  const pub = createClient({ url: REDIS_URL });
+  const sub = pub.duplicate();
+  const store = pub.duplicate(); // unread counters live in Redis, so every worker sees them
+  for (const c of [pub, sub, store]) c.on('error', (e) => console.error('redis:', e.message));
+  await Promise.all([pub.connect(), sub.connect(), store.connect()]);
+
+  const httpServer = http.createServer((req, res) => {
+    if (req.url === '/health') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ ...me, clients: io.engine.clientsCount, engineErrors }));
+      return;
+    }
+    res.statusCode = 404;
+    res.end();
+  });
+  const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
+  io.engine.on('connection_error', () => { engineErrors++; });
+
+  io.on('connection', async (socket) => {
+    const user = String(socket.handshake.auth?.user ?? socket.id);
+    const room = socket.handshake.auth?.room ? `room:${socket.handshake.auth.room}` : null;
+    await socket.join(room ? [`user:${user}`, room] : [`user:${user}`]);
+    socket.emit('hello', { ...me, sid: socket.id, user, transport: socket.conn.transport.name });
+
+    // typing indicator: fire and forget, to the peer on whatever worker holds it
+    socket.on('typing', (msg) => {
+      socket.to(`user:${msg?.to}`).emit('typing', { from: user });
+    });
+
+    // direct message: deliver, bump the peer's unread counter, ack with this worker's identity
+    socket.on('dm', async (msg, ack) => {
+      const to = String(msg?.to);
+      const unread = await store.incr(`unread:${to}`);
+      io.to(`user:${to}`).emit('dm', { from: user, text: msg?.text, ts: msg?.ts });
+      io.to(`user:${to}`).emit('unread', { count: unread });
+      if (typeof ack === 'function') ack({ ok: true, ...me });
+    });
+
+    socket.on('read', async (ack) => {
+      await store.del(`unread:${user}`);
+      if (typeof ack === 'function') ack({ ok: true, ...me });
+    });
+
+    // activity stream: broadcast to the sender's room (everyone if no room), not back to the sender
+    socket.on('activity', (msg, ack) => {
+      const target = room ? socket.to(room) : socket.broadcast;
+      target.emit('activity', { from: user, text: msg?.text, ts: msg?.ts });
+      if (typeof ack === 'function') ack({ ok: true, ...me });
+    });
+  });
+
+  httpServer.listen({ port: PORT, host: HOST, reusePort: REUSEPORT }, () => {
+    console.log(`chat: pid ${me.pid} instance ${INSTANCE} listening on ${PORT} reusePort=${REUSEPORT}`);
+    if (process.send) process.send('ready'); // PM2 wait_ready
+  });
+
+  const stop = () => {
+    io.close(); // closes the http server too
+    Promise.allSettled([pub.quit(), sub.quit(), store.quit()]).finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((e) => {
+  console.error('chat: fatal', e);
+  process.exit(1);
+});

@@ -1,0 +1,62 @@
+// sio-steer detach: take the program off the port's reuseport group and remove the pinned state.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "cli.h"
+#include "discovery.h"
+#include "errors.h"
+#include "options.h"
+#include "pinned_state.h"
+#include "preflight.h"
+
+namespace po = boost::program_options;
+
+namespace sio_steer {
+
+int run_detach(const args& a)
+{
+    steer_options o;
+    std::string port;
+    po::options_description options("detach options");
+    options.add_options()("port", po::value(&port)->required(), "TCP port to stop steering");
+    add_pin_root(options, o.pin_root);
+    po::variables_map vm;
+    if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm))
+        return 0;
+    o.port = parse_port(port);
+    require_capabilities();
+
+    std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
+    if (!state)
+        throw steer_error(exit_code::not_attached, "nothing is pinned for port " + port + " in " + o.pin_root,
+                          "sio-steer was not attached to this port (or was detached already)",
+                          "see `sio-steer status` for the ports it steers");
+
+    // Detach from the group that holds our sockets: one member is enough for the whole group.
+    std::set<std::uint64_t> ours;
+    for (const slot& s : state->read_slots())
+        if (s.cookie)
+            ours.insert(s.cookie);
+    std::size_t detached = 0;
+    for (const listener& l : find_listeners(o.port)) {
+        if (!ours.count(l.cookie) || !l.pid)
+            continue;
+        unique_fd fd = duplicate_socket(l.pid, l.fd);
+        int unused = 0;
+        if (setsockopt(fd.get(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) == 0)
+            detached++;
+        else if (errno != ENOENT)
+            throw_system_error("cannot detach the steering program from port " + port, errno);
+        break;
+    }
+    pinned_state::remove(o.pin_dir());
+    spdlog::info("detached from port {}{}; removed {}", o.port,
+                 detached ? "" : " (no live group had the program)", o.pin_dir());
+    return 0;
+}
+
+}  // namespace sio_steer

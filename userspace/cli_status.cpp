@@ -1,0 +1,100 @@
+// sio-steer status: what is attached to a port (or to every pinned port), per worker and in total.
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli.h"
+#include "errors.h"
+#include "options.h"
+#include "pinned_state.h"
+#include "report.h"
+
+namespace po = boost::program_options;
+
+namespace sio_steer {
+
+namespace {
+
+void print_text(const nlohmann::json& r)
+{
+    const auto& c = r["config"];
+    std::printf("port %d: %s\n", r["port"].get<int>(),
+                !r["attached"].get<bool>() ? "NOT attached (no worker socket of the map is listening)"
+                : r["in_sync"].get<bool>() ? "attached, in sync"
+                                           : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
+    std::printf("  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
+    std::printf("  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
+                c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
+    std::printf("  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
+                r["sessions"]["capacity"].get<std::size_t>());
+    std::printf("\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie", "selections");
+    for (const auto& w : r["workers"]) {
+        std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
+        std::string uid = w["uid"].is_null() ? "-" : std::to_string(w["uid"].get<unsigned>());
+        std::string process = w["live"].get<bool>() ? w["process"].get<std::string>() : "(gone)";
+        std::printf("  %-5u %-8u %-9s %-22s %-6s %-12llu %llu\n", w["slot"].get<unsigned>(), w["pid"].get<unsigned>(),
+                    instance.c_str(), process.c_str(), uid.c_str(), w["cookie"].get<unsigned long long>(),
+                    w["selections"].get<unsigned long long>());
+    }
+    for (const auto& l : r["unmanaged_listeners"])
+        std::printf("  %-5s %-8u %-9s %-22s (listening, not in the workers map)\n", "-", l["pid"].get<unsigned>(), "-",
+                    l["process"].get<std::string>().c_str());
+    std::printf("\n  counters");
+    for (const auto& [name, value] : r["counters"].items())
+        std::printf(" %s=%llu", name.c_str(), value.get<unsigned long long>());
+    std::printf("\n");
+}
+
+}  // namespace
+
+int run_status(const args& a)
+{
+    steer_options o;
+    std::string port;
+    bool json_out = false;
+    po::options_description options("status options");
+    options.add_options()
+        ("port", po::value(&port), "TCP port (default: every pinned port)")
+        ("json", po::bool_switch(&json_out), "print one JSON document");
+    add_pin_root(options, o.pin_root);
+    po::variables_map vm;
+    if (!parse_args("status", "[--port N] [--json] [--pin-root DIR]", a, options, vm))
+        return 0;
+
+    std::vector<std::uint16_t> ports;
+    if (!port.empty()) {
+        ports.push_back(parse_port(port));
+    } else {
+        std::error_code ec;
+        for (const auto& entry : std::filesystem::directory_iterator(o.pin_root, ec))
+            if (entry.is_directory() && std::isdigit(static_cast<unsigned char>(entry.path().filename().string()[0])))
+                ports.push_back(parse_port(entry.path().filename().string()));
+        std::sort(ports.begin(), ports.end());
+    }
+
+    nlohmann::json all = nlohmann::json::array();
+    bool missing = false;
+    for (std::uint16_t p : ports) {
+        o.port = p;
+        std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
+        if (!state) {
+            missing = true;
+            if (!json_out)
+                std::printf("port %u: not attached (nothing pinned in %s)\n", p, o.pin_dir().c_str());
+            continue;
+        }
+        nlohmann::json r = status_report(*state, p);
+        if (json_out)
+            all.push_back(r);
+        else
+            print_text(r);
+    }
+    if (json_out)
+        std::cout << (port.empty() ? all : all.empty() ? nlohmann::json(nullptr) : all[0]).dump(2) << "\n";
+    else if (ports.empty())
+        std::printf("no port is steered (nothing pinned in %s)\n", o.pin_root.c_str());
+    return missing || ports.empty() ? static_cast<int>(exit_code::not_attached) : 0;
+}
+
+}  // namespace sio_steer

@@ -1,0 +1,143 @@
+#include "controller.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "errors.h"
+#include "maglev.h"
+#include "slot_table.h"
+
+namespace sio_steer {
+
+std::string describe_owner(const listener& l)
+{
+    if (!l.pid)
+        return "no visible owner process";
+    std::string s = "pid " + std::to_string(l.pid) + " (" + l.process + ")";
+    if (l.instance)
+        s += ", instance " + std::to_string(*l.instance);
+    return s;
+}
+
+namespace {
+
+std::string describe_group(const listener& l)
+{
+    return l.family == AF_INET6 ? "[" + l.address + "]:" + std::to_string(l.port)
+                                : l.address + ":" + std::to_string(l.port);
+}
+
+bool has_reuseport(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof(on);
+    return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on;
+}
+
+}  // namespace
+
+worker_sockets take_listeners(std::uint16_t port)
+{
+    worker_sockets ws;
+    ws.listeners = find_listeners(port);
+    const std::string p = std::to_string(port);
+    if (ws.listeners.empty())
+        throw steer_error(exit_code::no_listeners, "nothing listens on TCP port " + p,
+                          "sio-steer steers the connections of workers that already listen on the port",
+                          "start the workers first (e.g. pm2 start ecosystem.config.cjs), or check the port number");
+
+    std::map<std::string, std::vector<const listener*>> groups;
+    for (const listener& l : ws.listeners)
+        groups[describe_group(l)].push_back(&l);
+    if (groups.size() > 1) {
+        std::string names;
+        for (const auto& [name, members] : groups)
+            names += (names.empty() ? "" : ", ") + name + " (" + std::to_string(members.size()) + " sockets)";
+        throw steer_error(exit_code::not_steerable, "port " + p + " has several listening groups: " + names,
+                          "each bound address forms its own reuseport group, and one steering program serves one group",
+                          "let every worker listen on the same address, e.g. server.listen({port: " + p +
+                              ", reusePort: true}) without a host (dual-stack [::])");
+    }
+
+    for (const listener& l : ws.listeners) {
+        if (!l.pid)
+            throw steer_error(exit_code::not_steerable,
+                              "the listener " + describe_group(l) + " (inode " + std::to_string(l.inode) +
+                                  ") has no owner process visible here",
+                              "sio-steer needs the workers' processes to take a reference to their sockets",
+                              "run sio-steer in the workers' PID namespace (on the host, not in another container)");
+        ws.fds.push_back(duplicate_socket(l.pid, l.fd));
+    }
+    for (std::size_t i = 0; i < ws.listeners.size(); i++) {
+        if (has_reuseport(ws.fds[i].get()))
+            continue;
+        const listener& l = ws.listeners[i];
+        std::string count = ws.listeners.size() == 1 ? "one listener" : std::to_string(ws.listeners.size()) + " listeners";
+        throw steer_error(exit_code::not_steerable,
+                          "port " + p + " has " + count + " without SO_REUSEPORT, owned by " + describe_owner(l),
+                          "the workers do not each own a listener, so the kernel cannot choose among them "
+                          "(under PM2 cluster mode, the God daemon then holds the only socket and hands out connections itself)",
+                          "listen with server.listen({port: " + p + ", reusePort: true}) on Node >= 22.12 "
+                          "(see docs/pm2.md), restart the app, then attach again");
+    }
+    return ws;
+}
+
+sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets)
+{
+    config old = state.read_config();
+    config wanted = make_config(options, old.hash_seed);
+    if (std::memcmp(&old, &wanted, sizeof(config)) != 0) {
+        if (old.key_mode != wanted.key_mode || old.v4_prefix != wanted.v4_prefix || old.v6_prefix != wanted.v6_prefix)
+            spdlog::warn("client key changed (key {} /{} /{} -> {} /{} /{}): recorded sessions no longer match",
+                         key_mode_name(old.key_mode), old.v4_prefix, old.v6_prefix, key_mode_name(wanted.key_mode),
+                         wanted.v4_prefix, wanted.v6_prefix);
+        state.write_config(wanted);
+    }
+
+    std::vector<live_socket> live;
+    for (const listener& l : sockets.listeners)
+        live.push_back({l.cookie, l.instance, l.pid});
+    std::vector<slot> current = state.read_slots();
+    slot_plan plan = plan_slots(current, live);
+
+    sync_report report;
+    // Successors and records first, then sockets, then the ring: the program never reads a ring
+    // entry whose slot is not filled yet.
+    for (std::uint32_t s : plan.changed)
+        state.write_slot(s, plan.slots[s]);
+    for (auto [s, i] : plan.inserts) {
+        state.insert_worker(s, sockets.fds[i].get());
+        report.added.push_back(s);
+        spdlog::info("worker socket came: slot {}, {}, cookie {}", s, describe_owner(sockets.listeners[i]),
+                     sockets.listeners[i].cookie);
+    }
+    for (std::uint32_t s : plan.removed) {
+        report.removed.push_back(s);
+        const slot& rec = current[s];
+        spdlog::info("worker socket went: slot {}, pid {}, instance {}, clients move to {}", s, rec.pid,
+                     rec.instance == no_instance ? std::string("-") : std::to_string(rec.instance),
+                     plan.slots[s].successor == SIO_STEER_SLOT_NONE ? std::string("the ring's choice")
+                                                                    : "slot " + std::to_string(plan.slots[s].successor));
+    }
+
+    std::vector<std::uint32_t> ring_now = state.read_ring();
+    std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
+    for (std::size_t i = 0; i < ring.size(); i++)
+        report.ring_changes += ring[i] != ring_now[i];
+    state.write_ring(ring, ring_now);
+
+    // Any member attaches the program to the whole group; it replaces whatever was attached.
+    int prog = state.program();
+    if (!sockets.fds.empty() &&
+        setsockopt(sockets.fds.front().get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
+        throw_system_error("cannot attach the steering program to port " + std::to_string(options.port), errno);
+    return report;
+}
+
+}  // namespace sio_steer

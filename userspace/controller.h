@@ -1,0 +1,39 @@
+// Keeps the pinned steering state of a port in step with the sockets listening on it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "discovery.h"
+#include "options.h"
+#include "pinned_state.h"
+#include "unique_fd.h"
+
+namespace sio_steer {
+
+// The listeners on a port with the controller's own reference to each socket.
+struct worker_sockets {
+    std::vector<listener> listeners;
+    std::vector<unique_fd> fds;  // fds[i] duplicates listeners[i]
+};
+
+// Finds and duplicates the listeners. Throws steer_error when there is nothing to steer:
+// no listener (no_listeners), no SO_REUSEPORT or several reuseport groups (not_steerable).
+worker_sockets take_listeners(std::uint16_t port);
+
+struct sync_report {
+    std::vector<std::uint32_t> added;    // slots filled with a new socket
+    std::vector<std::uint32_t> removed;  // slots whose socket closed
+    std::size_t ring_changes = 0;        // ring entries rewritten
+    bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
+};
+
+// Puts every socket into the workers map (keeping those already there), rebuilds the ring,
+// writes the config from `options` (keeping the pinned hash seed) and attaches the program to
+// the reuseport group. Logs one line per socket that came or went.
+sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets);
+
+// One line naming a listener's owner, e.g. "pid 812 (PM2 v7.0.4: God), instance 2".
+std::string describe_owner(const listener& l);
+
+}  // namespace sio_steer

@@ -1,0 +1,37 @@
+// What an operator chooses for a port, validated before anything is touched.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "sio_steer.h"
+
+namespace sio_steer {
+
+struct steer_options {
+    std::uint16_t port = 0;
+    sio_steer_key_mode key_mode = SIO_STEER_KEY_ADDRESS;
+    std::uint32_t v4_prefix = 32;
+    std::uint32_t v6_prefix = 64;
+    std::uint32_t max_sessions = 262144;
+    std::chrono::seconds session_ttl{600};
+    std::string pin_root = "/sys/fs/bpf/sio-steer";
+    std::string lock_dir = "/run/sio-steer";
+
+    std::string pin_dir() const { return pin_root + "/" + std::to_string(port); }
+};
+
+// Parsers for option values; each throws steer_error(usage) naming the option and the rule.
+std::uint16_t parse_port(const std::string& text);
+sio_steer_key_mode parse_key_mode(const std::string& text);  // "address" | "address,port"
+std::string key_mode_name(std::uint32_t mode);
+std::chrono::seconds parse_duration(const std::string& option, const std::string& text);  // 600, 600s, 10m, 1h
+
+// Range checks of the combination (prefixes, sizes); throws steer_error(usage).
+void validate(const steer_options& options);
+
+// The config map value the options stand for (abi version, masks, TTL), with the given seed.
+config make_config(const steer_options& options, std::uint32_t hash_seed);
+
+}  // namespace sio_steer

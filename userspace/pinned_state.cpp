@@ -1,0 +1,311 @@
+#include "pinned_state.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "errors.h"
+#include "sio_steer.skel.h"
+
+namespace sio_steer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const map_names[] = {"workers", "slots", "sessions", "ring", "config", "stats"};
+
+struct skeleton_deleter {
+    void operator()(sio_steer_bpf* s) const { sio_steer_bpf__destroy(s); }
+};
+using skeleton = std::unique_ptr<sio_steer_bpf, skeleton_deleter>;
+
+unique_fd get_pinned(const std::string& path)
+{
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0)
+        throw steer_error(exit_code::incompatible, "pinned state is incomplete: " + path + " is missing",
+                          "another tool or an interrupted detach changed the pin folder",
+                          "run `sio-steer detach` for the port, then attach again");
+    return unique_fd(fd);
+}
+
+void pin(int fd, const std::string& path)
+{
+    if (bpf_obj_pin(fd, path.c_str()))
+        throw_system_error("cannot pin " + path, errno);
+}
+
+void update(int map, const void* key, const void* value, const char* what)
+{
+    if (bpf_map_update_elem(map, key, value, BPF_ANY))
+        throw_system_error(std::string("cannot update the ") + what + " map", errno);
+}
+
+// The pinned maps must have the layout this build's program expects.
+void check_layout(const std::string& dir, bpf_map* expected, int fd)
+{
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len))
+        throw_system_error("cannot read map info in " + dir, errno);
+    bool same = info.type == bpf_map__type(expected) && info.key_size == bpf_map__key_size(expected) &&
+                info.value_size == bpf_map__value_size(expected) &&
+                (info.max_entries == bpf_map__max_entries(expected) || info.type == BPF_MAP_TYPE_LRU_HASH);
+    if (!same)
+        throw steer_error(exit_code::incompatible,
+                          std::string("the pinned map ") + bpf_map__name(expected) + " in " + dir +
+                              " has another layout than this version of sio-steer expects",
+                          "it was written by an incompatible version of sio-steer",
+                          "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
+}
+
+}  // namespace
+
+std::optional<pinned_state> pinned_state::open(const std::string& dir)
+{
+    if (!fs::exists(dir + "/config"))
+        return std::nullopt;
+    pinned_state st;
+    st.dir_ = dir;
+    st.config_ = get_pinned(dir + "/config");
+    config c = st.read_config();
+    if (c.abi_version != SIO_STEER_ABI_VERSION)
+        throw steer_error(exit_code::incompatible,
+                          "the state pinned in " + dir + " has ABI version " + std::to_string(c.abi_version) +
+                              "; this sio-steer speaks version " + std::to_string(SIO_STEER_ABI_VERSION),
+                          "it was written by an incompatible version of sio-steer",
+                          "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
+    st.program_ = get_pinned(dir + "/program");
+    st.workers_ = get_pinned(dir + "/workers");
+    st.slots_ = get_pinned(dir + "/slots");
+    st.sessions_ = get_pinned(dir + "/sessions");
+    st.ring_ = get_pinned(dir + "/ring");
+    st.stats_ = get_pinned(dir + "/stats");
+    return st;
+}
+
+std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
+{
+    const std::string dir = options.pin_dir();
+    std::optional<pinned_state> existing = open(dir);
+
+    skeleton skel(sio_steer_bpf__open());
+    if (!skel)
+        throw_system_error("cannot open the BPF object", errno);
+    bpf_map* maps[] = {skel->maps.workers, skel->maps.slots, skel->maps.sessions,
+                       skel->maps.ring, skel->maps.config, skel->maps.stats};
+    if (existing) {
+        int fds[] = {existing->workers_.get(), existing->slots_.get(), existing->sessions_.get(),
+                     existing->ring_.get(), existing->config_.get(), existing->stats_.get()};
+        for (int i = 0; i < 6; i++) {
+            check_layout(dir, maps[i], fds[i]);
+            if (bpf_map__reuse_fd(maps[i], fds[i]))
+                throw_system_error("cannot reuse the pinned map " + std::string(map_names[i]), errno);
+        }
+    } else {
+        bpf_map__set_max_entries(skel->maps.sessions, options.max_sessions);
+    }
+    if (int err = sio_steer_bpf__load(skel.get()))
+        throw steer_error(exit_code::environment, std::string("the kernel refused the steering program: ") + std::strerror(-err),
+                          "it needs BPF_PROG_TYPE_SK_REUSEPORT with BPF_SK_REUSEPORT_SELECT_OR_MIGRATE (Linux >= 5.14), "
+                          "BTF, and CAP_BPF with CAP_NET_ADMIN",
+                          "run `sio-steer doctor --port " + std::to_string(options.port) + "` to see which is missing");
+    int prog = bpf_program__fd(skel->progs.steer);
+
+    if (existing) {
+        // Replace the program in place; the next sync re-attaches it to the group.
+        std::string next = dir + "/program_new";  // bpffs names may not contain dots
+        unlink(next.c_str());
+        pin(prog, next);
+        if (rename(next.c_str(), (dir + "/program").c_str()))
+            throw_system_error("cannot replace " + dir + "/program", errno);
+        existing->program_ = unique_fd(dup(prog));
+        return {std::move(*existing), false};
+    }
+
+    // Fresh maps: no slot used, no ring entry, a random hash seed (clients cannot aim at a worker).
+    std::uint32_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = static_cast<std::uint32_t>(getpid()) * 2654435761u;
+    std::uint32_t zero = 0, none = SIO_STEER_SLOT_NONE;
+    config c = make_config(options, seed);
+    update(bpf_map__fd(skel->maps.config), &zero, &c, "config");
+    slot empty{};
+    empty.successor = SIO_STEER_SLOT_NONE;
+    for (std::uint32_t i = 0; i < SIO_STEER_MAX_SLOTS; i++)
+        update(bpf_map__fd(skel->maps.slots), &i, &empty, "slots");
+    for (std::uint32_t i = 0; i < SIO_STEER_RING_SIZE; i++)
+        update(bpf_map__fd(skel->maps.ring), &i, &none, "ring");
+
+    std::error_code ec;
+    fs::create_directories(options.pin_root, ec);
+    if (ec)
+        throw steer_error(exit_code::environment, "cannot create " + options.pin_root + ": " + ec.message(),
+                          "the pin root must be on a mounted bpffs",
+                          "mount it: mount -t bpf bpf /sys/fs/bpf");
+    std::string tmp = options.pin_root + "/new_" + std::to_string(options.port) + "_" + std::to_string(getpid());
+    fs::remove_all(tmp, ec);
+    if (mkdir(tmp.c_str(), 0700))
+        throw_system_error("cannot create " + tmp, errno);
+    try {
+        pin(prog, tmp + "/program");
+        for (int i = 0; i < 6; i++)
+            pin(bpf_map__fd(maps[i]), tmp + "/" + map_names[i]);
+        if (rename(tmp.c_str(), dir.c_str()))
+            throw_system_error("cannot rename " + tmp + " to " + dir, errno);
+    } catch (...) {
+        fs::remove_all(tmp, ec);
+        throw;
+    }
+    skel.reset();
+    return {std::move(*open(dir)), true};
+}
+
+void pinned_state::remove(const std::string& dir)
+{
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec)
+        throw steer_error(exit_code::failure, "cannot remove " + dir + ": " + ec.message());
+}
+
+config pinned_state::read_config() const
+{
+    config c{};
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(config_.get(), &zero, &c))
+        throw_system_error("cannot read the config map in " + dir_, errno);
+    return c;
+}
+
+void pinned_state::write_config(const config& c) const
+{
+    std::uint32_t zero = 0;
+    update(config_.get(), &zero, &c, "config");
+}
+
+std::vector<slot> pinned_state::read_slots() const
+{
+    std::vector<slot> slots(SIO_STEER_MAX_SLOTS);
+    for (std::uint32_t i = 0; i < SIO_STEER_MAX_SLOTS; i++)
+        if (bpf_map_lookup_elem(slots_.get(), &i, &slots[i]))
+            throw_system_error("cannot read the slots map", errno);
+    return slots;
+}
+
+void pinned_state::write_slot(std::uint32_t index, const slot& s) const
+{
+    update(slots_.get(), &index, &s, "slots");
+}
+
+std::vector<std::uint32_t> pinned_state::read_ring() const
+{
+    std::vector<std::uint32_t> ring(SIO_STEER_RING_SIZE);
+    for (std::uint32_t i = 0; i < SIO_STEER_RING_SIZE; i++)
+        if (bpf_map_lookup_elem(ring_.get(), &i, &ring[i]))
+            throw_system_error("cannot read the ring map", errno);
+    return ring;
+}
+
+void pinned_state::write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const
+{
+    // Only the entries that change: each write is atomic, so the program always reads a valid slot.
+    for (std::uint32_t i = 0; i < ring.size(); i++)
+        if (i >= current.size() || ring[i] != current[i])
+            update(ring_.get(), &i, &ring[i], "ring");
+}
+
+stats pinned_state::read_stats() const
+{
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus < 1)
+        throw_system_error("cannot count the possible CPUs", -cpus);
+    std::vector<stats> per_cpu(static_cast<std::size_t>(cpus));
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(stats_.get(), &zero, per_cpu.data()))
+        throw_system_error("cannot read the stats map", errno);
+    stats sum{};
+    for (const stats& s : per_cpu) {
+        sum.session_hits += s.session_hits;
+        sum.new_sessions += s.new_sessions;
+        sum.expired += s.expired;
+        sum.fallbacks += s.fallbacks;
+        sum.migrations += s.migrations;
+        sum.errors += s.errors;
+        for (int i = 0; i < SIO_STEER_MAX_SLOTS; i++)
+            sum.selections[i] += s.selections[i];
+    }
+    return sum;
+}
+
+std::optional<session> pinned_state::find_session(const client_key& key) const
+{
+    session s{};
+    if (bpf_map_lookup_elem(sessions_.get(), &key, &s))
+        return std::nullopt;
+    return s;
+}
+
+std::vector<std::pair<client_key, session>> pinned_state::read_sessions() const
+{
+    std::vector<std::pair<client_key, session>> out;
+    client_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(sessions_.get(), prev, &next) == 0) {
+        session s{};
+        if (bpf_map_lookup_elem(sessions_.get(), &next, &s) == 0)
+            out.emplace_back(next, s);
+        key = next;
+        prev = &key;
+    }
+    return out;
+}
+
+std::size_t pinned_state::count_sessions() const
+{
+    std::size_t n = 0;
+    client_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(sessions_.get(), prev, &next) == 0) {
+        n++;
+        key = next;
+        prev = &key;
+    }
+    return n;
+}
+
+std::size_t pinned_state::flush_sessions() const
+{
+    std::size_t n = 0;
+    client_key next{};
+    while (bpf_map_get_next_key(sessions_.get(), nullptr, &next) == 0 &&
+           bpf_map_delete_elem(sessions_.get(), &next) == 0)
+        n++;
+    return n;
+}
+
+std::uint32_t pinned_state::max_sessions() const
+{
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(sessions_.get(), &info, &len))
+        throw_system_error("cannot read the sessions map info", errno);
+    return info.max_entries;
+}
+
+void pinned_state::insert_worker(std::uint32_t index, int socket_fd) const
+{
+    std::uint64_t value = static_cast<std::uint64_t>(socket_fd);
+    if (bpf_map_update_elem(workers_.get(), &index, &value, BPF_ANY))
+        throw_system_error("cannot put a listening socket into slot " + std::to_string(index) + " of the workers map", errno);
+}
+
+}  // namespace sio_steer

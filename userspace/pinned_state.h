@@ -1,0 +1,63 @@
+// The steering state of one port, pinned in bpffs so that it outlives the controller:
+//
+//   <pin root>/<port>/program   the steering program
+//                     workers   REUSEPORT_SOCKARRAY  slot -> listening socket
+//                     slots     ARRAY                slot -> struct slot (cookie, pid, instance, ...)
+//                     sessions  LRU_HASH             struct client_key -> struct session
+//                     ring      ARRAY                Maglev bucket -> slot
+//                     config    ARRAY[1]             struct config
+//                     stats     PERCPU_ARRAY[1]      struct stats
+//
+// A new folder is built under a temporary name and renamed into place, so it is never half-written.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "options.h"
+#include "sio_steer.h"
+#include "unique_fd.h"
+
+namespace sio_steer {
+
+class pinned_state {
+public:
+    // The state pinned in `dir`, or nullopt if nothing is pinned there.
+    // Throws steer_error(incompatible) if it was written by another ABI version.
+    static std::optional<pinned_state> open(const std::string& dir);
+
+    // Loads this build's program onto the pinned maps (or onto new ones, which it pins), and pins
+    // the program; returns the state and whether it was created. Existing sessions are kept.
+    static std::pair<pinned_state, bool> load(const steer_options& options);
+
+    // Removes the pinned folder (maps and program live on only while something still uses them).
+    static void remove(const std::string& dir);
+
+    const std::string& dir() const { return dir_; }
+    int program() const { return program_.get(); }
+    int workers() const { return workers_.get(); }
+
+    config read_config() const;
+    void write_config(const config& c) const;
+    std::vector<slot> read_slots() const;
+    void write_slot(std::uint32_t index, const slot& s) const;
+    std::vector<std::uint32_t> read_ring() const;
+    void write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const;
+    stats read_stats() const;  // summed over CPUs
+    std::optional<session> find_session(const client_key& key) const;
+    std::vector<std::pair<client_key, session>> read_sessions() const;
+    std::size_t count_sessions() const;
+    std::size_t flush_sessions() const;
+    std::uint32_t max_sessions() const;
+    void insert_worker(std::uint32_t index, int socket_fd) const;
+
+private:
+    pinned_state() = default;
+
+    std::string dir_;
+    unique_fd program_, workers_, slots_, sessions_, ring_, config_, stats_;
+};
+
+}  // namespace sio_steer

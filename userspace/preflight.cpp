@@ -1,0 +1,93 @@
+#include "preflight.h"
+
+#include <linux/capability.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+
+#include "errors.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+namespace sio_steer {
+
+namespace fs = std::filesystem;
+
+std::vector<capability_check> check_capabilities()
+{
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    syscall(SYS_capget, &header, data);
+    auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1u; };
+    bool sys_admin = has(CAP_SYS_ADMIN);
+    return {
+        {"CAP_BPF", has(CAP_BPF) || sys_admin, "loading the steering program and its maps"},
+        {"CAP_NET_ADMIN", has(CAP_NET_ADMIN) || sys_admin, "attaching it to the listening sockets"},
+        {"CAP_SYS_PTRACE", has(CAP_SYS_PTRACE) != 0, "taking the workers' sockets (pidfd_getfd)"},
+    };
+}
+
+void require_capabilities()
+{
+    std::string missing;
+    for (const auto& c : check_capabilities())
+        if (!c.present)
+            missing += std::string(missing.empty() ? "" : ", ") + c.name + " (" + c.needed_for + ")";
+    if (!missing.empty())
+        throw steer_error(exit_code::environment, "missing privileges: " + missing,
+                          "sio-steer loads BPF programs and takes sockets from other processes",
+                          "run it as root, or grant the capabilities (the systemd unit does: AmbientCapabilities=)");
+}
+
+void require_bpffs(const std::string& pin_root)
+{
+    // The pin root may not exist yet: its nearest existing ancestor must be on bpffs.
+    fs::path p = pin_root;
+    while (!p.empty() && !fs::exists(p))
+        p = p.parent_path();
+    struct statfs st {};
+    if (p.empty() || statfs(p.c_str(), &st) || st.f_type != BPF_FS_MAGIC)
+        throw steer_error(exit_code::environment, pin_root + " is not on a BPF filesystem",
+                          "the steering program and its maps are pinned there so they outlive the controller",
+                          "mount bpffs: mount -t bpf bpf /sys/fs/bpf (or pass --pin-root on a bpffs mount)");
+}
+
+port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
+{
+    std::error_code ec;
+    fs::create_directories(lock_dir, ec);
+    std::string name = pin_dir;
+    for (char& c : name)
+        if (c == '/')
+            c = '-';
+    std::string path = lock_dir + "/" + name + ".lock";
+    fd_ = unique_fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd_)
+        throw_system_error("cannot open the lock file " + path, errno);
+    if (flock(fd_.get(), LOCK_EX | LOCK_NB)) {
+        std::string holder;
+        std::ifstream(path) >> holder;
+        throw steer_error(exit_code::busy,
+                          "another sio-steer" + (holder.empty() ? std::string() : " (pid " + holder + ")") +
+                              " is already managing " + pin_dir,
+                          "two controllers writing the same maps would undo each other's slots",
+                          "use `sio-steer status` to see it; stop it (e.g. systemctl stop sio-steer@PORT) first");
+    }
+    std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd_.get(), 0) == 0)
+        (void)!pwrite(fd_.get(), pid.data(), pid.size(), 0);
+}
+
+}  // namespace sio_steer

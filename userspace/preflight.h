@@ -1,0 +1,36 @@
+// Checks made before anything changes: privileges, bpffs, and one controller per port.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "unique_fd.h"
+
+namespace sio_steer {
+
+struct capability_check {
+    const char* name;
+    bool present;
+    const char* needed_for;
+};
+
+// The capabilities the controller needs, and whether this process has them (effective set).
+std::vector<capability_check> check_capabilities();
+
+// Throws steer_error(environment) naming every missing capability.
+void require_capabilities();
+
+// Throws steer_error(environment) when `pin_root` is not on a mounted bpffs (or could not be).
+void require_bpffs(const std::string& pin_root);
+
+// An exclusive flock held for as long as this object lives: one controller per pin folder.
+class port_lock {
+public:
+    // Throws steer_error(busy) naming the holder's pid when another process holds it.
+    port_lock(const std::string& lock_dir, const std::string& pin_dir);
+
+private:
+    unique_fd fd_;
+};
+
+}  // namespace sio_steer

@@ -1,0 +1,73 @@
+#include "report.h"
+
+#include <map>
+
+#include "discovery.h"
+#include "options.h"
+#include "slot_table.h"
+
+namespace sio_steer {
+
+using nlohmann::json;
+
+nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
+{
+    config c = state.read_config();
+    stats st = state.read_stats();
+    std::vector<slot> slots = state.read_slots();
+
+    std::map<std::uint64_t, const listener*> by_cookie;
+    std::vector<listener> listeners = find_listeners(port);
+    for (const listener& l : listeners)
+        by_cookie[l.cookie] = &l;
+
+    json workers = json::array();
+    std::size_t live = 0;
+    for (std::uint32_t i = 0; i < slots.size(); i++) {
+        const slot& s = slots[i];
+        if (!s.cookie)
+            continue;
+        auto it = by_cookie.find(s.cookie);
+        const listener* l = it == by_cookie.end() ? nullptr : it->second;
+        live += l != nullptr;
+        workers.push_back({{"slot", i},
+                           {"pid", s.pid},
+                           {"instance", s.instance == no_instance ? json(nullptr) : json(s.instance)},
+                           {"process", l ? l->process : ""},
+                           {"uid", l ? json(l->uid) : json(nullptr)},
+                           {"cookie", s.cookie},
+                           {"live", l != nullptr},
+                           {"selections", st.selections[i]}});
+        if (l)
+            by_cookie.erase(it);
+    }
+    json unmanaged = json::array();
+    for (auto [cookie, l] : by_cookie)
+        unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
+
+    return {
+        {"port", port},
+        {"pin_dir", state.dir()},
+        // The program stays attached while its group lives, and the group lives while one of our sockets does.
+        {"attached", live > 0},
+        {"in_sync", live > 0 && live == workers.size() && unmanaged.empty()},
+        {"config",
+         {{"key", key_mode_name(c.key_mode)},
+          {"v4_prefix", c.v4_prefix},
+          {"v6_prefix", c.v6_prefix},
+          {"session_ttl_s", c.session_ttl_ns / 1'000'000'000ull},
+          {"abi_version", c.abi_version}}},
+        {"sessions", {{"count", state.count_sessions()}, {"capacity", state.max_sessions()}}},
+        {"counters",
+         {{"session_hits", st.session_hits},
+          {"new_sessions", st.new_sessions},
+          {"expired", st.expired},
+          {"fallbacks", st.fallbacks},
+          {"migrations", st.migrations},
+          {"errors", st.errors}}},
+        {"workers", workers},
+        {"unmanaged_listeners", unmanaged},
+    };
+}
+
+}  // namespace sio_steer

@@ -1,0 +1,18 @@
+// What `status` shows, as one JSON document: the same data serves the text table, --json and
+// (later) the metrics. Field names follow the maps: workers, slots, sessions, stats.
+#pragma once
+
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "pinned_state.h"
+
+namespace sio_steer {
+
+// {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
+//  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
+//  "selections"}], "unmanaged_listeners": [...]}
+nlohmann::json status_report(const pinned_state& state, std::uint16_t port);
+
+}  // namespace sio_steer

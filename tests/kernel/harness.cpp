@@ -1,0 +1,331 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "unique_fd.h"
+
+#ifndef TEST_WORKER_BIN
+#error "TEST_WORKER_BIN must name the test_worker binary"
+#endif
+#ifndef SIO_STEER_BIN
+#error "SIO_STEER_BIN must name the sio-steer binary"
+#endif
+
+namespace sio_steer::test {
+
+namespace {
+
+void check(bool ok, const std::string& what)
+{
+    if (!ok)
+        throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+int run_shell(const std::string& command)
+{
+    int rc = std::system(command.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void reap(pid_t pid)
+{
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+}
+
+}  // namespace
+
+void enter_fresh_netns(int v6_subnets)
+{
+    check(unshare(CLONE_NEWNET) == 0, "unshare(CLONE_NEWNET)");
+    std::string batch = "link set lo up\n";
+    for (int i = 1; i <= v6_subnets; i++)
+        batch += "addr add fd00:0:0:" + std::to_string(i) + "::1/128 dev lo nodad\n";
+    std::string file = "/tmp/sio-steer-test-ip-" + std::to_string(getpid());
+    std::ofstream(file) << batch;
+    int rc = run_shell("ip -batch " + file);
+    std::remove(file.c_str());
+    if (rc != 0)
+        throw std::runtime_error("ip -batch failed setting up the test network namespace");
+}
+
+std::uint16_t free_port(std::uint16_t avoid)
+{
+    for (;;) {
+        unique_fd s(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        int zero = 0;
+        setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        socklen_t len = sizeof(a);
+        check(bind(s.get(), reinterpret_cast<sockaddr*>(&a), len) == 0 &&
+                  getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0,
+              "free_port");
+        std::uint16_t port = ntohs(a.sin6_port);
+        if (port != avoid)
+            return port;
+    }
+}
+
+std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const std::vector<std::string>& env,
+                                                      const std::string& address, bool reuseport)
+{
+    int p[2];
+    check(pipe2(p, O_CLOEXEC) == 0, "pipe2");
+    unique_fd read_end(p[0]), write_end(p[1]);
+
+    const std::string port_text = std::to_string(port);
+    std::vector<const char*> argv = {TEST_WORKER_BIN, "--port", port_text.c_str(), "--address", address.c_str()};
+    if (!reuseport)
+        argv.push_back("--no-reuseport");
+    argv.push_back(nullptr);
+    std::vector<const char*> envp;
+    for (const auto& e : env)
+        envp.push_back(e.c_str());
+    envp.push_back(nullptr);
+
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        dup2(write_end.get(), STDOUT_FILENO);
+        execve(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
+        _exit(127);
+    }
+    std::unique_ptr<worker_process> w(new worker_process(pid));  // owns the child from here on
+    write_end.reset();
+    w->wait_ready(read_end.get());
+    return w;
+}
+
+std::unique_ptr<worker_process> worker_process::instance(std::uint16_t port, int instance)
+{
+    return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)});
+}
+
+worker_process::~worker_process() { kill_now(); }
+
+void worker_process::kill_now()
+{
+    if (pid_ <= 0)
+        return;
+    ::kill(pid_, SIGKILL);
+    reap(pid_);
+    pid_ = -1;
+}
+
+void worker_process::signal(int sig) const { ::kill(pid_, sig); }
+
+void worker_process::wait_ready(int fd)
+{
+    std::string out;
+    while (out.find('\n') == std::string::npos) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (poll(&pfd, 1, 5000) <= 0)
+            throw std::runtime_error("test_worker did not become ready within 5 s");
+        char buf[64];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            throw std::runtime_error("test_worker exited before listening");
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (out != "ready\n")
+        throw std::runtime_error("test_worker said: " + out);
+}
+
+pin_root::pin_root()
+{
+    static int counter = 0;
+    std::string id = std::to_string(getpid()) + "_" + std::to_string(counter++);
+    path_ = "/sys/fs/bpf/sio-steer-test-" + id;  // bpffs names may not contain dots
+    lock_dir_ = "/tmp/sio-steer-test-locks-" + id;
+    check(mkdir(path_.c_str(), 0700) == 0, "mkdir " + path_);
+}
+
+pin_root::~pin_root()
+{
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    std::filesystem::remove_all(lock_dir_, ec);
+}
+
+namespace {
+
+pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd)
+{
+    std::vector<const char*> argv = {SIO_STEER_BIN};
+    for (const auto& a : args)
+        argv.push_back(a.c_str());
+    argv.push_back(nullptr);
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        dup2(out_fd, STDOUT_FILENO);
+        dup2(err_fd, STDERR_FILENO);
+        execv(argv[0], const_cast<char* const*>(argv.data()));
+        _exit(127);
+    }
+    return pid;
+}
+
+std::string slurp(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace
+
+run_result sio_steer(const std::vector<std::string>& args)
+{
+    static int counter = 0;
+    std::string base = "/tmp/sio-steer-test-run-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    unique_fd out(::open((base + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    unique_fd err(::open((base + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    pid_t pid = spawn(args, out.get(), err.get());
+    int status = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            reap(pid);
+            throw std::runtime_error("sio-steer did not finish within 60 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    run_result r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(base + ".out"),
+                 slurp(base + ".err")};
+    std::remove((base + ".out").c_str());
+    std::remove((base + ".err").c_str());
+    return r;
+}
+
+background_process::background_process(const std::vector<std::string>& args)
+{
+    static int counter = 0;
+    log_ = "/tmp/sio-steer-test-bg-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log";
+    unique_fd log(::open(log_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    pid_ = spawn(args, log.get(), log.get());
+}
+
+background_process::~background_process()
+{
+    if (!reaped_) {
+        ::kill(pid_, SIGTERM);
+        if (wait_exit(5000) < 0 && !reaped_) {
+            ::kill(pid_, SIGKILL);
+            reap(pid_);
+        }
+    }
+    std::remove(log_.c_str());
+}
+
+int background_process::wait_exit(int timeout_ms)
+{
+    if (reaped_)
+        return code_;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    do {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            reaped_ = true;
+            code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return code_;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return -1;
+}
+
+std::string background_process::output() const { return slurp(log_); }
+
+std::string ask_worker(const std::string& source, const std::string& dest, std::uint16_t port)
+{
+    bool v6 = source.find(':') != std::string::npos;
+    unique_fd s(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    timeval tv{2, 0};
+    setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sockaddr_storage src{}, dst{};
+    socklen_t len;
+    if (v6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&src);
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, source.c_str(), &a->sin6_addr);
+        auto* b = reinterpret_cast<sockaddr_in6*>(&dst);
+        b->sin6_family = AF_INET6;
+        b->sin6_port = htons(port);
+        inet_pton(AF_INET6, dest.c_str(), &b->sin6_addr);
+        len = sizeof(sockaddr_in6);
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&src);
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, source.c_str(), &a->sin_addr);
+        auto* b = reinterpret_cast<sockaddr_in*>(&dst);
+        b->sin_family = AF_INET;
+        b->sin_port = htons(port);
+        inet_pton(AF_INET, dest.c_str(), &b->sin_addr);
+        len = sizeof(sockaddr_in);
+    }
+    if (bind(s.get(), reinterpret_cast<sockaddr*>(&src), len) ||
+        connect(s.get(), reinterpret_cast<sockaddr*>(&dst), len))
+        return "";
+    char buf[64];
+    ssize_t n = read(s.get(), buf, sizeof(buf));
+    if (n <= 0)
+        return "";
+    std::string answer(buf, static_cast<std::size_t>(n));
+    return answer.substr(0, answer.find('\n'));
+}
+
+std::vector<std::string> client_addresses(int v4, int v6_subnets)
+{
+    std::vector<std::string> out;
+    for (int i = 0; i < v4; i++)  // 127.<1 + i/200>.<i%200>.<7 + i%13>: several /16s and /24s
+        out.push_back("127." + std::to_string(1 + i / 200) + "." + std::to_string(i % 200) + "." +
+                      std::to_string(7 + i % 13));
+    if (v6_subnets > 0)
+        out.push_back("::1");
+    for (int i = 1; i <= v6_subnets; i++)
+        out.push_back("fd00:0:0:" + std::to_string(i) + "::1");
+    return out;
+}
+
+std::map<std::string, std::vector<std::string>> probe(const std::vector<std::string>& clients, std::uint16_t port,
+                                                      int connections)
+{
+    std::map<std::string, std::vector<std::string>> seen;
+    for (int round = 0; round < connections; round++)
+        for (const auto& c : clients) {
+            // IPv6 clients talk to their own address: every local address reaches the "::" listeners.
+            std::string answer = ask_worker(c, c.find(':') != std::string::npos ? c : "127.0.0.1", port);
+            auto& v = seen[c];
+            if (std::find(v.begin(), v.end(), answer) == v.end())
+                v.push_back(answer);
+        }
+    return seen;
+}
+
+}  // namespace sio_steer::test

@@ -15,6 +15,7 @@
 #                                   PM2 with a private PM2_HOME (temp dir) runs ecosystem.config.cjs
 #                                   against $REDIS_URL; waits for the workers and the listener(s);
 #                                   sets PM2_HOME CHAT_PORT. SIO_REUSEPORT=0 in the env: plain listen.
+#                                   Returns 1 if they are not up in 30 s (PM2 left running: clean up).
 #   pm2_stop_cluster                `$PM2 kill` in that PM2_HOME, remove it
 #   pm2_worker_pids                 print "pid instance" for each online worker
 #   node_env_cleanup                both stops; e.g. trap node_env_cleanup EXIT
@@ -100,9 +101,9 @@ pm2_start_cluster() {
     pm2_stop_cluster
     return 1
   fi
-  # one listener per worker with reusePort in cluster mode; else one (PM2's God daemon owns it)
-  want=1
-  [[ "$mode" == cluster && "${SIO_REUSEPORT:-1}" != 0 ]] && want="$n"
+  # one listener per worker with reusePort; without it one (in cluster mode PM2's God daemon owns it)
+  want="$n"
+  [[ "${SIO_REUSEPORT:-1}" == 0 ]] && want=1
   for ((i = 0; i < 150; i++)); do
     if (($(pm2_worker_pids | wc -l) >= n)) &&
       (($(ss -Hltn "sport = :$port" 2>/dev/null | wc -l) >= want)); then

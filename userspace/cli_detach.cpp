@@ -22,7 +22,9 @@ int run_detach(const args& a)
     steer_options o;
     std::string port;
     po::options_description options("detach options");
-    options.add_options()("port", po::value(&port)->required(), "TCP port to stop steering");
+    options.add_options()
+        ("port", po::value(&port)->required(), "TCP port to stop steering")
+        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm))
@@ -36,11 +38,17 @@ int run_detach(const args& a)
                           "sio-steer was not attached to this port (or was detached already)",
                           "see `sio-steer status` for the ports it steers");
 
-    // Detach from the group that holds our sockets: one member is enough for the whole group.
     std::set<std::uint64_t> ours;
     for (const slot& s : state->read_slots())
         if (s.cookie)
             ours.insert(s.cookie);
+    // Pins first: a following `attach` sees them gone and exits; once it has released the lock it
+    // can no longer re-attach behind our back.
+    pinned_state::remove(o.pin_dir());
+    state.reset();
+    port_lock lock = port_lock::wait(o.lock_dir, o.pin_dir(), std::chrono::seconds(5));
+
+    // Detach from the group that holds our sockets: one member is enough for the whole group.
     std::size_t detached = 0;
     for (const listener& l : find_listeners(o.port)) {
         if (!ours.count(l.cookie) || !l.pid)
@@ -53,7 +61,6 @@ int run_detach(const args& a)
             throw_system_error("cannot detach the steering program from port " + port, errno);
         break;
     }
-    pinned_state::remove(o.pin_dir());
     spdlog::info("detached from port {}{}; removed {}", o.port,
                  detached ? "" : " (no live group had the program)", o.pin_dir());
     return 0;

@@ -41,12 +41,12 @@ bool has_reuseport(int fd)
 
 }  // namespace
 
-worker_sockets take_listeners(std::uint16_t port)
+worker_sockets take_listeners(std::uint16_t port, bool allow_none)
 {
     worker_sockets ws;
     ws.listeners = find_listeners(port);
     const std::string p = std::to_string(port);
-    if (ws.listeners.empty())
+    if (ws.listeners.empty() && !allow_none)
         throw steer_error(exit_code::no_listeners, "nothing listens on TCP port " + p,
                           "sio-steer steers the connections of workers that already listen on the port",
                           "start the workers first (e.g. pm2 start ecosystem.config.cjs), or check the port number");

@@ -18,8 +18,10 @@ struct worker_sockets {
 };
 
 // Finds and duplicates the listeners. Throws steer_error when there is nothing to steer:
-// no listener (no_listeners), no SO_REUSEPORT or several reuseport groups (not_steerable).
-worker_sockets take_listeners(std::uint16_t port);
+// no listener (no_listeners, unless allow_none), no SO_REUSEPORT or several reuseport groups
+// (not_steerable). Drop the result soon: while the controller holds a worker's socket, that
+// socket outlives its worker.
+worker_sockets take_listeners(std::uint16_t port, bool allow_none = false);
 
 struct sync_report {
     std::vector<std::uint32_t> added;    // slots filled with a new socket

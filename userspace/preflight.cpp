@@ -90,4 +90,18 @@ port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
         (void)!pwrite(fd_.get(), pid.data(), pid.size(), 0);
 }
 
+port_lock port_lock::wait(const std::string& lock_dir, const std::string& pin_dir, std::chrono::milliseconds timeout)
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        try {
+            return port_lock(lock_dir, pin_dir);
+        } catch (const steer_error& e) {
+            if (e.code() != exit_code::busy || std::chrono::steady_clock::now() > deadline)
+                throw;
+        }
+        usleep(20'000);
+    }
+}
+
 }  // namespace sio_steer

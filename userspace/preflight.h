@@ -1,6 +1,7 @@
 // Checks made before anything changes: privileges, bpffs, and one controller per port.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,8 @@ class port_lock {
 public:
     // Throws steer_error(busy) naming the holder's pid when another process holds it.
     port_lock(const std::string& lock_dir, const std::string& pin_dir);
+    // Waits up to `timeout` for the holder to let go (e.g. a following attach that is exiting).
+    static port_lock wait(const std::string& lock_dir, const std::string& pin_dir, std::chrono::milliseconds timeout);
 
 private:
     unique_fd fd_;

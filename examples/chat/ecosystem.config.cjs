@@ -1,7 +1,8 @@
 // PM2 ecosystem for the chat example.
 // env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, PM2_EXEC_MODE ("cluster" or "fork").
-// In cluster mode the workers run on the PM2 daemon's Node, so start PM2 itself with Node >= 22.12
-// (scripts/node-env.sh does: $PM2 runs pm2 with $NODE24).
+// In cluster mode the workers run on the PM2 daemon's Node, whatever `interpreter` says, so start
+// PM2 itself with Node >= 22.12 (scripts/node-env.sh does: $PM2 runs pm2 with $NODE24). Fork mode
+// does use `interpreter` (default: `node` from PATH), so it is set to the Node running the pm2 CLI.
 const path = require('node:path');
 
 module.exports = {
@@ -10,6 +11,7 @@ module.exports = {
       name: 'chat',
       script: path.join(__dirname, 'server.js'),
       cwd: __dirname,
+      interpreter: process.execPath,
       exec_mode: process.env.PM2_EXEC_MODE || 'cluster',
       instances: Number(process.env.INSTANCES || 4),
       wait_ready: true,      // server.js sends 'ready' after listen (shortens the reload overlap)

@@ -29,7 +29,7 @@ async function main() {
   const httpServer = http.createServer((req, res) => {
     if (req.url === '/health') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ ...me, clients: io.engine.clientsCount, engineErrors }));
+      res.end(JSON.stringify({ ...me, node: process.version, reusePort: REUSEPORT, clients: io.engine.clientsCount, engineErrors }));
       return;
     }
     res.statusCode = 404;
@@ -42,7 +42,7 @@ async function main() {
     const user = String(socket.handshake.auth?.user ?? socket.id);
     const room = socket.handshake.auth?.room ? `room:${socket.handshake.auth.room}` : null;
     await socket.join(room ? [`user:${user}`, room] : [`user:${user}`]);
-    socket.emit('hello', { ...me, sid: socket.id, user, transport: socket.conn.transport.name });
+    socket.emit('hello', { ...me, node: process.version, sid: socket.id, user, transport: socket.conn.transport.name });
 
     // typing indicator: fire and forget, to the peer on whatever worker holds it
     socket.on('typing', (msg) => {

@@ -171,9 +171,12 @@ pin_root::~pin_root()
 
 namespace {
 
-pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd)
+pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd, const std::vector<std::string>& prefix = {})
 {
-    std::vector<const char*> argv = {SIO_STEER_BIN};
+    std::vector<const char*> argv;
+    for (const auto& p : prefix)
+        argv.push_back(p.c_str());
+    argv.push_back(SIO_STEER_BIN);
     for (const auto& a : args)
         argv.push_back(a.c_str());
     argv.push_back(nullptr);
@@ -182,7 +185,7 @@ pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd)
     if (pid == 0) {
         dup2(out_fd, STDOUT_FILENO);
         dup2(err_fd, STDERR_FILENO);
-        execv(argv[0], const_cast<char* const*>(argv.data()));
+        execvp(argv[0], const_cast<char* const*>(argv.data()));
         _exit(127);
     }
     return pid;
@@ -198,13 +201,15 @@ std::string slurp(const std::string& path)
 
 }  // namespace
 
-run_result sio_steer(const std::vector<std::string>& args)
+run_result sio_steer(const std::vector<std::string>& args) { return sio_steer_under({}, args); }
+
+run_result sio_steer_under(const std::vector<std::string>& prefix, const std::vector<std::string>& args)
 {
     static int counter = 0;
     std::string base = "/tmp/sio-steer-test-run-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
     unique_fd out(::open((base + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     unique_fd err(::open((base + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    pid_t pid = spawn(args, out.get(), err.get());
+    pid_t pid = spawn(args, out.get(), err.get(), prefix);
     int status = 0;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (waitpid(pid, &status, WNOHANG) == 0) {

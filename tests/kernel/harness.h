@@ -66,6 +66,10 @@ struct run_result {
 // Runs the sio-steer binary with `args` and waits for it (at most 60 s).
 run_result sio_steer(const std::vector<std::string>& args);
 
+// The same, under a command prefix that runs it (e.g. {"setpriv", "--reuid=65534", ...}); the
+// prefix's first word is looked up in PATH.
+run_result sio_steer_under(const std::vector<std::string>& prefix, const std::vector<std::string>& args);
+
 // Runs sio-steer in the background (e.g. a following `attach`); stopped with SIGTERM and reaped
 // when the object goes away. `stopped()` waits for it to exit and returns its status.
 class background_process {

@@ -1,0 +1,25 @@
+// The foreground part of `sio-steer attach`: follows worker restarts, reloads and scale changes.
+#pragma once
+
+#include <chrono>
+#include <functional>
+
+#include "options.h"
+#include "pinned_state.h"
+
+namespace sio_steer {
+
+struct follow_settings {
+    // A full resync however quiet the watch is: the safety net under the event-driven path.
+    std::chrono::milliseconds resync_interval{2000};
+    // Called after every sync (metrics, sd_notify); may be empty.
+    std::function<void(bool changed)> after_sync;
+};
+
+// Resyncs the port whenever a listener starts or stops (sock:inet_sock_set_state, through
+// bpf/sio_steer_watch.bpf.c; polling every 100 ms if the kernel refuses the watch) and every
+// resync_interval. Returns 0 on SIGINT/SIGTERM, leaving steering attached and pinned, or when
+// the pinned state disappears (`sio-steer detach`).
+int follow(const steer_options& options, const pinned_state& state, const follow_settings& settings);
+
+}  // namespace sio_steer

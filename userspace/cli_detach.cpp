@@ -32,16 +32,29 @@ int run_detach(const args& a)
     o.port = parse_port(port);
     require_capabilities();
 
-    std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
-    if (!state)
+    std::optional<pinned_state> state;
+    std::set<std::uint64_t> ours;
+    bool incompatible = false;
+    try {
+        state = pinned_state::open(o.pin_dir());
+    } catch (const steer_error& e) {
+        // Another version's (or incomplete) state: detach is the way out that attach and status
+        // point to, so remove it anyway, taking the sockets from the kernel's own workers map.
+        if (e.code() != exit_code::incompatible)
+            throw;
+        spdlog::warn("{}; removing it anyway", e.what());
+        ours = pinned_state::socket_cookies(o.pin_dir());
+        incompatible = true;
+    }
+    if (!state && !incompatible)
         throw steer_error(exit_code::not_attached, "nothing is pinned for port " + port + " in " + o.pin_root,
                           "sio-steer was not attached to this port (or was detached already)",
                           "see `sio-steer status` for the ports it steers");
 
-    std::set<std::uint64_t> ours;
-    for (const slot& s : state->read_slots())
-        if (s.cookie)
-            ours.insert(s.cookie);
+    if (state)
+        for (const slot& s : state->read_slots())
+            if (s.cookie)
+                ours.insert(s.cookie);
     // Pins first: a following `attach` sees them gone and exits; once it has released the lock it
     // can no longer re-attach behind our back.
     pinned_state::remove(o.pin_dir());

@@ -177,6 +177,24 @@ void pinned_state::remove(const std::string& dir)
         throw steer_error(exit_code::failure, "cannot remove " + dir + ": " + ec.message());
 }
 
+std::set<std::uint64_t> pinned_state::socket_cookies(const std::string& dir)
+{
+    std::set<std::uint64_t> cookies;
+    unique_fd workers(bpf_obj_get((dir + "/workers").c_str()));
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (!workers || bpf_obj_get_info_by_fd(workers.get(), &info, &len) ||
+        info.type != BPF_MAP_TYPE_REUSEPORT_SOCKARRAY || info.key_size != sizeof(std::uint32_t) ||
+        info.value_size != sizeof(std::uint64_t))
+        return cookies;
+    for (std::uint32_t i = 0; i < info.max_entries; i++) {
+        std::uint64_t cookie = 0;  // a lookup from user space gives the socket's cookie
+        if (bpf_map_lookup_elem(workers.get(), &i, &cookie) == 0 && cookie)
+            cookies.insert(cookie);
+    }
+    return cookies;
+}
+
 config pinned_state::read_config() const
 {
     config c{};

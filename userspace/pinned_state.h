@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ public:
 
     // Removes the pinned folder (maps and program live on only while something still uses them).
     static void remove(const std::string& dir);
+
+    // SO_COOKIEs of the sockets in the pinned workers map of `dir`, whatever version wrote it (the
+    // map is the kernel's REUSEPORT_SOCKARRAY, not one of our layouts); empty if it cannot be read.
+    // Lets detach remove state that open() refuses as incompatible.
+    static std::set<std::uint64_t> socket_cookies(const std::string& dir);
 
     const std::string& dir() const { return dir_; }
     int program() const { return program_.get(); }

@@ -1,130 +1,30 @@
 // find_listeners and duplicate_socket against real listeners in the real kernel: each worker is a
-// test_worker process (one SO_REUSEPORT listener, like a PM2 worker with reusePort) on a free port.
+// test_worker process (one SO_REUSEPORT listener, like a PM2 worker with reusePort) on a free port
+// (both from harness.h).
 // Runs as root (pidfd_getfd onto other processes, setresuid for the EPERM case).
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <optional>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "discovery.h"
 #include "errors.h"
+#include "harness.h"
 #include "unique_fd.h"
 
-#ifndef TEST_WORKER_BIN
-#error "TEST_WORKER_BIN must name the test_worker binary"
-#endif
-
+namespace sio_steer::test {
 namespace {
-
-using namespace sio_steer;
-
-// A port nobody uses right now, for IPv4 and IPv6 alike: let the kernel pick one for a
-// dual-stack socket, then give it back. `avoid` keeps two picks in one test apart.
-std::uint16_t free_port(std::uint16_t avoid = 0)
-{
-    for (;;) {
-        unique_fd s(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        int zero = 0;
-        setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-        sockaddr_in6 a{};
-        a.sin6_family = AF_INET6;
-        a.sin6_addr = in6addr_any;
-        socklen_t len = sizeof(a);
-        if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), len) || getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len))
-            throw std::runtime_error(std::string("free_port: ") + std::strerror(errno));
-        std::uint16_t port = ntohs(a.sin6_port);
-        if (port != avoid)
-            return port;
-    }
-}
-
-// One running test_worker. Killed and reaped when the object goes away, whatever the test did.
-class worker_process {
-public:
-    // Starts test_worker with exactly `env` as its environment and waits until it listens.
-    static std::unique_ptr<worker_process> start(std::uint16_t port, const std::vector<std::string>& env,
-                                                 const std::string& address = "::")
-    {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC))
-            throw std::runtime_error("pipe2 failed");
-        unique_fd read_end(p[0]), write_end(p[1]);
-
-        const std::string port_text = std::to_string(port);
-        std::vector<const char*> argv = {TEST_WORKER_BIN, "--port", port_text.c_str(), "--address", address.c_str(),
-                                         nullptr};
-        std::vector<const char*> envp;
-        for (const auto& e : env)
-            envp.push_back(e.c_str());
-        envp.push_back(nullptr);
-
-        pid_t pid = fork();
-        if (pid < 0)
-            throw std::runtime_error("fork failed");
-        if (pid == 0) {
-            dup2(write_end.get(), STDOUT_FILENO);  // dup2 clears O_CLOEXEC on the copy
-            execve(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
-            _exit(127);
-        }
-        // From here on the guard owns the child, so a failed wait below still kills it.
-        std::unique_ptr<worker_process> w(new worker_process(pid));
-        write_end.reset();
-        w->wait_ready(read_end.get());
-        return w;
-    }
-
-    ~worker_process()
-    {
-        kill(pid_, SIGKILL);
-        while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-        }
-    }
-    worker_process(const worker_process&) = delete;
-    worker_process& operator=(const worker_process&) = delete;
-
-    pid_t pid() const { return pid_; }
-
-private:
-    explicit worker_process(pid_t pid) : pid_(pid) {}
-
-    void wait_ready(int fd)
-    {
-        std::string out;
-        while (out.find('\n') == std::string::npos) {
-            pollfd pfd{fd, POLLIN, 0};
-            if (poll(&pfd, 1, 5000) <= 0)
-                throw std::runtime_error("test_worker did not become ready within 5 s");
-            char buf[64];
-            ssize_t n = read(fd, buf, sizeof(buf));
-            if (n <= 0)
-                throw std::runtime_error("test_worker exited before listening (is TEST_WORKER_BIN built?)");
-            out.append(buf, n);
-        }
-        if (out != "ready\n")
-            throw std::runtime_error("test_worker said: " + out);
-    }
-
-    pid_t pid_;
-};
-
-using workers = std::vector<std::unique_ptr<worker_process>>;
 
 std::string instance_env(int instance) { return "NODE_APP_INSTANCE=" + std::to_string(instance); }
 
@@ -152,6 +52,7 @@ protected:
     {
         if (geteuid() != 0)
             GTEST_SKIP() << "needs root";
+        enter_fresh_netns();
     }
 };
 
@@ -344,3 +245,4 @@ TEST_F(DiscoveryTest, DuplicateWithoutPtraceIsEnvironmentError)
 }
 
 }  // namespace
+}  // namespace sio_steer::test

@@ -3,6 +3,11 @@
  * The listener watch: tells the controller at once when a TCP socket on the steered port starts or
  * stops listening (a worker started, crashed, reloaded), so it can fill or empty slots within
  * milliseconds instead of waiting for its periodic resync. Not pinned: it lives with the controller.
+ *
+ * Stopping shows in the sock:inet_sock_set_state tracepoint (LISTEN -> CLOSE). Starting does not:
+ * inet_csk_listen_start() stores TCP_LISTEN without that tracepoint, so the end of every successful
+ * listen() syscall is watched instead (fentry/kprobes on the kernel function are not available on
+ * every kernel; syscall tracepoints are).
  */
 #include <linux/bpf.h>
 #include <linux/types.h>
@@ -38,6 +43,26 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4096);
 } listener_events SEC(".maps");
+
+/* The stable tracepoint record of syscalls:sys_exit_listen. */
+struct sys_exit_listen_args {
+	__u64 common;
+	__s64 syscall_nr;
+	__s64 ret;
+};
+
+/* Any successful listen(): which port is not known here, but listen() is rare and a resync that
+ * finds nothing new costs one filtered sock_diag dump. */
+SEC("tracepoint/syscalls/sys_exit_listen")
+int watch_listen(struct sys_exit_listen_args *ctx)
+{
+	if (ctx->ret != 0)
+		return 0;
+	struct listener_event ev = { .oldstate = 7 /* TCP_CLOSE */, .newstate = TCP_LISTEN };
+
+	bpf_ringbuf_output(&listener_events, &ev, sizeof(ev), 0);
+	return 0;
+}
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int watch_listeners(struct inet_sock_set_state_args *ctx)

@@ -44,7 +44,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     std::unique_ptr<listener_watch> watch;
     try {
         watch = std::make_unique<listener_watch>(options.port);
-        spdlog::info("following port {}: listener events from sock:inet_sock_set_state, full resync every {} ms",
+        spdlog::info("following port {}: listener events from the listen() and sock state tracepoints, full resync every {} ms",
                      options.port, settings.resync_interval.count());
     } catch (const steer_error& e) {
         spdlog::warn("{}; following port {} by polling every 100 ms instead", e.what(), options.port);

@@ -16,7 +16,7 @@ struct follow_settings {
     std::function<void(bool changed)> after_sync;
 };
 
-// Resyncs the port whenever a listener starts or stops (sock:inet_sock_set_state, through
+// Resyncs the port whenever a listener starts or stops (tracepoints, through
 // bpf/sio_steer_watch.bpf.c; polling every 100 ms if the kernel refuses the watch) and every
 // resync_interval. Returns 0 on SIGINT/SIGTERM, leaving steering attached and pinned, or when
 // the pinned state disappears (`sio-steer detach`).

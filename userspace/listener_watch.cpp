@@ -31,7 +31,7 @@ listener_watch::listener_watch(std::uint16_t port)
     if (err) {
         sio_steer_watch_bpf__destroy(skel_);
         throw steer_error(exit_code::environment,
-                          std::string("cannot watch the sock:inet_sock_set_state tracepoint: ") + std::strerror(-err));
+                          std::string("cannot watch the listen and sock state tracepoints: ") + std::strerror(-err));
     }
 }
 

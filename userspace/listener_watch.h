@@ -1,5 +1,6 @@
 // Wakes the controller when a socket on the port starts or stops listening, from the
-// sock:inet_sock_set_state tracepoint (bpf/sio_steer_watch.bpf.c) through a BPF ring buffer.
+// syscalls:sys_exit_listen and sock:inet_sock_set_state tracepoints (bpf/sio_steer_watch.bpf.c),
+// through a BPF ring buffer.
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <iostream>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "cli.h"
@@ -66,7 +67,10 @@ void add_pin_root(po::options_description& options, std::string& pin_root)
 
 int main(int argc, char** argv)
 {
+    // Logs go to stderr (journald keeps them), a line at a time; command output goes to stdout.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("sio-steer"));
     spdlog::set_pattern("%^%l%$: %v");
+    spdlog::flush_on(spdlog::level::info);
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? static_cast<int>(exit_code::usage) : 0;

@@ -135,15 +135,20 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
     std::uint32_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = static_cast<std::uint32_t>(getpid()) * 2654435761u;
-    std::uint32_t zero = 0, none = SIO_STEER_SLOT_NONE;
+    std::uint32_t zero = 0;
+    const std::uint32_t none = SIO_STEER_SLOT_NONE;
     config c = make_config(options, seed);
     update(bpf_map__fd(skel->maps.config), &zero, &c, "config");
     slot empty{};
     empty.successor = SIO_STEER_SLOT_NONE;
     for (std::uint32_t i = 0; i < SIO_STEER_MAX_SLOTS; i++)
         update(bpf_map__fd(skel->maps.slots), &i, &empty, "slots");
+    std::vector<std::uint32_t> keys(SIO_STEER_RING_SIZE), nones(SIO_STEER_RING_SIZE, none);
     for (std::uint32_t i = 0; i < SIO_STEER_RING_SIZE; i++)
-        update(bpf_map__fd(skel->maps.ring), &i, &none, "ring");
+        keys[i] = i;
+    __u32 count = SIO_STEER_RING_SIZE;
+    if (bpf_map_update_batch(bpf_map__fd(skel->maps.ring), keys.data(), nones.data(), &count, nullptr))
+        throw_system_error("cannot fill the ring map", errno);
 
     std::error_code ec;
     fs::create_directories(options.pin_root, ec);
@@ -226,19 +231,32 @@ void pinned_state::write_slot(std::uint32_t index, const slot& s) const
 
 std::vector<std::uint32_t> pinned_state::read_ring() const
 {
-    std::vector<std::uint32_t> ring(SIO_STEER_RING_SIZE);
-    for (std::uint32_t i = 0; i < SIO_STEER_RING_SIZE; i++)
-        if (bpf_map_lookup_elem(ring_.get(), &i, &ring[i]))
-            throw_system_error("cannot read the ring map", errno);
+    // One batch call instead of 65,537 lookups: a resync stays well under a millisecond.
+    std::vector<std::uint32_t> keys(SIO_STEER_RING_SIZE), ring(SIO_STEER_RING_SIZE);
+    __u32 out_batch = 0, count = SIO_STEER_RING_SIZE;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(ring_.get(), nullptr, &out_batch, keys.data(), ring.data(), &count, &opts);
+    if ((err && errno != ENOENT) || count != SIO_STEER_RING_SIZE)
+        throw_system_error("cannot read the ring map", errno);
     return ring;
 }
 
 void pinned_state::write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const
 {
-    // Only the entries that change: each write is atomic, so the program always reads a valid slot.
+    // Only the entries that change, in one batch: each entry is written atomically, so the program
+    // always reads a valid slot, old or new.
+    std::vector<std::uint32_t> keys, values;
     for (std::uint32_t i = 0; i < ring.size(); i++)
-        if (i >= current.size() || ring[i] != current[i])
-            update(ring_.get(), &i, &ring[i], "ring");
+        if (i >= current.size() || ring[i] != current[i]) {
+            keys.push_back(i);
+            values.push_back(ring[i]);
+        }
+    if (keys.empty())
+        return;
+    __u32 count = static_cast<__u32>(keys.size());
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_update_batch(ring_.get(), keys.data(), values.data(), &count, &opts))
+        throw_system_error("cannot update the ring map", errno);
 }
 
 stats pinned_state::read_stats() const

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -108,6 +109,7 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
     pid_t pid = fork();
     check(pid >= 0, "fork");
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind
         dup2(write_end.get(), STDOUT_FILENO);
         execve(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
         _exit(127);
@@ -135,6 +137,19 @@ void worker_process::kill_now()
 }
 
 void worker_process::signal(int sig) const { ::kill(pid_, sig); }
+
+bool worker_process::wait_stopped() const
+{
+    for (int i = 0; i < 2000; i++) {
+        std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+        std::string pid, comm, state;
+        stat >> pid >> comm >> state;
+        if (state == "T")
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+}
 
 void worker_process::wait_ready(int fd)
 {
@@ -183,6 +198,7 @@ pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd, const 
     pid_t pid = fork();
     check(pid >= 0, "fork");
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind
         dup2(out_fd, STDOUT_FILENO);
         dup2(err_fd, STDERR_FILENO);
         execvp(argv[0], const_cast<char* const*>(argv.data()));
@@ -266,7 +282,9 @@ int background_process::wait_exit(int timeout_ms)
 
 std::string background_process::output() const { return slurp(log_); }
 
-std::string ask_worker(const std::string& source, const std::string& dest, std::uint16_t port)
+namespace {
+
+unique_fd connect_from(const std::string& source, const std::string& dest, std::uint16_t port)
 {
     bool v6 = source.find(':') != std::string::npos;
     unique_fd s(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -296,14 +314,40 @@ std::string ask_worker(const std::string& source, const std::string& dest, std::
     }
     if (bind(s.get(), reinterpret_cast<sockaddr*>(&src), len) ||
         connect(s.get(), reinterpret_cast<sockaddr*>(&dst), len))
-        return "";
+        return unique_fd();
+    return s;
+}
+
+std::string read_answer(int fd)
+{
     char buf[64];
-    ssize_t n = read(s.get(), buf, sizeof(buf));
+    ssize_t n = read(fd, buf, sizeof(buf));
     if (n <= 0)
         return "";
     std::string answer(buf, static_cast<std::size_t>(n));
     return answer.substr(0, answer.find('\n'));
 }
+
+}  // namespace
+
+std::string ask_worker(const std::string& source, const std::string& dest, std::uint16_t port)
+{
+    unique_fd s = connect_from(source, dest, port);
+    return s ? read_answer(s.get()) : "";
+}
+
+pending_connection::pending_connection(const std::string& source, const std::string& dest, std::uint16_t port)
+    : fd_(connect_from(source, dest, port).release())
+{
+}
+
+pending_connection::~pending_connection()
+{
+    if (fd_ >= 0)
+        close(fd_);
+}
+
+std::string pending_connection::answer() { return fd_ >= 0 ? read_answer(fd_) : ""; }
 
 std::vector<std::string> client_addresses(int v4, int v6_subnets)
 {

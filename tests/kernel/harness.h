@@ -35,6 +35,7 @@ public:
     pid_t pid() const { return pid_; }
     void kill_now();  // SIGKILL and reap
     void signal(int sig) const;
+    bool wait_stopped() const;  // true once /proc says it is stopped (SIGSTOP), within 2 s
 
 private:
     explicit worker_process(pid_t pid) : pid_(pid) {}
@@ -91,6 +92,18 @@ private:
 // Connects from `source` (IPv4 or IPv6 text) to `dest`:port and returns the worker's answer,
 // "<instance> <pid>", or "" on a failure (refused, reset, timeout).
 std::string ask_worker(const std::string& source, const std::string& dest, std::uint16_t port);
+
+// A connection made now (handshake done, so it waits in a listener's accept queue) whose answer
+// is read later: "" if it was reset or closed unanswered.
+class pending_connection {
+public:
+    pending_connection(const std::string& source, const std::string& dest, std::uint16_t port);
+    ~pending_connection();
+    std::string answer();
+
+private:
+    int fd_ = -1;
+};
 
 // The first `n` source addresses of the test's client population: IPv4 in 127.0.0.0/8 spread over
 // several /16s, then IPv6 (::1 and fd00:0:0:<i>::1, which enter_fresh_netns adds).

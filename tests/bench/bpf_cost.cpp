@@ -1,0 +1,741 @@
+// bpf_cost: what one run of the steering program costs, in ns, from the kernel's own accounting
+// (kernel.bpf_stats_enabled: run_time_ns / run_cnt of the program), beside floors and a hash-only
+// variant, all in one run. A benchmark, not a test: scripts/bench-bpf.sh builds and runs it, and
+// docs/benchmarks.md says what the numbers mean.
+//
+//   bpf_cost [--clients N] [--passes N] [--rounds N] [--sessions N] [--max-sessions N] [--workers N]
+//            [--chunk N] [--profile]
+//
+// Everything happens in a private network namespace and a private mount namespace with its own
+// bpffs, so nothing is left behind even if the benchmark is killed (the workers get SIGKILL when
+// it dies). The real program is attached by the real controller (`sio-steer attach --once`); the
+// variants reuse its pinned maps, and the benchmark swaps which program the reuseport group runs.
+//
+// One round runs every variant once, in a rotating order. For each variant: pass 1 connects once
+// from each of --clients addresses in 127/8 (for the session variants: clients not recorded yet,
+// "new client"), then, after waiting out the config's refresh interval, passes 2..N connect again
+// from each ("recorded client": like a browser reconnecting a few seconds later, so the hit also
+// rewrites last_seen). The last line printed is JSON: {"bpf_ns": {"empty": …, "hash_only": …,
+// "sessions_0": …, "sessions_1m": …}} (medians over rounds of the recorded-client passes).
+// --profile adds the steps in between (bpf/bench/profile.bpf.c), hits without the last_seen write,
+// and the real program on a small sessions map: where the time goes.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_empty.skel.h"
+#include "bench_hash_only.skel.h"
+#include "bench_profile.skel.h"
+#include "controller.h"
+#include "harness.h"
+#include "sio_steer.h"
+#include "sio_steer.skel.h"
+#include "unique_fd.h"
+
+namespace {
+
+using sio_steer::unique_fd;
+namespace fs = std::filesystem;
+
+volatile sig_atomic_t interrupted = 0;
+void on_signal(int) { interrupted = 1; }
+
+void check_interrupted()
+{
+    if (interrupted)
+        throw std::runtime_error("interrupted");
+}
+
+[[noreturn]] void fail(const std::string& what, int err = errno)
+{
+    throw std::runtime_error(what + (err ? std::string(": ") + std::strerror(err) : std::string()));
+}
+
+struct settings {
+    int clients = 8000;      // distinct client addresses (127.x.y.z)
+    int passes = 2;          // connections per client and variant per round (the first is "new client")
+    int rounds = 5;
+    std::uint32_t sessions = 1'000'000;      // background sessions recorded for "sessions_1m"
+    std::uint32_t max_sessions = 1'100'000;  // --max-sessions of the attach (same for both session maps)
+    int workers = 4;
+    int chunk = 200;  // connections per sample (run_time_ns / run_cnt read after each chunk)
+    bool profile = false;
+};
+
+void usage()
+{
+    std::fprintf(stderr,
+                 "usage: bpf_cost [--clients N (8000)] [--passes N (2)] [--rounds N (5)] [--sessions N (1000000)]\n"
+                 "                [--max-sessions N (1100000)] [--workers N (4)] [--chunk N (200)]\n"
+                 "                [--profile]\n");
+}
+
+settings parse(int argc, char** argv)
+{
+    settings s;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto value = [&](long lo, long hi) {
+            if (i + 1 >= argc) {
+                usage();
+                std::exit(2);
+            }
+            char* end = nullptr;
+            long v = std::strtol(argv[++i], &end, 10);
+            if (*end || v < lo || v > hi) {
+                std::fprintf(stderr, "bpf_cost: %s must be in %ld..%ld\n", a.c_str(), lo, hi);
+                std::exit(2);
+            }
+            return v;
+        };
+        if (a == "--clients")
+            s.clients = static_cast<int>(value(1, 200'000));
+        else if (a == "--passes")
+            s.passes = static_cast<int>(value(2, 20));
+        else if (a == "--rounds")
+            s.rounds = static_cast<int>(value(1, 50));
+        else if (a == "--sessions")
+            s.sessions = static_cast<std::uint32_t>(value(0, 16'000'000));
+        else if (a == "--max-sessions")
+            s.max_sessions = static_cast<std::uint32_t>(value(1024, 32'000'000));
+        else if (a == "--workers")
+            s.workers = static_cast<int>(value(1, 16));
+        else if (a == "--chunk")
+            s.chunk = static_cast<int>(value(10, 100'000));
+        else if (a == "--profile")
+            s.profile = true;
+        else {
+            usage();
+            std::exit(a == "--help" || a == "-h" ? 0 : 2);
+        }
+    }
+    if (s.max_sessions < s.sessions + static_cast<std::uint32_t>(s.clients) + 4096) {
+        std::fprintf(stderr, "bpf_cost: --max-sessions must leave room for --sessions + --clients (+4096), "
+                             "or the LRU evicts the benchmark's own clients\n");
+        std::exit(2);
+    }
+    return s;
+}
+
+// ---- Environment: private mounts (bpffs), machine description. ----
+
+// A private mount namespace with a fresh bpffs on /sys/fs/bpf: the pins live and die with the
+// processes of this benchmark, and never meet the real /sys/fs/bpf/sio-steer.
+void enter_private_bpffs()
+{
+    if (unshare(CLONE_NEWNS))
+        fail("unshare(CLONE_NEWNS)");
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))
+        fail("making mounts private");
+    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
+        fail("mounting a private bpffs on /sys/fs/bpf");
+}
+
+std::string cpu_model()
+{
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("model name", 0) == 0)
+            return line.substr(line.find(':') + 2);
+    return "unknown";
+}
+
+std::string kernel_release()
+{
+    utsname u{};
+    uname(&u);
+    return u.release;
+}
+
+// ---- Workers: test_worker processes (NODE_APP_INSTANCE=i), killed if the benchmark dies. ----
+
+class worker {
+public:
+    worker(std::uint16_t port, int instance)
+    {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC))
+            fail("pipe2");
+        unique_fd read_end(p[0]), write_end(p[1]);
+        const std::string port_text = std::to_string(port), env = "NODE_APP_INSTANCE=" + std::to_string(instance);
+        const char* argv[] = {TEST_WORKER_BIN, "--port", port_text.c_str(), nullptr};
+        const char* envp[] = {env.c_str(), nullptr};
+        pid_t parent = getpid();
+        pid_ = fork();
+        if (pid_ < 0)
+            fail("fork");
+        if (pid_ == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
+            dup2(write_end.get(), STDOUT_FILENO);
+            execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+            _exit(127);
+        }
+        write_end.reset();
+        std::string out;
+        while (out.find('\n') == std::string::npos) {
+            pollfd pfd{read_end.get(), POLLIN, 0};
+            char buf[64];
+            ssize_t n = poll(&pfd, 1, 5000) > 0 ? read(read_end.get(), buf, sizeof(buf)) : -1;
+            if (n <= 0) {
+                stop();
+                throw std::runtime_error("test_worker did not start listening");
+            }
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    ~worker() { stop(); }
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+private:
+    void stop()
+    {
+        if (pid_ <= 0)
+            return;
+        kill(pid_, SIGKILL);
+        while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+    }
+    pid_t pid_ = -1;
+};
+
+// ---- BPF objects and counters. ----
+
+struct prog_counters {
+    std::uint64_t ns = 0, runs = 0;
+};
+
+prog_counters read_counters(int prog_fd)
+{
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+        fail("reading program info");
+    return {info.run_time_ns, info.run_cnt};
+}
+
+unique_fd pinned(const std::string& path)
+{
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0)
+        fail("opening " + path);
+    return unique_fd(fd);
+}
+
+std::uint32_t map_max_entries(int fd)
+{
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len))
+        fail("reading map info");
+    return info.max_entries;
+}
+
+void reuse(bpf_map* map, int fd)
+{
+    if (bpf_map__reuse_fd(map, fd))
+        fail(std::string("reusing the pinned ") + bpf_map__name(map) + " map");
+}
+
+template <class T, void (*Destroy)(T*)>
+struct skel_deleter {
+    void operator()(T* p) const { Destroy(p); }
+};
+using real_skel = std::unique_ptr<sio_steer_bpf, skel_deleter<sio_steer_bpf, sio_steer_bpf__destroy>>;
+using empty_skel = std::unique_ptr<bench_empty_bpf, skel_deleter<bench_empty_bpf, bench_empty_bpf__destroy>>;
+using hash_skel = std::unique_ptr<bench_hash_only_bpf, skel_deleter<bench_hash_only_bpf, bench_hash_only_bpf__destroy>>;
+using profile_skel = std::unique_ptr<bench_profile_bpf, skel_deleter<bench_profile_bpf, bench_profile_bpf__destroy>>;
+
+stats read_stats(int fd)
+{
+    int cpus = libbpf_num_possible_cpus();
+    std::vector<stats> per_cpu(static_cast<std::size_t>(std::max(cpus, 1)));
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()))
+        fail("reading the stats map");
+    stats sum{};
+    for (const stats& s : per_cpu) {
+        sum.session_hits += s.session_hits;
+        sum.new_sessions += s.new_sessions;
+        sum.expired += s.expired;
+        sum.fallbacks += s.fallbacks;
+        sum.errors += s.errors;
+    }
+    return sum;
+}
+
+config read_config(int fd)
+{
+    config c{};
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(fd, &zero, &c))
+        fail("reading the config map");
+    return c;
+}
+
+void write_config(int fd, const config& c)
+{
+    std::uint32_t zero = 0;
+    if (bpf_map_update_elem(fd, &zero, &c, BPF_ANY))
+        fail("writing the config map");
+}
+
+std::uint64_t coarse_now_ns()  // the clock of bpf_ktime_get_coarse_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+client_key v4_key(std::uint32_t addr_be, const config& c)
+{
+    client_key k{};
+    k.addr[10] = k.addr[11] = 0xff;
+    std::memcpy(k.addr + 12, &addr_be, 4);
+    sio_steer_apply_mask(&k, &c.v4_mask);
+    return k;
+}
+
+// `count` sessions of clients 10.0.0.0 + i (none of them a benchmark client), fresh (last_seen =
+// now) and bound to live slots, written with BPF_MAP_UPDATE_BATCH.
+void fill_sessions(int sessions_fd, std::uint32_t count, const config& c, const std::vector<std::uint32_t>& ring,
+                   const std::vector<slot>& slots)
+{
+    constexpr std::uint32_t chunk = 65536;
+    std::vector<client_key> keys(chunk);
+    std::vector<session> values(chunk);
+    const std::uint64_t now = coarse_now_ns();
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+    for (std::uint32_t base = 0; base < count; base += chunk) {
+        check_interrupted();
+        std::uint32_t n = std::min(chunk, count - base);
+        for (std::uint32_t j = 0; j < n; j++) {
+            std::uint32_t i = base + j;
+            keys[j] = v4_key(htonl(0x0a000000u + i), c);
+            std::uint32_t s = ring[i % ring.size()];
+            values[j] = session{s, s < slots.size() ? slots[s].generation : 0, now};
+        }
+        __u32 done = n;
+        if (bpf_map_update_batch(sessions_fd, keys.data(), values.data(), &done, &opts) || done != n)
+            fail("filling the sessions map (" + std::to_string(base + done) + " of " + std::to_string(count) + ")");
+    }
+}
+
+std::size_t count_entries(int map_fd)
+{
+    client_key key{}, next{};
+    const void* prev = nullptr;
+    std::size_t n = 0;
+    while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n < 64'000'000) {
+        n++;
+        key = next;
+        prev = &key;
+    }
+    return n;
+}
+
+// ---- Clients. ----
+
+// One connection from `source` to 127.0.0.1:port; the worker's answer ("<instance> <pid>") or "".
+std::string connect_once(const sockaddr_in& source, const sockaddr_in& dest)
+{
+    unique_fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s)
+        return "";
+    int one = 1;
+    setsockopt(s.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    timeval tv{2, 0};
+    setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (bind(s.get(), reinterpret_cast<const sockaddr*>(&source), sizeof(source)) ||
+        connect(s.get(), reinterpret_cast<const sockaddr*>(&dest), sizeof(dest)))
+        return "";
+    char buf[64];
+    ssize_t n = read(s.get(), buf, sizeof(buf));
+    if (n <= 0)
+        return "";
+    std::string answer(buf, static_cast<std::size_t>(n));
+    return answer.substr(0, answer.find('\n'));
+}
+
+// ---- Variants and results. ----
+
+struct variant {
+    std::string name;   // key in the results
+    std::string what;   // one line for the table
+    int prog_fd = -1;
+    int sessions_fd = -1;                        // session variants: their sessions map
+    std::optional<std::uint64_t> refresh_ns;     // overrides config.refresh_ns while it runs
+    bool sticky = true;                          // every connection of a client reaches one worker
+};
+
+struct phase_result {
+    std::vector<double> ns_per_run;  // one per round: the median of its chunks' ns per run
+    std::uint64_t ns = 0, runs = 0, connections = 0, failures = 0;  // totals over all rounds
+    double mean() const { return runs ? static_cast<double>(ns) / static_cast<double>(runs) : NAN; }
+};
+
+struct variant_result {
+    phase_result first, again;
+    std::uint64_t moved = 0;  // clients whose later connections reached another worker
+};
+
+double median(std::vector<double> v)
+{
+    if (v.empty())
+        return NAN;
+    std::sort(v.begin(), v.end());
+    std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double round1(double x) { return std::round(x * 10) / 10; }
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    const settings cfg = parse(argc, argv);
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "bpf_cost: run as root (BPF, network and mount namespaces)\n");
+        return 2;
+    }
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
+
+    std::string lock_dir;
+    int code = 0;
+    try {
+        enter_private_bpffs();
+        sio_steer::test::enter_fresh_netns(0);
+        const std::uint16_t port = sio_steer::test::free_port();
+
+        std::printf("bpf_cost: kernel %s, %ld CPUs (%s), %d workers, %d clients x %d passes, %d rounds\n",
+                    kernel_release().c_str(), sysconf(_SC_NPROCESSORS_ONLN), cpu_model().c_str(), cfg.workers,
+                    cfg.clients, cfg.passes, cfg.rounds);
+
+        std::vector<std::unique_ptr<worker>> workers;
+        for (int i = 0; i < cfg.workers; i++)
+            workers.push_back(std::make_unique<worker>(port, i));
+
+        // The real controller attaches the real program, with maps pinned in the private bpffs.
+        char lock_template[] = "/tmp/sio-steer-bench-locks-XXXXXX";
+        if (!mkdtemp(lock_template))
+            fail("mkdtemp");
+        lock_dir = lock_template;
+        const std::string pin_root = "/sys/fs/bpf/bench", dir = pin_root + "/" + std::to_string(port);
+        auto attach = sio_steer::test::sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root",
+                                                  pin_root, "--lock-dir", lock_dir, "--max-sessions",
+                                                  std::to_string(cfg.max_sessions)});
+        if (attach.code != 0)
+            throw std::runtime_error("sio-steer attach failed (" + std::to_string(attach.code) + "): " + attach.err);
+
+        unique_fd program = pinned(dir + "/program"), workers_map = pinned(dir + "/workers"),
+                  slots_map = pinned(dir + "/slots"), sessions_map = pinned(dir + "/sessions"),
+                  ring_map = pinned(dir + "/ring"), config_map = pinned(dir + "/config"),
+                  stats_map = pinned(dir + "/stats");
+        const config base_config = read_config(config_map.get());
+        std::vector<std::uint32_t> ring(SIO_STEER_RING_SIZE);
+        for (std::uint32_t i = 0; i < ring.size(); i++)
+            if (bpf_map_lookup_elem(ring_map.get(), &i, &ring[i]))
+                fail("reading the ring map");
+        std::vector<slot> slots(SIO_STEER_MAX_SLOTS);
+        for (std::uint32_t i = 0; i < slots.size(); i++)
+            if (bpf_map_lookup_elem(slots_map.get(), &i, &slots[i]))
+                fail("reading the slots map");
+        if (ring[0] >= SIO_STEER_MAX_SLOTS)
+            throw std::runtime_error("the ring is empty after attach");
+
+        // A socket of the group, to swap the program it runs (SO_ATTACH_REUSEPORT_EBPF).
+        sio_steer::worker_sockets group = sio_steer::take_listeners(port);
+        const int member = group.fds.front().get();
+
+        // The floors and the hash-only variant, on the pinned workers/ring/config maps.
+        empty_skel floors(bench_empty_bpf__open());
+        if (!floors)
+            fail("opening bench_empty");
+        floors->rodata->fixed_slot = ring[0];
+        reuse(floors->maps.workers, workers_map.get());
+        if (bench_empty_bpf__load(floors.get()))
+            fail("loading bench_empty");
+        hash_skel hashed(bench_hash_only_bpf__open());
+        if (!hashed)
+            fail("opening bench_hash_only");
+        reuse(hashed->maps.workers, workers_map.get());
+        reuse(hashed->maps.ring, ring_map.get());
+        reuse(hashed->maps.config, config_map.get());
+        if (bench_hash_only_bpf__load(hashed.get()))
+            fail("loading bench_hash_only");
+        profile_skel steps;
+        if (cfg.profile) {
+            steps.reset(bench_profile_bpf__open());
+            if (!steps)
+                fail("opening bench_profile");
+            steps->rodata->fixed_slot = ring[0];
+            reuse(steps->maps.workers, workers_map.get());
+            reuse(steps->maps.ring, ring_map.get());
+            reuse(steps->maps.config, config_map.get());
+            if (bench_profile_bpf__load(steps.get()))
+                fail("loading bench_profile");
+            const int small = bpf_map__fd(steps->maps.ring_small);
+            for (std::uint32_t i = 0; i < bpf_map__max_entries(steps->maps.ring_small); i++)
+                if (bpf_map_update_elem(small, &i, &ring[i], BPF_ANY))
+                    fail("filling the small ring");
+        }
+
+        // The real program once more, from the same object, on every pinned map but sessions: a
+        // second sessions map of the same size, holding --sessions recorded clients.
+        const std::uint32_t max_sessions = map_max_entries(sessions_map.get());
+        auto load_real = [&](std::uint32_t sessions_max) {
+            real_skel copy(sio_steer_bpf__open());
+            if (!copy)
+                fail("opening sio_steer");
+            reuse(copy->maps.workers, workers_map.get());
+            reuse(copy->maps.slots, slots_map.get());
+            reuse(copy->maps.ring, ring_map.get());
+            reuse(copy->maps.config, config_map.get());
+            reuse(copy->maps.stats, stats_map.get());
+            bpf_map__set_max_entries(copy->maps.sessions, sessions_max);
+            if (sio_steer_bpf__load(copy.get()))
+                fail("loading another copy of sio_steer");
+            return copy;
+        };
+        real_skel big = load_real(max_sessions);
+        // --profile: the real program on a sessions map just big enough for the benchmark's clients.
+        const std::uint32_t small_max = std::max<std::uint32_t>(16384, std::bit_ceil(2u * static_cast<std::uint32_t>(cfg.clients)));
+        real_skel little = cfg.profile ? load_real(small_max) : real_skel();
+        const int big_sessions = bpf_map__fd(big->maps.sessions);
+        auto fill_start = std::chrono::steady_clock::now();
+        fill_sessions(big_sessions, cfg.sessions, base_config, ring, slots);
+        double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
+        std::size_t recorded = count_entries(big_sessions);
+        std::printf("bpf_cost: %zu sessions recorded in the second map in %.2f s (max_entries %u)\n", recorded, fill_s,
+                    max_sessions);
+        if (recorded != cfg.sessions)
+            throw std::runtime_error("the sessions map holds " + std::to_string(recorded) + " entries, not " +
+                                     std::to_string(cfg.sessions));
+
+        const std::uint64_t never = ~0ull;
+        std::vector<variant> variants = {
+            {"empty", "returns SK_PASS, selects nothing (dispatch + accounting)", bpf_program__fd(floors->progs.empty), -1,
+             std::nullopt, false},
+            {"select_fixed", "selects one fixed slot (+ bpf_sk_select_reuseport)",
+             bpf_program__fd(floors->progs.select_fixed), -1, std::nullopt, true},
+            {"hash_only", "reads the client, masks, hashes, ring, selects", bpf_program__fd(hashed->progs.hash_only), -1,
+             std::nullopt, true},
+            {"sessions_0", "real program, sessions map empty but for the benchmark's clients", program.get(),
+             sessions_map.get(), std::nullopt, true},
+            {"sessions_1m", "real program, " + std::to_string(cfg.sessions) + " other sessions recorded",
+             bpf_program__fd(big->progs.steer), big_sessions, std::nullopt, true},
+        };
+        if (cfg.profile) {
+            std::vector<variant> more = {
+                {"read_only", "select_fixed + read_client()", bpf_program__fd(steps->progs.read_only), -1, std::nullopt,
+                 true},
+                {"hash_fixed", "read_only + config, mask, hash (no ring)", bpf_program__fd(steps->progs.hash_fixed), -1,
+                 std::nullopt, true},
+                {"small_ring", "hash_only with a 1021-entry ring", bpf_program__fd(steps->progs.small_ring), -1,
+                 std::nullopt, true},
+                {"sessions_0_ro", "sessions_0, hit without the last_seen write", program.get(), sessions_map.get(),
+                 never, true},
+                {"sessions_1m_ro", "sessions_1m, hit without the last_seen write", bpf_program__fd(big->progs.steer),
+                 big_sessions, never, true},
+                {"sessions_small", "sessions_0 on a map of max_entries " + std::to_string(small_max),
+                 bpf_program__fd(little->progs.steer), bpf_map__fd(little->maps.sessions), std::nullopt, true},
+            };
+            variants.insert(variants.end(), more.begin(), more.end());
+        }
+
+        std::vector<std::string> clients = sio_steer::test::client_addresses(cfg.clients, 0);
+        std::vector<sockaddr_in> sources(clients.size());
+        std::vector<client_key> keys(clients.size());
+        for (std::size_t i = 0; i < clients.size(); i++) {
+            sources[i].sin_family = AF_INET;
+            inet_pton(AF_INET, clients[i].c_str(), &sources[i].sin_addr);
+            keys[i] = v4_key(sources[i].sin_addr.s_addr, base_config);
+        }
+        sockaddr_in dest{};
+        dest.sin_family = AF_INET;
+        dest.sin_port = htons(port);
+        dest.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+        // Statistics on for as long as this fd is open (BPF_ENABLE_STATS: the kernel counts the
+        // holders, so it composes with kernel.bpf_stats_enabled and needs no restore, even on a crash).
+        int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+        if (stats_fd < 0)
+            fail("BPF_ENABLE_STATS", -stats_fd);
+        unique_fd stats_on(stats_fd);
+
+        const auto refresh_wait = std::chrono::nanoseconds(base_config.refresh_ns) + std::chrono::milliseconds(50);
+        std::map<std::string, variant_result> results;
+        const auto started = std::chrono::steady_clock::now();
+        for (int round = 0; round < cfg.rounds; round++) {
+            for (std::size_t k = 0; k < variants.size(); k++) {
+                const variant& v = variants[(k + static_cast<std::size_t>(round)) % variants.size()];
+                variant_result& r = results[v.name];
+                check_interrupted();
+                if (setsockopt(member, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &v.prog_fd, sizeof(v.prog_fd)))
+                    fail("attaching " + v.name);
+                if (v.sessions_fd >= 0)  // the benchmark's clients are new again
+                    for (const client_key& key : keys)
+                        bpf_map_delete_elem(v.sessions_fd, &key);
+                config c = base_config;
+                if (v.refresh_ns)
+                    c.refresh_ns = *v.refresh_ns;
+                write_config(config_map.get(), c);
+
+                std::vector<std::string> first_answer(clients.size());
+                std::vector<double> first_chunks, again_chunks;
+                for (int pass = 0; pass < cfg.passes; pass++) {
+                    if (pass > 0)  // every recorded client comes back after the refresh interval
+                        std::this_thread::sleep_for(refresh_wait);
+                    check_interrupted();
+                    phase_result& ph = pass == 0 ? r.first : r.again;
+                    std::vector<double>& chunks = pass == 0 ? first_chunks : again_chunks;
+                    const stats s0 = read_stats(stats_map.get());
+                    prog_counters before = read_counters(v.prog_fd);
+                    std::uint64_t failures = 0, moved = 0, pass_runs = 0;
+                    for (std::size_t i = 0; i < clients.size(); i++) {
+                        std::string answer = connect_once(sources[i], dest);
+                        failures += answer.empty();
+                        if (pass == 0)
+                            first_answer[i] = answer;
+                        else if (!answer.empty() && answer != first_answer[i])
+                            moved++;
+                        if ((i + 1) % static_cast<std::size_t>(cfg.chunk) == 0 || i + 1 == clients.size()) {
+                            const prog_counters now = read_counters(v.prog_fd);
+                            const std::uint64_t runs = now.runs - before.runs, ns = now.ns - before.ns;
+                            if (runs * 2 >= static_cast<std::uint64_t>(cfg.chunk))  // not a short tail
+                                chunks.push_back(static_cast<double>(ns) / static_cast<double>(runs));
+                            ph.ns += ns;
+                            ph.runs += runs;
+                            pass_runs += runs;
+                            before = now;
+                        }
+                    }
+                    const stats s1 = read_stats(stats_map.get());
+                    if (pass_runs == 0)
+                        throw std::runtime_error(v.name + ": the program did not run");
+                    ph.connections += clients.size();
+                    ph.failures += failures;
+                    r.moved += moved;
+                    if (v.sessions_fd >= 0) {  // the path the counters say it took is the one we mean
+                        std::uint64_t expect = clients.size() - failures;
+                        std::uint64_t got = pass == 0 ? s1.new_sessions - s0.new_sessions : s1.session_hits - s0.session_hits;
+                        if (got < expect || s1.errors != s0.errors || s1.expired != s0.expired)
+                            std::fprintf(stderr, "bpf_cost: warning: %s pass %d: %llu %s for %llu connections\n",
+                                         v.name.c_str(), pass + 1, static_cast<unsigned long long>(got),
+                                         pass == 0 ? "new sessions" : "session hits",
+                                         static_cast<unsigned long long>(expect));
+                    }
+                }
+                if (!first_chunks.empty())
+                    r.first.ns_per_run.push_back(median(first_chunks));
+                if (!again_chunks.empty())
+                    r.again.ns_per_run.push_back(median(again_chunks));
+            }
+            std::fprintf(stderr, "bpf_cost: round %d of %d done (%.0f s)\n", round + 1, cfg.rounds,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
+        write_config(config_map.get(), base_config);
+        stats_on.reset();
+        int none = 0;
+        setsockopt(member, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &none, sizeof(none));
+        recorded = count_entries(big_sessions);
+
+        // ---- Report. ----
+        std::printf("\nns per program run (kernel.bpf_stats_enabled=1). A round's value is the median over its chunks of\n"
+                    "%d connections of run_time_ns/run_cnt; median, min and max of %d rounds; mean: all runs together\n",
+                    cfg.chunk, cfg.rounds);
+        std::printf("%-15s %-16s %7s %7s %7s %7s %8s  %s\n", "variant", "connection", "median", "min", "max", "mean",
+                    "runs", "program");
+        bool healthy = true;
+        auto row = [&](const variant& v, const char* label, const phase_result& ph) {
+            if (ph.ns_per_run.empty())
+                return;
+            auto [lo, hi] = std::minmax_element(ph.ns_per_run.begin(), ph.ns_per_run.end());
+            std::printf("%-15s %-16s %7.1f %7.1f %7.1f %7.1f %8llu  %s\n", v.name.c_str(), label, median(ph.ns_per_run),
+                        *lo, *hi, ph.mean(), static_cast<unsigned long long>(ph.runs), v.what.c_str());
+            if (ph.runs != ph.connections) {
+                std::fprintf(stderr, "bpf_cost: warning: %s: %llu runs for %llu connections (retransmitted SYNs?)\n",
+                             v.name.c_str(), static_cast<unsigned long long>(ph.runs),
+                             static_cast<unsigned long long>(ph.connections));
+            }
+            if (ph.failures) {
+                std::fprintf(stderr, "bpf_cost: warning: %s: %llu connections failed\n", v.name.c_str(),
+                             static_cast<unsigned long long>(ph.failures));
+                healthy = false;
+            }
+        };
+        for (const variant& v : variants) {
+            const variant_result& r = results[v.name];
+            if (v.sessions_fd >= 0 && !v.refresh_ns)
+                row(v, "new client", r.first);
+            row(v, v.sessions_fd >= 0 ? "recorded client" : "any", r.again);
+            if (v.sticky && r.moved) {
+                std::fprintf(stderr, "bpf_cost: warning: %s: %llu reconnections reached another worker\n",
+                             v.name.c_str(), static_cast<unsigned long long>(r.moved));
+                healthy = false;
+            }
+        }
+        std::printf("(\"recorded client\" reconnects after the %.1f s refresh interval, so the hit rewrites last_seen;\n"
+                    " *_ro: the same hit with refresh_ns = max, i.e. a reconnect within the interval; the 1M\n"
+                    " sessions map held %zu sessions at the end)\n",
+                    static_cast<double>(base_config.refresh_ns) / 1e9, recorded);
+
+        std::printf("{\"bpf_ns\": {\"empty\": %.1f, \"hash_only\": %.1f, \"sessions_0\": %.1f, \"sessions_1m\": %.1f}}\n",
+                    round1(median(results["empty"].again.ns_per_run)),
+                    round1(median(results["hash_only"].again.ns_per_run)),
+                    round1(median(results["sessions_0"].again.ns_per_run)),
+                    round1(median(results["sessions_1m"].again.ns_per_run)));
+        code = healthy ? 0 : 3;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bpf_cost: %s\n", e.what());
+        code = 1;
+    }
+    if (!lock_dir.empty()) {
+        std::error_code ec;
+        fs::remove_all(lock_dir, ec);
+    }
+    return code;
+}

@@ -1,0 +1,326 @@
+// Following the workers (issue: restarts, reloads, scale changes and controller restarts lose no
+// live session). Real kernel, test_worker processes, a following `sio-steer attach` in the
+// background, 300 client addresses. Every step compares the client -> worker map before and after.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "harness.h"
+#include "pinned_state.h"
+
+namespace sio_steer::test {
+namespace {
+
+using namespace std::chrono;
+using client_map = std::map<std::string, std::string>;  // client -> "<instance> <pid>"
+
+std::string pid_of(const std::string& answer) { return answer.substr(answer.find(' ') + 1); }
+
+class LifecycleTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        enter_fresh_netns();
+        port = free_port();
+        for (int i = 0; i < 4; i++)
+            w.push_back(worker_process::instance(port, i));
+        clients = client_addresses(300, 0);
+    }
+
+    std::vector<std::string> attach_args(bool once) const
+    {
+        std::vector<std::string> a = {"attach", "--port", std::to_string(port), "--pin-root", pins.path(),
+                                      "--lock-dir", pins.lock_dir()};
+        if (once)
+            a.push_back("--once");
+        return a;
+    }
+
+    void start_controller()
+    {
+        controller = std::make_unique<background_process>(attach_args(false));
+        wait_for_workers();
+    }
+
+    // The pids whose sockets are in the workers map right now, once the ring points at the newest
+    // socket of every instance (the last step of a sync before attaching); empty until then.
+    std::set<std::string> pids_in_map() const
+    {
+        std::set<std::string> pids, instances;
+        try {
+            auto state = pinned_state::open(pins.dir(port));
+            if (!state)
+                return {};
+            std::vector<slot> slots = state->read_slots();
+            for (const slot& s : slots)
+                if (s.cookie) {
+                    pids.insert(std::to_string(s.pid));
+                    instances.insert(std::to_string(s.instance));
+                }
+            std::set<std::uint32_t> in_ring;
+            for (std::uint32_t s : state->read_ring())
+                in_ring.insert(s);
+            for (std::uint32_t s : in_ring)
+                if (s == SIO_STEER_SLOT_NONE ? !pids.empty() : !slots[s].cookie)
+                    return {};
+            if (in_ring.size() != std::max<std::size_t>(instances.size(), 1))
+                return {};
+        } catch (const std::exception&) {
+            return {};
+        }
+        return pids;
+    }
+
+    bool ring_empty() const
+    {
+        auto state = pinned_state::open(pins.dir(port));
+        if (!state)
+            return false;
+        for (std::uint32_t s : state->read_ring())
+            if (s != SIO_STEER_SLOT_NONE)
+                return false;
+        return true;
+    }
+
+    std::set<std::string> live_pids() const
+    {
+        std::set<std::string> pids;
+        for (const auto& p : w)
+            if (p && p->pid() > 0)
+                pids.insert(std::to_string(p->pid()));
+        return pids;
+    }
+
+    // Waits until the map holds exactly the live workers; returns how long that took.
+    milliseconds wait_for_workers(milliseconds limit = milliseconds(5000))
+    {
+        auto start = steady_clock::now();
+        while (pids_in_map() != live_pids() && !(live_pids().empty() && ring_empty())) {
+            if (steady_clock::now() - start > limit) {
+                ADD_FAILURE() << "the workers map did not follow the workers within " << limit.count() << " ms\n"
+                              << (controller ? controller->output() : "");
+                break;
+            }
+            std::this_thread::sleep_for(milliseconds(1));
+        }
+        return duration_cast<milliseconds>(steady_clock::now() - start);
+    }
+
+    client_map where(const std::vector<std::string>& who, int connections = 2)
+    {
+        client_map m;
+        for (const auto& [client, answers] : probe(who, port, connections)) {
+            EXPECT_EQ(answers.size(), 1u) << client << " reached several workers";
+            EXPECT_FALSE(answers.front().empty()) << client << " was refused or reset";
+            m[client] = answers.front();
+        }
+        return m;
+    }
+
+    static int moved(const client_map& before, const client_map& after, const std::string& except_pid = "")
+    {
+        int n = 0;
+        for (const auto& [client, worker] : before)
+            if (pid_of(worker) != except_pid)
+                n += after.at(client) != worker;
+        return n;
+    }
+
+    pin_root pins;
+    std::uint16_t port = 0;
+    workers w;
+    std::vector<std::string> clients;
+    std::unique_ptr<background_process> controller;
+};
+
+TEST_F(LifecycleTest, RestartedWorkerLeavesEveryOtherClientInPlace)
+{
+    start_controller();
+    client_map before = where(clients);
+    std::string victim = std::to_string(w[2]->pid());
+    w[2]->kill_now();
+    wait_for_workers();
+    w[2] = worker_process::instance(port, 2);
+    wait_for_workers();
+
+    client_map after = where(clients, 3);
+    EXPECT_EQ(moved(before, after, victim), 0);
+}
+
+TEST_F(LifecycleTest, ReloadOverlapKeepsOldClientsOnOldSocketThenMovesThemOnceToTheNewOne)
+{
+    start_controller();
+    client_map before = where(clients);
+    std::string old_pid = std::to_string(w[2]->pid());
+
+    // pm2 reload: the new worker of instance 2 listens while the old one still does.
+    auto replacement = worker_process::instance(port, 2);
+    std::string new_pid = std::to_string(replacement->pid());
+    w.push_back(std::move(replacement));
+    wait_for_workers();
+    client_map during = where(clients);
+    EXPECT_EQ(moved(before, during), 0) << "recorded clients keep their socket, old worker included";
+
+    // New clients of instance 2's share reach the new socket, none the old one.
+    std::vector<std::string> fresh = client_addresses(600, 0);
+    fresh.erase(fresh.begin(), fresh.begin() + 300);
+    int to_new = 0, to_old = 0;
+    for (const auto& [client, worker] : where(fresh, 1)) {
+        to_new += pid_of(worker) == new_pid;
+        to_old += pid_of(worker) == old_pid;
+    }
+    EXPECT_GT(to_new, 0);
+    EXPECT_EQ(to_old, 0);
+
+    // The old worker stops: each of its clients moves to the new instance-2 worker and stays.
+    w[2]->kill_now();
+    wait_for_workers();
+    client_map after = where(clients, 3);
+    EXPECT_EQ(moved(before, after, old_pid), 0);
+    int orphans = 0;
+    for (const auto& [client, worker] : before)
+        if (pid_of(worker) == old_pid) {
+            orphans++;
+            EXPECT_EQ(pid_of(after[client]), new_pid) << client;
+        }
+    EXPECT_GT(orphans, 0);
+}
+
+TEST_F(LifecycleTest, ScaleUpKeepsRecordedClientsAndSendsNewOnesToTheNewWorker)
+{
+    start_controller();
+    client_map before = where(clients);
+    w.push_back(worker_process::instance(port, 4));
+    std::string fifth = std::to_string(w.back()->pid());
+    milliseconds reaction = wait_for_workers();
+    RecordProperty("reaction_ms", static_cast<int>(reaction.count()));
+    std::printf("reaction time, new listener -> slot filled: %lld ms\n", static_cast<long long>(reaction.count()));
+
+    EXPECT_EQ(moved(before, where(clients)), 0);
+    std::vector<std::string> fresh = client_addresses(600, 0);
+    fresh.erase(fresh.begin(), fresh.begin() + 300);
+    int to_fifth = 0;
+    for (const auto& [client, worker] : where(fresh, 1))
+        to_fifth += pid_of(worker) == fifth;
+    EXPECT_GT(to_fifth, 300 / 5 / 2) << "about a fifth of new clients reach the new worker";
+}
+
+TEST_F(LifecycleTest, ConnectionsQueuedOnAKilledWorkerAreServedByAnother)
+{
+    start_controller();
+    client_map before = where(clients);
+    std::string client;
+    for (const auto& [c, worker] : before)
+        if (pid_of(worker) == std::to_string(w[1]->pid())) {
+            client = c;
+            break;
+        }
+    ASSERT_FALSE(client.empty());
+
+    w[1]->signal(SIGSTOP);
+    ASSERT_TRUE(w[1]->wait_stopped()) << "a worker still running could accept a connection and stop before answering";
+    std::vector<std::unique_ptr<pending_connection>> queued;
+    for (int i = 0; i < 10; i++)
+        queued.push_back(std::make_unique<pending_connection>(client, "127.0.0.1", port));
+    std::this_thread::sleep_for(milliseconds(50));  // handshakes done: they sit in the accept queue
+    w[1]->kill_now();
+
+    int served = 0;
+    for (auto& c : queued)
+        served += !c->answer().empty();
+    EXPECT_EQ(served, 10) << "queued connections are migrated, not reset";
+}
+
+TEST_F(LifecycleTest, KilledControllerLeavesSteeringAndANewOneAdoptsIt)
+{
+    start_controller();
+    client_map before = where(clients);
+    ::kill(controller->pid(), SIGKILL);
+    controller->wait_exit(5000);
+    EXPECT_EQ(moved(before, where(clients)), 0) << "steering outlives the controller";
+
+    auto state = pinned_state::open(pins.dir(port));
+    ASSERT_TRUE(state);
+    std::size_t sessions = state->count_sessions();
+    std::uint64_t hits = state->read_stats().session_hits;
+
+    start_controller();
+    std::this_thread::sleep_for(milliseconds(300));
+    EXPECT_EQ(moved(before, where(clients)), 0);
+    EXPECT_EQ(state->count_sessions(), sessions) << "sessions adopted";
+    EXPECT_GT(state->read_stats().session_hits, hits) << "counters adopted and counting";
+    EXPECT_EQ(controller->wait_exit(0), -1) << "the new controller runs:\n" << controller->output();
+}
+
+TEST_F(LifecycleTest, RestartOfAllWorkersReattachesAndKeepsClientsSticky)
+{
+    start_controller();
+    where(clients);
+    for (int i = 0; i < 4; i++) {
+        w[i]->kill_now();
+        w[i].reset();
+    }
+    wait_for_workers();
+    for (int i = 0; i < 4; i++)
+        w[i] = worker_process::instance(port, i);
+    wait_for_workers();
+    client_map after = where(clients, 3);  // where() fails the test on any split client
+    std::set<std::string> used;
+    for (const auto& [client, worker] : after)
+        used.insert(pid_of(worker));
+    EXPECT_EQ(used, live_pids());
+}
+
+TEST_F(LifecycleTest, DetachStopsARunningController)
+{
+    start_controller();
+    run_result r = sio_steer({"detach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir",
+                              pins.lock_dir()});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(controller->wait_exit(3000), 0) << controller->output();
+}
+
+TEST_F(LifecycleTest, SigtermLeavesSteeringAttached)
+{
+    start_controller();
+    client_map before = where(clients);
+    ::kill(controller->pid(), SIGTERM);
+    EXPECT_EQ(controller->wait_exit(3000), 0);
+    EXPECT_NE(controller->output().find("stays attached"), std::string::npos) << controller->output();
+    EXPECT_EQ(moved(before, where(clients)), 0);
+}
+
+// The same steps without following (--once): they break, so the tests above can fail.
+TEST_F(LifecycleTest, WithoutFollowingANewWorkerNeverGetsClients)
+{
+    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    w.push_back(worker_process::instance(port, 4));
+    std::string fifth = std::to_string(w.back()->pid());
+    int to_fifth = 0;
+    for (const auto& [client, answers] : probe(client_addresses(300, 0), port, 1))
+        to_fifth += pid_of(answers.front()) == fifth;
+    EXPECT_EQ(to_fifth, 0);
+}
+
+TEST_F(LifecycleTest, WithoutFollowingARestartOfAllWorkersLosesSteering)
+{
+    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    for (int i = 0; i < 4; i++) {
+        w[i]->kill_now();
+        w[i] = worker_process::instance(port, i);
+    }
+    int split = 0;
+    for (const auto& [client, answers] : probe(clients, port, 3))
+        split += answers.size() > 1;
+    EXPECT_GT(split, 100) << "the kernel's own hash splits clients again";
+}
+
+}  // namespace
+}  // namespace sio_steer::test

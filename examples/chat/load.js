@@ -5,7 +5,8 @@
 // "Session ID unknown", connect errors, acks, broadcasts, latency, and each client's worker(s).
 //
 // Human summary on stderr, ONE JSON object on the last stdout line. Exit 0 unless load.js itself
-// crashes (observed 400s, timeouts etc. are results, not failures). Run with --help for flags.
+// crashes (1) or gets bad flags (2): observed 400s, timeouts etc. are results, not failures.
+// Run with --help for the flags.
 'use strict';
 const http = require('node:http');
 const { parseArgs } = require('node:util');
@@ -35,9 +36,10 @@ if (opt.help) {
     '  [--keepalive] [--no-clients]');
   process.exit(0);
 }
+const usage = (msg) => { console.error(`load: ${msg} (see --help)`); process.exit(2); };
 const num = (k, min, max) => {
   const v = Number(opt[k]);
-  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`--${k} must be in [${min}, ${max}]`);
+  if (!Number.isFinite(v) || v < min || v > max) usage(`--${k} must be in [${min}, ${max}]`);
   return Math.floor(v);
 };
 const NPOLL = num('polling', 0, 20000), NUP = num('upgrade', 0, 20000), N = NPOLL + NUP;
@@ -51,9 +53,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function srcAddr(i) {
   if (opt['src-base'] === 'none') return undefined;
   const b = opt['src-base'].split('.').map(Number);
-  if (b.length !== 4 || b[0] !== 127) throw new Error('--src-base must be an address in 127.0.0.0/8 or "none"');
+  if (b.length !== 4 || b[0] !== 127 || b.some((x) => !(x >= 0 && x <= 255))) usage('--src-base must be an address in 127.0.0.0/8 or "none"');
   const v = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) + i;
-  if (v >>> 24 !== 127) throw new Error('--src-base + clients leaves 127.0.0.0/8');
+  if (v >>> 24 !== 127) usage('--src-base + clients leaves 127.0.0.0/8');
   return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
 }
 
@@ -90,6 +92,7 @@ for (let i = 0; i < N; i++) {
   });
 }
 const latency = [], ackLatency = [];
+const nodeOf = new Map(); // worker pid -> its Node version (from hello)
 
 function seen(c, r) {
   if (r && r.pid) { const k = `${r.pid}/${r.instance}`; c.workers.set(k, (c.workers.get(k) || 0) + 1); }
@@ -103,7 +106,7 @@ function connect(c) {
     reconnectionAttempts: RECONNECTS, reconnectionDelay: 200, reconnectionDelayMax: 1000, timeout: 10000,
   });
   c.socket = s;
-  s.on('hello', (h) => { c.hellos++; seen(c, h); });
+  s.on('hello', (h) => { c.hellos++; seen(c, h); nodeOf.set(h.pid, h.node); });
   s.on('connect_error', () => { c.connectErrors++; });
   s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') c.disconnects++; });
   s.io.on('error', () => { c.transportErrors++; });
@@ -131,17 +134,18 @@ async function send(c) {
 
 // what each client should get once every message was sent
 function expected(c) {
-  let bc = 0, dm = 0;
+  let bc = 0, dm = 0, typing = 0;
   const end = Math.min(N, (c.room + 1) * ROOM);
   for (let j = c.room * ROOM; j < end; j++) {
     if (j !== c.i) bc += clients[j].sent;
     if (clients[j].peer === c.i) dm += clients[j].sent;
+    if (clients[j].peer === c.i && j !== c.i) typing += clients[j].sent; // never echoed to the typist
   }
-  return { acks: 2 * c.sent, bc, dm };
+  return { acks: 2 * c.sent, bc, dm, typing };
 }
 const complete = (c) => {
   const e = expected(c);
-  return c.acks + c.ackErrors >= e.acks && c.activity >= e.bc && c.dms >= e.dm && c.typing >= e.dm && c.unread >= e.dm;
+  return c.acks + c.ackErrors >= e.acks && c.activity >= e.bc && c.dms >= e.dm && c.typing >= e.typing && c.unread >= e.dm;
 };
 
 const pct = (a, p) => {
@@ -159,7 +163,7 @@ function report(timedOut) {
     const ws = [...c.workers.keys()];
     const ok = c.hellos === 1 && ws.length === 1 && c.unknown === 0 && c.http400 === 0 &&
       c.connectErrors === 0 && c.disconnects === 0 && c.ackErrors === 0 && c.acks === e.acks &&
-      c.activity === e.bc && c.dms === e.dm && c.typing >= e.dm && c.unread >= e.dm &&
+      c.activity === e.bc && c.dms === e.dm && c.typing >= e.typing && c.unread >= e.dm &&
       (c.kind === 'polling' || c.finalTransport === 'websocket');
     return {
       i: c.i, addr: c.addr ?? null, kind: c.kind, transport: c.finalTransport, ok,
@@ -175,7 +179,7 @@ function report(timedOut) {
   for (const p of per) {
     if (!p.pids.length) continue;
     const k = `${p.pids[0]}/${p.instances[0]}`;
-    const w = workers.get(k) || { pid: p.pids[0], instance: p.instances[0], clients: 0 };
+    const w = workers.get(k) || { pid: p.pids[0], instance: p.instances[0], node: nodeOf.get(p.pids[0]) ?? null, clients: 0 };
     w.clients++;
     workers.set(k, w);
   }

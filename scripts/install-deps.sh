@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool
   libspdlog-dev libboost-program-options-dev libgtest-dev libgmock-dev
   libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
-  iproute2 nginx-light redis-server gnuplot-nox
+  iproute2 nginx-light redis-server gnuplot-nox jq npm
 )
 
 missing=()

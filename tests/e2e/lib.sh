@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# Shared by the end-to-end tests: the real stack (Redis, PM2 cluster of the chat example on Node 24,
+# sio-steer) on loopback, with a private PM2_HOME, pin root and lock folder, all removed on exit.
+#   . tests/e2e/lib.sh        then: e2e_start_stack [instances]; e2e_attach; e2e_load ARGS...
+# SIO_STEER: the binary (default build/userspace/sio-steer).
+set -euo pipefail
+
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SIO_STEER="${SIO_STEER:-$E2E_ROOT/build/userspace/sio-steer}"
+. "$E2E_ROOT/scripts/node-env.sh"
+
+E2E_TMP="$(mktemp -d /tmp/sio-steer-e2e.XXXXXX)"
+E2E_PINS="/sys/fs/bpf/sio-steer-e2e-$$"   # bpffs names may not contain dots
+E2E_LOCKS="$E2E_TMP/locks"
+E2E_CTL_PID=""
+E2E_BG_PIDS=()
+mkdir -p "$E2E_PINS"
+
+e2e_cleanup() {
+  local rc=$?
+  local p
+  for p in "${E2E_BG_PIDS[@]}" $E2E_CTL_PID; do kill "$p" 2>/dev/null || true; done
+  for p in "${E2E_BG_PIDS[@]}" $E2E_CTL_PID; do wait "$p" 2>/dev/null || true; done
+  if [[ -n "${CHAT_PORT:-}" && -d "$E2E_PINS/$CHAT_PORT" ]]; then
+    "$SIO_STEER" detach --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" >/dev/null 2>&1 || true
+  fi
+  node_env_cleanup
+  rm -rf "$E2E_PINS" "$E2E_TMP"
+  return $rc
+}
+trap e2e_cleanup EXIT
+
+e2e_log() { echo "e2e: $*" >&2; }
+e2e_fail() { echo "e2e: FAIL: $*" >&2; exit 1; }
+
+# Redis and a PM2 cluster of the chat example on a free port ($CHAT_PORT).
+e2e_start_stack() {
+  redis_start
+  pm2_start_cluster "$(free_port)" "${1:-4}" || e2e_fail "the PM2 cluster did not start"
+  e2e_log "PM2 cluster of ${1:-4} on :$CHAT_PORT"
+}
+
+# A following `sio-steer attach` in the background; returns once the workers are in the map.
+e2e_attach() {
+  "$SIO_STEER" attach --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" "$@" \
+    >"$E2E_TMP/attach.log" 2>&1 &
+  E2E_CTL_PID=$!
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -q "following port" "$E2E_TMP/attach.log" && return 0
+    kill -0 "$E2E_CTL_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$E2E_TMP/attach.log" >&2
+  e2e_fail "sio-steer attach did not start following"
+}
+
+e2e_status() { "$SIO_STEER" status --port "$CHAT_PORT" --pin-root "$E2E_PINS" "$@"; }
+
+# Runs load.js against the cluster; its JSON summary goes to the file named by $1.
+e2e_load() {
+  local out="$1"
+  shift
+  "$NODE24" "$CHAT_DIR/load.js" --url "http://127.0.0.1:$CHAT_PORT" "$@" 2>"$out.log" | tail -n 1 >"$out"
+  [[ -s "$out" ]] || { cat "$out.log" >&2; e2e_fail "load.js printed no summary"; }
+}
+
+# Starts e2e_load in the background; wait for it with `wait $E2E_LOAD_PID`.
+e2e_load_bg() {
+  e2e_load "$@" &
+  E2E_LOAD_PID=$!
+  E2E_BG_PIDS+=("$E2E_LOAD_PID")
+}
+
+# jq -e over a JSON file: fails the test with the expression and the summary when false.
+e2e_expect() {
+  local file="$1" expr="$2" what="$3"
+  if ! jq -e "$expr" "$file" >/dev/null; then
+    jq -c 'del(.per_client)' "$file" >&2
+    e2e_fail "$what  [jq: $expr]"
+  fi
+  e2e_log "ok: $what"
+}
+
+# One line of numbers for the log: OK clients, 400s, latency.
+e2e_summary() {
+  jq -r '"clients_ok=\(.clients_ok)/\(.clients) session_unknown_400=\(.session_unknown_400) connect_errors=\(.connect_errors) acks=\(.acks.received)/\(.acks.expected) broadcasts=\(.broadcasts.received)/\(.broadcasts.expected) p50=\(.latency_ms.p50)ms p99=\(.latency_ms.p99)ms"' "$1"
+}

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool
   libspdlog-dev libboost-program-options-dev libgtest-dev libgmock-dev
   libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
-  iproute2 nginx-light redis-server gnuplot-nox jq npm
+  iproute2 nginx-light redis-server gnuplot-nox jq
 )
 
 missing=()
@@ -20,6 +20,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# npm comes with the machine's Node.js; Debian's npm package only where it is missing.
+command -v npm >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
 if ! mountpoint -q /sys/fs/bpf; then
   echo "install-deps: mounting bpffs on /sys/fs/bpf"

@@ -1,0 +1,76 @@
+#include "proxy_check.h"
+
+#include <time.h>
+
+#include <algorithm>
+
+#include "client_key.h"
+
+namespace sio_steer {
+
+namespace {
+
+std::uint64_t now_coarse_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the clock of bpf_ktime_get_coarse_ns()
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+bool is_loopback(const client_key& key)
+{
+    static const client_key v6_loopback = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
+    return (is_v4_mapped(key) && key.addr[12] == 127) || std::equal(key.addr, key.addr + 16, v6_loopback.addr);
+}
+
+}  // namespace
+
+std::optional<std::string> proxy_warning(const proxy_sample& s, const config& c)
+{
+    std::vector<client_key> keys = s.recent;
+    auto less = [](const client_key& a, const client_key& b) {
+        return std::lexicographical_compare(a.addr, a.addr + 16, b.addr, b.addr + 16);
+    };
+    auto same = [](const client_key& a, const client_key& b) { return std::equal(a.addr, a.addr + 16, b.addr); };
+    std::sort(keys.begin(), keys.end(), less);
+    keys.erase(std::unique(keys.begin(), keys.end(), same), keys.end());
+
+    if (!s.address_keys || s.connections < proxy_min_connections || keys.empty() ||
+        keys.size() > proxy_max_addresses ||
+        s.new_sessions > std::max(proxy_max_new_sessions, s.connections / 1000))
+        return std::nullopt;
+
+    std::string list;
+    bool loopback = true;
+    for (const client_key& k : keys) {
+        list += (list.empty() ? "" : ", ") + format_key(k, c);
+        loopback = loopback && is_loopback(k);
+    }
+    std::string who = loopback ? "a proxy on this host (nginx?) connects for them"
+                               : "a proxy or load balancer in front connects for them";
+    return std::to_string(s.connections) + " connections, but only " + std::to_string(s.new_sessions) +
+           " new client" + (s.new_sessions == 1 ? "" : "s") + " recorded and " + std::to_string(keys.size()) +
+           " client address" + (keys.size() == 1 ? "" : "es") + " seen recently (" + list + "): " + who +
+           ", so every client lands on the same worker. Give each client its own source address: "
+           "`sio-steer nginx-conf` prints the nginx configuration (docs/nginx.md).";
+}
+
+std::optional<std::string> proxy_warning(const pinned_state& state)
+{
+    config c = state.read_config();
+    stats st = state.read_stats();
+    proxy_sample s;
+    s.address_keys = c.key_mode == SIO_STEER_KEY_ADDRESS;
+    for (std::uint64_t n : st.selections)
+        s.connections += n;
+    s.new_sessions = st.new_sessions;
+    if (!s.address_keys || s.connections < proxy_min_connections)
+        return std::nullopt;  // nothing to judge: spare the walk over the sessions map
+    std::uint64_t now = now_coarse_ns();
+    for (const auto& [key, session] : state.read_sessions())
+        if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
+            s.recent.push_back(key);
+    return proxy_warning(s, c);
+}
+
+}  // namespace sio_steer

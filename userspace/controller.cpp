@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -41,12 +42,12 @@ bool has_reuseport(int fd)
 
 }  // namespace
 
-worker_sockets take_listeners(std::uint16_t port, bool allow_none)
+worker_sockets take_listeners(std::uint16_t port, take_mode mode)
 {
     worker_sockets ws;
     ws.listeners = find_listeners(port);
     const std::string p = std::to_string(port);
-    if (ws.listeners.empty() && !allow_none)
+    if (ws.listeners.empty() && mode == take_mode::attach)
         throw steer_error(exit_code::no_listeners, "nothing listens on TCP port " + p,
                           "sio-steer steers the connections of workers that already listen on the port",
                           "start the workers first (e.g. pm2 start ecosystem.config.cjs), or check the port number");
@@ -65,6 +66,16 @@ worker_sockets take_listeners(std::uint16_t port, bool allow_none)
     }
 
     for (const listener& l : ws.listeners) {
+        if (mode == take_mode::follow) {
+            // A worker in the middle of starting or exiting: its socket may have no visible owner
+            // yet, or be gone by the time we reach it. Leave it to the next resync.
+            try {
+                ws.fds.push_back(l.pid ? duplicate_socket(l.pid, l.fd) : unique_fd());
+            } catch (const steer_error&) {
+                ws.fds.emplace_back();
+            }
+            continue;
+        }
         if (!l.pid)
             throw steer_error(exit_code::not_steerable,
                               "the listener " + describe_group(l) + " (inode " + std::to_string(l.inode) +
@@ -74,7 +85,7 @@ worker_sockets take_listeners(std::uint16_t port, bool allow_none)
         ws.fds.push_back(duplicate_socket(l.pid, l.fd));
     }
     for (std::size_t i = 0; i < ws.listeners.size(); i++) {
-        if (has_reuseport(ws.fds[i].get()))
+        if (!ws.fds[i] || has_reuseport(ws.fds[i].get()))
             continue;
         const listener& l = ws.listeners[i];
         std::string count = ws.listeners.size() == 1 ? "one listener" : std::to_string(ws.listeners.size()) + " listeners";
@@ -100,10 +111,22 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
         state.write_config(wanted);
     }
 
-    std::vector<live_socket> live;
-    for (const listener& l : sockets.listeners)
-        live.push_back({l.cookie, l.instance, l.pid});
+    // A socket we could not take (its worker is starting or exiting) counts only if it already
+    // sits in a slot: the kernel keeps it there without us.
     std::vector<slot> current = state.read_slots();
+    std::set<std::uint64_t> in_map;
+    for (const slot& s : current)
+        if (s.cookie)
+            in_map.insert(s.cookie);
+    std::vector<live_socket> live;
+    std::vector<std::size_t> listener_of;  // live[k] is sockets.listeners[listener_of[k]]
+    for (std::size_t i = 0; i < sockets.listeners.size(); i++) {
+        const listener& l = sockets.listeners[i];
+        if (!sockets.fds[i] && !in_map.count(l.cookie))
+            continue;
+        live.push_back({l.cookie, l.instance, l.pid});
+        listener_of.push_back(i);
+    }
     slot_plan plan = plan_slots(current, live);
 
     sync_report report;
@@ -111,7 +134,8 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
     // entry whose slot is not filled yet.
     for (std::uint32_t s : plan.changed)
         state.write_slot(s, plan.slots[s]);
-    for (auto [s, i] : plan.inserts) {
+    for (auto [s, k] : plan.inserts) {
+        std::size_t i = listener_of[k];
         state.insert_worker(s, sockets.fds[i].get());
         report.added.push_back(s);
         spdlog::info("worker socket came: slot {}, {}, cookie {}", s, describe_owner(sockets.listeners[i]),
@@ -134,9 +158,13 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
 
     // Any member attaches the program to the whole group; it replaces whatever was attached.
     int prog = state.program();
-    if (!sockets.fds.empty() &&
-        setsockopt(sockets.fds.front().get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
-        throw_system_error("cannot attach the steering program to port " + std::to_string(options.port), errno);
+    for (const unique_fd& fd : sockets.fds) {
+        if (!fd)
+            continue;
+        if (setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
+            throw_system_error("cannot attach the steering program to port " + std::to_string(options.port), errno);
+        break;
+    }
     return report;
 }
 

@@ -14,14 +14,20 @@ namespace sio_steer {
 // The listeners on a port with the controller's own reference to each socket.
 struct worker_sockets {
     std::vector<listener> listeners;
-    std::vector<unique_fd> fds;  // fds[i] duplicates listeners[i]
+    std::vector<unique_fd> fds;  // fds[i] duplicates listeners[i] (empty if it could not be taken)
+};
+
+enum class take_mode {
+    attach,  // every listener must be taken: refuse (steer_error) if one cannot be
+    follow,  // no listener is fine; one that cannot be taken now (worker starting or exiting)
+             // gets an empty fd and is left to the next resync
 };
 
 // Finds and duplicates the listeners. Throws steer_error when there is nothing to steer:
-// no listener (no_listeners, unless allow_none), no SO_REUSEPORT or several reuseport groups
+// no listener (no_listeners, in attach mode), no SO_REUSEPORT or several reuseport groups
 // (not_steerable). Drop the result soon: while the controller holds a worker's socket, that
 // socket outlives its worker.
-worker_sockets take_listeners(std::uint16_t port, bool allow_none = false);
+worker_sockets take_listeners(std::uint16_t port, take_mode mode = take_mode::attach);
 
 struct sync_report {
     std::vector<std::uint32_t> added;    // slots filled with a new socket

@@ -75,7 +75,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             continue;
         last_sync = steady_clock::now();
         try {
-            worker_sockets sockets = take_listeners(options.port, true);
+            worker_sockets sockets = take_listeners(options.port, take_mode::follow);
             sync_report report = sync(state, options, sockets);
             if (report.changed())
                 spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,

@@ -15,7 +15,7 @@ module.exports = {
       exec_mode: process.env.PM2_EXEC_MODE || 'cluster',
       instances: Number(process.env.INSTANCES || 4),
       wait_ready: true,      // server.js sends 'ready' after listen (shortens the reload overlap)
-      listen_timeout: 3000,
+      listen_timeout: 10000, // upper bound only: 'ready' ends the wait as soon as the worker listens
       kill_timeout: 3000,
       autorestart: true,
       max_restarts: 10,

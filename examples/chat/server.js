@@ -77,7 +77,11 @@ async function main() {
   });
 
   const stop = () => {
-    io.close(); // closes the http server too
+    // Stop listening before closing the sessions: the clients' reconnects then reach this
+    // instance's replacement (sio-steer sends a closed socket's clients to its successor), not
+    // this dying worker, where they would open sessions that vanish a moment later (400s).
+    httpServer.close();
+    io.close(); // disconnects every client; they reconnect at once
     Promise.allSettled([pub.quit(), sub.quit(), store.quit()]).finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
   };

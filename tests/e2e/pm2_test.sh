@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# End-to-end: the chat example under a real PM2 cluster (Node 24, reusePort), Redis adapter, real
+# Socket.IO clients from hundreds of loopback addresses, with and without sio-steer.
+#   tests/e2e/pm2_test.sh affinity|reload|scale|kill|restart|plain-listen
+. "$(dirname "$0")/lib.sh"
+
+# A load that lasts long enough for something to happen in the middle of it.
+LONG=(--polling 100 --upgrade 100 --messages 24 --interval 500 --time-limit 120)
+
+# Clients that were on `pid` when the load began (their first session's worker).
+clients_of() { jq "[.per_client[] | select(.pids[0] == $2)] | length" "$1"; }
+
+scenario_affinity() {
+  e2e_start_stack 4
+  e2e_load "$E2E_TMP/without.json" --polling 100 --upgrade 100 --messages 3 --time-limit 25 --no-clients
+  e2e_log "without sio-steer: $(e2e_summary "$E2E_TMP/without.json")"
+  e2e_expect "$E2E_TMP/without.json" '.session_unknown_400 > 0' "without sio-steer, polling fails with 'Session ID unknown' (the failure being fixed)"
+
+  e2e_attach
+  e2e_load "$E2E_TMP/with.json" --polling 200 --upgrade 200 --messages 5 --interval 1000 --time-limit 120 \
+    --src-base 127.2.0.0 --no-clients
+  e2e_log "with sio-steer: $(e2e_summary "$E2E_TMP/with.json")"
+  local f="$E2E_TMP/with.json"
+  e2e_expect "$f" '.clients == 400 and .clients_ok == .clients' "every client fully OK (one session, one worker, everything delivered)"
+  e2e_expect "$f" '.http_400 == 0 and .session_unknown_400 == 0' "0 HTTP 400s"
+  e2e_expect "$f" '.connect_errors == 0' "0 connect errors"
+  e2e_expect "$f" '.acks.received == .acks.expected and .dms.received == .dms.expected' "every ack and direct message"
+  e2e_expect "$f" '.broadcasts.received == .broadcasts.expected' "every broadcast to every client"
+  e2e_expect "$f" '.clients_websocket == 200' "every default client upgraded to WebSocket"
+  e2e_expect "$f" '.latency_ms.p99 < 1000' "delivery latency p99 under 1 s"
+  e2e_expect "$f" '(.workers | length) == 4 and all(.workers[]; .clients > 0)' "every worker has clients (all cores in use)"
+}
+
+scenario_reload() {
+  e2e_start_stack 4
+  e2e_attach
+  e2e_load_bg "$E2E_TMP/reload.json" "${LONG[@]}"
+  sleep 3
+  e2e_log "pm2 reload chat"
+  $PM2 reload chat >"$E2E_TMP/reload.out" 2>&1 || { cat "$E2E_TMP/reload.out" >&2; e2e_fail "pm2 reload failed"; }
+  wait "$E2E_LOAD_PID"
+  local f="$E2E_TMP/reload.json"
+  e2e_log "during pm2 reload: $(e2e_summary "$f")"
+  e2e_expect "$f" '.http_400 == 0 and .session_unknown_400 == 0' "0 failed requests (no 400) during the reload"
+  e2e_expect "$f" '.connect_errors == 0' "0 connect errors (no reset, no refused connection)"
+  e2e_expect "$f" 'all(.per_client[]; (.pids | length) <= 2)' "a client moves at most once: to its worker's replacement"
+  e2e_expect "$f" '.acks.received == .acks.expected' "every ack, across the reload"
+  grep -q "worker socket went" "$E2E_TMP/attach.log" || e2e_fail "the controller logged no replaced socket"
+}
+
+scenario_scale() {
+  e2e_start_stack 4
+  e2e_attach
+  e2e_load_bg "$E2E_TMP/scale.json" "${LONG[@]}"
+  sleep 3
+  e2e_log "pm2 scale chat +2"
+  $PM2 scale chat +2 >"$E2E_TMP/scale.out" 2>&1 || { cat "$E2E_TMP/scale.out" >&2; e2e_fail "pm2 scale failed"; }
+  wait "$E2E_LOAD_PID"
+  local f="$E2E_TMP/scale.json"
+  e2e_log "during pm2 scale +2: $(e2e_summary "$f")"
+  e2e_expect "$f" '.clients_ok == .clients and .disconnects == 0' "no live session moved: every client kept its one session"
+
+  e2e_load "$E2E_TMP/after.json" --polling 150 --upgrade 150 --messages 2 --interval 1000 --src-base 127.3.0.0 --time-limit 60
+  e2e_log "new clients after the scale: $(e2e_summary "$E2E_TMP/after.json")"
+  e2e_expect "$E2E_TMP/after.json" '.clients_ok == .clients and .session_unknown_400 == 0' "new clients all OK"
+  e2e_expect "$E2E_TMP/after.json" '(.workers | length) == 6 and all(.workers[]; .clients > 0)' "new clients reach the 2 new workers too"
+}
+
+scenario_kill() {
+  e2e_start_stack 4
+  e2e_attach
+  e2e_load_bg "$E2E_TMP/kill.json" "${LONG[@]}"
+  sleep 4
+  local victim
+  victim=$(pm2_worker_pids | awk '$2 == 1 {print $1}')
+  [[ -n "$victim" ]] || e2e_fail "no worker with instance 1"
+  e2e_log "SIGKILL worker $victim (instance 1)"
+  kill -9 "$victim"
+  wait "$E2E_LOAD_PID"
+  local f="$E2E_TMP/kill.json"
+  e2e_log "with a worker killed: $(e2e_summary "$f")"
+  e2e_expect "$f" "[.per_client[] | select(.pids[0] != $victim)] | all(.sessions == 1 and .disconnects == 0 and .ok)" \
+    "clients of the other workers kept their session and got everything"
+  e2e_expect "$f" "[.per_client[] | select(.pids[0] == $victim)] | length > 0" "the killed worker had clients"
+  e2e_expect "$f" "[.per_client[] | select(.pids[0] == $victim)] | all((.pids | length) == 2)" \
+    "each of its clients reconnected once, to one live worker"
+  e2e_expect "$f" '.session_unknown_400 == 0' "0 'Session ID unknown'"
+}
+
+scenario_restart() {
+  e2e_start_stack 4
+  e2e_attach
+  e2e_load "$E2E_TMP/before.json" --polling 50 --upgrade 50 --messages 2 --interval 500 --no-clients
+  e2e_log "pm2 restart chat (every worker at once)"
+  $PM2 restart chat >"$E2E_TMP/restart.out" 2>&1 || e2e_fail "pm2 restart failed"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    e2e_status --json | jq -e '.in_sync and (.workers | map(select(.live)) | length) == 4' >/dev/null && break
+    sleep 0.1
+  done
+  e2e_status
+  e2e_status --json | jq -e '.in_sync' >/dev/null || e2e_fail "steering did not come back in sync after pm2 restart"
+  e2e_load "$E2E_TMP/after.json" --polling 150 --upgrade 150 --messages 3 --interval 1000 --time-limit 60 --no-clients
+  e2e_log "after pm2 restart: $(e2e_summary "$E2E_TMP/after.json")"
+  e2e_expect "$E2E_TMP/after.json" '.clients_ok == .clients and .session_unknown_400 == 0' "clients work after the restart"
+}
+
+scenario_plain-listen() {
+  redis_start
+  SIO_REUSEPORT=0 pm2_start_cluster "$(free_port)" 4 || e2e_fail "the PM2 cluster did not start"
+  local rc=0
+  "$SIO_STEER" attach --once --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" \
+    >"$E2E_TMP/out" 2>"$E2E_TMP/err" || rc=$?
+  cat "$E2E_TMP/err" >&2
+  [[ $rc == 4 ]] || e2e_fail "attach exited $rc, not 4 (not steerable)"
+  grep -q "one listener without SO_REUSEPORT, owned by pid .*God" "$E2E_TMP/err" || e2e_fail "the message does not name PM2's God daemon"
+  grep -q "reusePort: true" "$E2E_TMP/err" || e2e_fail "the message does not say to listen with reusePort"
+  grep -q "Node >= 22.12" "$E2E_TMP/err" || e2e_fail "the message does not name the Node version"
+  [[ -z "$(ls -A "$E2E_PINS")" ]] || e2e_fail "a refused attach left pins behind"
+  e2e_log "ok: plain listen() refused with what to change"
+}
+
+case "${1:-}" in
+  affinity | reload | scale | kill | restart | plain-listen) "scenario_$1" ;;
+  *) echo "usage: $0 affinity|reload|scale|kill|restart|plain-listen" >&2; exit 2 ;;
+esac
+e2e_log "PASS: $1"

@@ -3,6 +3,9 @@
  * Steps between select_fixed (empty.bpf.c) and hash_only (hash_only.bpf.c), for
  * `bpf_cost --profile`: where the time of the hash-only path goes.
  *
+ *   select_spread  selects a random one of the live slots (bpf_get_prandom_u32): the floor of a
+ *               program that spreads clients over several workers, where select_fixed always
+ *               selects the same socket
  *   read_only   read_client() only, then the fixed slot
  *   hash_fixed  read_client(), config, mask, sio_steer_hash(); the fixed slot (no ring lookup)
  *   small_ring  as hash_only, with a ring of SMALL_RING_SIZE entries (4 KiB) instead of 65537
@@ -22,6 +25,8 @@ struct {
 } ring_small SEC(".maps");
 
 const volatile __u32 fixed_slot = 0;
+const volatile __u32 live_slots[SIO_STEER_MAX_SLOTS] = {};
+const volatile __u32 live_count = 1;
 
 static __always_inline __u32 client_hash(struct sk_reuseport_md *ctx, int *ok)
 {
@@ -40,6 +45,19 @@ static __always_inline __u32 client_hash(struct sk_reuseport_md *ctx, int *ok)
 	}
 	*ok = 1;
 	return sio_steer_hash(&key, port, cfg->hash_seed);
+}
+
+SEC("sk_reuseport/migrate")
+int select_spread(struct sk_reuseport_md *ctx)
+{
+	__u32 i = bpf_get_prandom_u32() % live_count;
+	__u32 slot;
+
+	if (i >= SIO_STEER_MAX_SLOTS)
+		return SK_PASS;
+	slot = live_slots[i];
+	bpf_sk_select_reuseport(ctx, &workers, &slot, 0);
+	return SK_PASS;
 }
 
 SEC("sk_reuseport/migrate")

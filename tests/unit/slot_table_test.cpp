@@ -54,9 +54,10 @@ TEST(SlotTable, RestartedWorkerTakesANewSlotAndBackItsInstance)
     EXPECT_GT(next.slots[new_slot].generation, first.slots[old_slot].generation);
     EXPECT_EQ(next.slots[old_slot].generation, first.slots[old_slot].generation) << "its sessions still match";
     EXPECT_EQ(next.slots[old_slot].successor, new_slot) << "the closed socket's clients go to the replacement";
-    for (const auto& m : next.ring_members)
+    for (const auto& m : next.ring_members) {
         if (m.id == 2)
             EXPECT_EQ(m.slot, new_slot);
+    }
 }
 
 TEST(SlotTable, DuringAReloadOverlapTheNewestSocketOfAnInstanceGetsTheRing)
@@ -69,9 +70,10 @@ TEST(SlotTable, DuringAReloadOverlapTheNewestSocketOfAnInstanceGetsTheRing)
     EXPECT_TRUE(overlap.removed.empty()) << "the old socket keeps its slot and its clients";
     EXPECT_EQ(overlap.slots[old_slot].successor, new_slot);
     EXPECT_EQ(overlap.ring_members.size(), 4u);
-    for (const auto& m : overlap.ring_members)
+    for (const auto& m : overlap.ring_members) {
         if (m.id == 1)
             EXPECT_EQ(m.slot, new_slot);
+    }
 }
 
 TEST(SlotTable, WorkersWithoutAnInstanceAreIdentifiedByPid)

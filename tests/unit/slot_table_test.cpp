@@ -55,8 +55,9 @@ TEST(SlotTable, RestartedWorkerTakesANewSlotAndBackItsInstance)
     EXPECT_EQ(next.slots[old_slot].generation, first.slots[old_slot].generation) << "its sessions still match";
     EXPECT_EQ(next.slots[old_slot].successor, new_slot) << "the closed socket's clients go to the replacement";
     for (const auto& m : next.ring_members) {
-        if (m.id == 2)
+        if (m.id == 2) {
             EXPECT_EQ(m.slot, new_slot);
+        }
     }
 }
 
@@ -71,8 +72,9 @@ TEST(SlotTable, DuringAReloadOverlapTheNewestSocketOfAnInstanceGetsTheRing)
     EXPECT_EQ(overlap.slots[old_slot].successor, new_slot);
     EXPECT_EQ(overlap.ring_members.size(), 4u);
     for (const auto& m : overlap.ring_members) {
-        if (m.id == 1)
+        if (m.id == 1) {
             EXPECT_EQ(m.slot, new_slot);
+        }
     }
 }
 

@@ -44,6 +44,8 @@ void print_text(const nlohmann::json& r)
     for (const auto& [name, value] : r["counters"].items())
         std::printf(" %s=%llu", name.c_str(), value.get<unsigned long long>());
     std::printf("\n");
+    for (const auto& w : r["warnings"])
+        std::printf("\n  warning: %s\n", w.get<std::string>().c_str());
 }
 
 }  // namespace

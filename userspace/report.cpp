@@ -4,6 +4,7 @@
 
 #include "discovery.h"
 #include "options.h"
+#include "proxy_check.h"
 #include "slot_table.h"
 
 namespace sio_steer {
@@ -45,6 +46,10 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
     for (auto [cookie, l] : by_cookie)
         unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
 
+    json warnings = json::array();
+    if (std::optional<std::string> w = proxy_warning(state))
+        warnings.push_back(*w);
+
     return {
         {"port", port},
         {"pin_dir", state.dir()},
@@ -67,6 +72,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
           {"errors", st.errors}}},
         {"workers", workers},
         {"unmanaged_listeners", unmanaged},
+        {"warnings", warnings},
     };
 }
 

@@ -12,7 +12,7 @@ namespace sio_steer {
 
 // {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
 //  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
-//  "selections"}], "unmanaged_listeners": [...]}
+//  "selections"}], "unmanaged_listeners": [...], "warnings": ["what looks wrong, and what to do", ...]}
 nlohmann::json status_report(const pinned_state& state, std::uint16_t port);
 
 }  // namespace sio_steer

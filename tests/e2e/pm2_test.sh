@@ -79,12 +79,14 @@ scenario_kill() {
   wait "$E2E_LOAD_PID"
   local f="$E2E_TMP/kill.json"
   e2e_log "with a worker killed: $(e2e_summary "$f")"
-  e2e_expect "$f" "[.per_client[] | select(.pids[0] != $victim)] | all(.sessions == 1 and .disconnects == 0 and .ok)" \
-    "clients of the other workers kept their session and got everything"
+  # (Their broadcasts from the killed worker's clients may be short: messages in flight there died.)
+  e2e_expect "$f" "[.per_client[] | select(.pids[0] != $victim)] | all(.sessions == 1 and (.pids | length) == 1 and .disconnects == 0 and .session_unknown == 0 and .connect_errors == 0)" \
+    "clients of the other workers kept their one session: no disconnect, no 400, no error"
   e2e_expect "$f" "[.per_client[] | select(.pids[0] == $victim)] | length > 0" "the killed worker had clients"
   e2e_expect "$f" "[.per_client[] | select(.pids[0] == $victim)] | all((.pids | length) == 2)" \
     "each of its clients reconnected once, to one live worker"
-  e2e_expect "$f" '.session_unknown_400 == 0' "0 'Session ID unknown'"
+  e2e_expect "$f" "[.per_client[] | select(.pids[0] == $victim)] | all(.connect_errors == 0)" \
+    "its clients reconnected without a connect error (their 400s are the requests in flight when it died)"
 }
 
 scenario_restart() {

@@ -90,7 +90,7 @@ std::uint16_t free_port(std::uint16_t avoid)
 }
 
 std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const std::vector<std::string>& env,
-                                                      const std::string& address, bool reuseport)
+                                                      const std::string& address, bool reuseport, bool http)
 {
     int p[2];
     check(pipe2(p, O_CLOEXEC) == 0, "pipe2");
@@ -100,6 +100,8 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
     std::vector<const char*> argv = {TEST_WORKER_BIN, "--port", port_text.c_str(), "--address", address.c_str()};
     if (!reuseport)
         argv.push_back("--no-reuseport");
+    if (http)
+        argv.push_back("--http");
     argv.push_back(nullptr);
     std::vector<const char*> envp;
     for (const auto& e : env)
@@ -123,6 +125,11 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
 std::unique_ptr<worker_process> worker_process::instance(std::uint16_t port, int instance)
 {
     return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)});
+}
+
+std::unique_ptr<worker_process> worker_process::http_instance(std::uint16_t port, int instance)
+{
+    return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, "::", true, true);
 }
 
 worker_process::~worker_process() { kill_now(); }

@@ -24,10 +24,14 @@ std::uint16_t free_port(std::uint16_t avoid = 0);
 class worker_process {
 public:
     // Starts test_worker with exactly `env` as its environment and waits until it listens.
+    // `http`: answers HTTP/1.1 requests (test_worker --http), e.g. behind nginx.
     static std::unique_ptr<worker_process> start(std::uint16_t port, const std::vector<std::string>& env,
-                                                 const std::string& address = "::", bool reuseport = true);
+                                                 const std::string& address = "::", bool reuseport = true,
+                                                 bool http = false);
     // A worker as PM2 starts it: NODE_APP_INSTANCE=<instance> in the environment.
     static std::unique_ptr<worker_process> instance(std::uint16_t port, int instance);
+    // The same, speaking HTTP: 200 with body "<instance> <pid>" and header X-Peer (see test_worker.cpp).
+    static std::unique_ptr<worker_process> http_instance(std::uint16_t port, int instance);
     ~worker_process();
     worker_process(const worker_process&) = delete;
     worker_process& operator=(const worker_process&) = delete;

@@ -2,8 +2,10 @@
 // (dual-stack "::" by default) and answers every connection with "<instance> <pid>\n", where
 // instance is NODE_APP_INSTANCE from its environment, as PM2 would set it. It prints "ready"
 // once listening, so that a test knows when the socket exists, and runs until killed.
+// With --http it reads an HTTP request first and answers "HTTP/1.1 200" with the same body
+// "<instance> <pid>" and the header "X-Peer: <client address>" (IPv4 as a.b.c.d), e.g. behind nginx.
 //
-//   test_worker --port N [--address ADDR] [--no-reuseport]
+//   test_worker --port N [--address ADDR] [--no-reuseport] [--http]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,11 +16,49 @@
 #include <cstring>
 #include <string>
 
+namespace {
+
+std::string peer_text(const sockaddr_storage& peer)
+{
+    char text[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr, text, sizeof(text));
+        return text;
+    }
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a))
+        inet_ntop(AF_INET, a.s6_addr + 12, text, sizeof(text));
+    else
+        inet_ntop(AF_INET6, &a, text, sizeof(text));
+    return text;
+}
+
+// Reads the request head (up to the blank line, 2 s at most) and answers it.
+void answer_http(int c, const std::string& body, const sockaddr_storage& peer)
+{
+    timeval tv{2, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string request;
+    char buf[4096];
+    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 65536) {
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n <= 0)
+            return;
+        request.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nX-Peer: " + peer_text(peer) +
+                           "\r\nConnection: close\r\n\r\n" + body;
+    (void)!write(c, response.data(), response.size());
+}
+
+}  // namespace
+
 int main(int argc, char** argv)
 {
     std::string address = "::";
     int port = 0;
-    bool reuseport = true;
+    bool reuseport = true, http = false;
     for (int i = 1; i < argc; i++) {
         std::string arg = argv[i];
         if (arg == "--port" && i + 1 < argc)
@@ -27,8 +67,10 @@ int main(int argc, char** argv)
             address = argv[++i];
         else if (arg == "--no-reuseport")
             reuseport = false;
+        else if (arg == "--http")
+            http = true;
         else {
-            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport]\n");
+            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport] [--http]\n");
             return 2;
         }
     }
@@ -66,10 +108,15 @@ int main(int argc, char** argv)
 
     std::string reply = std::string(instance ? instance : "-") + " " + std::to_string(getpid()) + "\n";
     for (;;) {
-        int c = accept(fd, nullptr, nullptr);
+        sockaddr_storage peer{};
+        socklen_t peer_len = sizeof(peer);
+        int c = accept(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len);
         if (c < 0)
             continue;
-        (void)!write(c, reply.data(), reply.size());
+        if (http)
+            answer_http(c, reply.substr(0, reply.size() - 1), peer);
+        else
+            (void)!write(c, reply.data(), reply.size());
         close(c);
     }
 }

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# End-to-end behind nginx: Socket.IO clients -> nginx (configured by `sio-steer nginx-conf`) -> the
+# chat example under a PM2 cluster (Node 24, reusePort, Redis adapter), steered by sio-steer; and the
+# same behind a CDN-style hop. Runs in a fresh network namespace; nginx is started here with its own
+# prefix folder and stopped by pid.
+#   tests/e2e/nginx_test.sh affinity|no-proxy-bind|cdn
+#     affinity       300 clients (half polling, half upgrading to WebSocket) through nginx: all OK,
+#                    0 x 400, every worker used, no proxy warning in `sio-steer status`
+#     no-proxy-bind  the same configuration without its proxy_bind line: every client lands on one
+#                    worker (nginx is the only client sio-steer sees), and `status` warns about it
+#     cdn            a CDN stand-in in front (every request leaves from a random edge address, with
+#                    the visitor in X-Forwarded-For): with --real-ip-header/--trusted all OK; without
+#                    them, "Session ID unknown" 400s (the visitor's requests hop between workers)
+if [[ -z "${SIO_STEER_E2E_NETNS:-}" ]]; then
+  # npm ci (if node_modules is stale) needs the network: before leaving it
+  . "$(dirname "$0")/../../scripts/node-env.sh" >/dev/null || exit 1
+  SIO_STEER_E2E_NETNS=1 exec unshare --net -- bash "$0" "$@"
+fi
+ip link set lo up
+. "$(dirname "$0")/lib.sh"
+
+command -v nginx >/dev/null || e2e_fail "nginx is not installed (scripts/install-deps.sh)"
+LOAD=(--polling 150 --upgrade 150 --messages 3 --interval 500 --time-limit 90 --src-base 127.2.0.0 --no-clients)
+NGINX_PID=""
+
+# nginx_start NAME PORT: nginx with $E2E_TMP/NAME.conf in its http {}, on 127.0.0.1:PORT.
+nginx_start() {
+  local name="$1" port="$2" dir="$E2E_TMP/nginx-$1" i
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+master_process off;
+daemon off;
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    include $E2E_TMP/$name.conf;
+}
+EOF
+  nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+    { cat "$dir/error.log" >&2; e2e_fail "nginx -t refused the configuration $name"; }
+  e2e_log "ok: nginx -t accepts $name"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+  NGINX_PID=$!
+  E2E_BG_PIDS+=("$NGINX_PID")
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$dir/error.log" >&2
+  e2e_fail "nginx ($name) is not listening on $port"
+}
+
+nginx_stop() {
+  [[ -n "$NGINX_PID" ]] || return 0
+  kill "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=""
+}
+
+nginx_conf() { "$SIO_STEER" nginx-conf --upstream "127.0.0.1:$CHAT_PORT" "$@"; }
+
+# A CDN stand-in: every request leaves from one of four edge addresses, at random, and names the
+# visitor in X-Forwarded-For, as a CDN's edges do.
+cdn_edge_conf() { # EDGE_PORT ORIGIN_PORT
+  cat <<EOF
+split_clients "\$request_id" \$cdn_edge { 25% 127.250.0.1; 25% 127.250.0.2; 25% 127.250.0.3; * 127.250.0.4; }
+map \$http_upgrade \$cdn_connection { default upgrade; "" close; }
+server {
+    listen 127.0.0.1:$1;
+    location / {
+        proxy_pass http://127.0.0.1:$2;
+        proxy_bind \$cdn_edge;
+        proxy_http_version 1.1;
+        proxy_set_header Host \$host;
+        proxy_set_header Upgrade \$http_upgrade;
+        proxy_set_header Connection \$cdn_connection;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_read_timeout 75s;
+    }
+}
+EOF
+}
+
+# Clients per worker, from load.js's summary: "pid:clients ...".
+spread() { jq -r '[.workers[] | "\(.pid):\(.clients)"] | join(" ")' "$1"; }
+
+expect_all_ok() { # FILE WHAT
+  local f="$1"
+  e2e_log "$2: $(e2e_summary "$f"); clients per worker: $(spread "$f")"
+  e2e_expect "$f" '.clients == 300 and .clients_ok == .clients' "$2: every client fully OK (one session, one worker, everything delivered)"
+  e2e_expect "$f" '.http_400 == 0 and .session_unknown_400 == 0' "$2: 0 HTTP 400s"
+  e2e_expect "$f" '.connect_errors == 0' "$2: 0 connect errors"
+  e2e_expect "$f" '.clients_websocket == 150' "$2: every upgrading client ended on WebSocket (through nginx)"
+  e2e_expect "$f" '.clients_single_worker == .clients' "$2: each client stayed on one worker"
+  e2e_expect "$f" '(.workers | length) == 4 and all(.workers[]; .clients > 0)' "$2: every worker has clients"
+}
+
+expect_no_warning() {
+  e2e_status --json >"$E2E_TMP/status.json"
+  e2e_expect "$E2E_TMP/status.json" '.warnings == []' "no proxy warning in sio-steer status"
+}
+
+scenario_affinity() {
+  e2e_start_stack 4
+  e2e_attach
+  local port
+  port="$(free_port)"
+  nginx_conf --listen "127.0.0.1:$port" >"$E2E_TMP/origin.conf"
+  nginx_start origin "$port"
+  e2e_load "$E2E_TMP/through-nginx.json" --url "http://127.0.0.1:$port" "${LOAD[@]}"
+  expect_all_ok "$E2E_TMP/through-nginx.json" "through nginx"
+  expect_no_warning
+}
+
+scenario_no-proxy-bind() {
+  e2e_start_stack 4
+  e2e_attach
+  local port
+  port="$(free_port)"
+  nginx_conf --listen "127.0.0.1:$port" | grep -v 'proxy_bind \$sio_steer_src;' >"$E2E_TMP/origin.conf"
+  grep -q proxy_bind "$E2E_TMP/origin.conf" && e2e_fail "proxy_bind still in the configuration"
+  nginx_start origin "$port"
+  local f="$E2E_TMP/no-proxy-bind.json"
+  e2e_load "$f" --url "http://127.0.0.1:$port" "${LOAD[@]}"
+  e2e_log "through nginx without proxy_bind: $(e2e_summary "$f"); clients per worker: $(spread "$f")"
+  e2e_expect "$f" '(.workers | length) == 1' "without proxy_bind every client lands on the same worker (the failure)"
+  e2e_status --json >"$E2E_TMP/status.json"
+  e2e_expect "$E2E_TMP/status.json" '.warnings | length == 1 and (.[0] | contains("127.0.0.1") and contains("sio-steer nginx-conf"))' \
+    "sio-steer status warns that a proxy hides the clients and points to nginx-conf"
+  e2e_log "status says: $(jq -r '.warnings[0]' "$E2E_TMP/status.json")"
+}
+
+scenario_cdn() {
+  e2e_start_stack 4
+  e2e_attach
+  local edge origin
+  edge="$(free_port)"
+  origin="$(free_port)"
+  while [[ "$origin" == "$edge" ]]; do origin="$(free_port)"; done
+
+  # Without --real-ip-header, nginx takes the edge for the client: a visitor hops between workers.
+  { nginx_conf --listen "127.0.0.1:$origin"; cdn_edge_conf "$edge" "$origin"; } >"$E2E_TMP/cdn-no-realip.conf"
+  nginx_start cdn-no-realip "$edge"
+  local f="$E2E_TMP/cdn-no-realip.json"
+  e2e_load "$f" --url "http://127.0.0.1:$edge" --polling 50 --upgrade 0 --messages 3 --interval 500 \
+    --time-limit 20 --src-base 127.3.0.0 --no-clients
+  e2e_log "CDN hop, nginx without real_ip: $(e2e_summary "$f")"
+  e2e_expect "$f" '.session_unknown_400 > 0' "without --real-ip-header, visitors behind the CDN get 'Session ID unknown' (the failure)"
+  nginx_stop
+  "$SIO_STEER" sessions --port "$CHAT_PORT" --pin-root "$E2E_PINS" --flush >/dev/null
+
+  { nginx_conf --listen "127.0.0.1:$origin" --real-ip-header X-Forwarded-For --trusted 127.250.0.0/16
+    cdn_edge_conf "$edge" "$origin"; } >"$E2E_TMP/cdn.conf"
+  nginx_start cdn "$edge"
+  e2e_load "$E2E_TMP/cdn.json" --url "http://127.0.0.1:$edge" "${LOAD[@]}"
+  expect_all_ok "$E2E_TMP/cdn.json" "behind the CDN hop"
+}
+
+case "${1:-}" in
+  affinity | no-proxy-bind | cdn) "scenario_$1" ;;
+  *) echo "usage: $0 affinity|no-proxy-bind|cdn" >&2; exit 2 ;;
+esac
+nginx_stop
+e2e_log "PASS: $1"

@@ -3,11 +3,13 @@
 # chat example under a PM2 cluster (Node 24, reusePort, Redis adapter), steered by sio-steer; and the
 # same behind a CDN-style hop. Runs in a fresh network namespace; nginx is started here with its own
 # prefix folder and stopped by pid.
-#   tests/e2e/nginx_test.sh affinity|no-proxy-bind|cdn
+#   tests/e2e/nginx_test.sh affinity|no-proxy-bind|keepalive|cdn
 #     affinity       300 clients (half polling, half upgrading to WebSocket) through nginx: all OK,
 #                    0 x 400, every worker used, no proxy warning in `sio-steer status`
 #     no-proxy-bind  the same configuration without its proxy_bind line: every client lands on one
 #                    worker (nginx is the only client sio-steer sees), and `status` warns about it
+#     keepalive      the configuration with an upstream keepalive: "Session ID unknown" 400s (a parked
+#                    connection, opened from one client's source, carries another client's requests)
 #     cdn            a CDN stand-in in front (every request leaves from a random edge address, with
 #                    the visitor in X-Forwarded-For): with --real-ip-header/--trusted all OK; without
 #                    them, "Session ID unknown" 400s (the visitor's requests hop between workers)
@@ -139,6 +141,25 @@ scenario_no-proxy-bind() {
   e2e_log "status says: $(jq -r '.warnings[0]' "$E2E_TMP/status.json")"
 }
 
+scenario_keepalive() {
+  # Why the configuration keeps no idle upstream connection: the same, with an upstream keepalive.
+  e2e_start_stack 4
+  e2e_attach
+  local port
+  port="$(free_port)"
+  { echo "upstream sio_steer_workers { server 127.0.0.1:$CHAT_PORT; keepalive 32; }"
+    nginx_conf --listen "127.0.0.1:$port" |
+      sed -e "s|proxy_pass http://127.0.0.1:$CHAT_PORT;|proxy_pass http://sio_steer_workers;|" \
+          -e 's|^    ""      close;|    ""      "";|'; } >"$E2E_TMP/keepalive.conf"
+  grep -q 'proxy_pass http://sio_steer_workers;' "$E2E_TMP/keepalive.conf" || e2e_fail "could not add the upstream"
+  nginx_start keepalive "$port"
+  local f="$E2E_TMP/keepalive.json"
+  e2e_load "$f" --url "http://127.0.0.1:$port" --polling 50 --upgrade 0 --messages 3 --interval 500 \
+    --time-limit 20 --no-clients
+  e2e_log "through nginx with upstream keepalive: $(e2e_summary "$f")"
+  e2e_expect "$f" '.session_unknown_400 > 0' "with upstream keepalive, parked connections carry other clients: 'Session ID unknown' (the failure)"
+}
+
 scenario_cdn() {
   e2e_start_stack 4
   e2e_attach
@@ -166,8 +187,8 @@ scenario_cdn() {
 }
 
 case "${1:-}" in
-  affinity | no-proxy-bind | cdn) "scenario_$1" ;;
-  *) echo "usage: $0 affinity|no-proxy-bind|cdn" >&2; exit 2 ;;
+  affinity | no-proxy-bind | keepalive | cdn) "scenario_$1" ;;
+  *) echo "usage: $0 affinity|no-proxy-bind|keepalive|cdn" >&2; exit 2 ;;
 esac
 nginx_stop
 e2e_log "PASS: $1"

@@ -7,7 +7,8 @@ packages=(
   build-essential cmake pkg-config clang llvm libbpf-dev bpftool
   libspdlog-dev libboost-program-options-dev libgtest-dev libgmock-dev
   libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
-  iproute2 nginx-light redis-server gnuplot-nox jq
+  iproute2 redis-server gnuplot-nox jq
+  nginx  # with the realip, map, split_clients and proxy modules that `sio-steer nginx-conf` uses
 )
 
 missing=()

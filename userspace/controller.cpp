@@ -80,8 +80,9 @@ worker_sockets take_listeners(std::uint16_t port, take_mode mode)
             throw steer_error(exit_code::not_steerable,
                               "the listener " + describe_group(l) + " (inode " + std::to_string(l.inode) +
                                   ") has no owner process visible here",
-                              "sio-steer needs the workers' processes to take a reference to their sockets",
-                              "run sio-steer in the workers' PID namespace (on the host, not in another container)");
+                              "sio-steer finds a socket's owner in /proc/PID/fd, which it cannot read for processes of "
+                              "another PID namespace, nor without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
+                              "run sio-steer as root in the workers' PID namespace (on the host, not in another container)");
         ws.fds.push_back(duplicate_socket(l.pid, l.fd));
     }
     for (std::size_t i = 0; i < ws.listeners.size(); i++) {

@@ -8,14 +8,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/sysmacros.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "errors.h"
 
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
+#endif
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
 #endif
 #ifndef CAP_BPF
 #define CAP_BPF 39
@@ -32,10 +39,16 @@ std::vector<capability_check> check_capabilities()
     syscall(SYS_capget, &header, data);
     auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1u; };
     bool sys_admin = has(CAP_SYS_ADMIN);
+    // Measured with setpriv --bounding-set: without CAP_PERFMON the verifier rejects the steering
+    // program ("pointer arithmetic ... prohibited for !root"); without CAP_DAC_READ_SEARCH root
+    // cannot list /proc/PID/fd of workers running as another user, so their sockets go unseen.
     return {
         {"CAP_BPF", has(CAP_BPF) || sys_admin, "loading the steering program and its maps"},
+        {"CAP_PERFMON", has(CAP_PERFMON) || sys_admin, "the verifier's checks of the steering program, the listener watch"},
         {"CAP_NET_ADMIN", has(CAP_NET_ADMIN) || sys_admin, "attaching it to the listening sockets"},
         {"CAP_SYS_PTRACE", has(CAP_SYS_PTRACE) != 0, "taking the workers' sockets (pidfd_getfd)"},
+        {"CAP_DAC_READ_SEARCH", has(CAP_DAC_READ_SEARCH) || has(CAP_DAC_OVERRIDE),
+         "reading /proc/PID/fd and environ of workers that run as another user"},
     };
 }
 
@@ -64,15 +77,24 @@ void require_bpffs(const std::string& pin_root)
                           "mount bpffs: mount -t bpf bpf /sys/fs/bpf (or pass --pin-root on a bpffs mount)");
 }
 
-port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
+namespace {
+
+std::string lock_path(const std::string& lock_dir, const std::string& pin_dir)
 {
-    std::error_code ec;
-    fs::create_directories(lock_dir, ec);
     std::string name = pin_dir;
     for (char& c : name)
         if (c == '/')
             c = '-';
-    std::string path = lock_dir + "/" + name + ".lock";
+    return lock_dir + "/" + name + ".lock";
+}
+
+}  // namespace
+
+port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
+{
+    std::error_code ec;
+    fs::create_directories(lock_dir, ec);
+    std::string path = lock_path(lock_dir, pin_dir);
     fd_ = unique_fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd_)
         throw_system_error("cannot open the lock file " + path, errno);
@@ -102,6 +124,29 @@ port_lock port_lock::wait(const std::string& lock_dir, const std::string& pin_di
         }
         usleep(20'000);
     }
+}
+
+std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir)
+{
+    struct stat st {};
+    if (stat(lock_path(lock_dir, pin_dir).c_str(), &st))
+        return std::nullopt;
+    // "1: FLOCK  ADVISORY  WRITE 4242 00:1a:5678 0 EOF"; waiters have "->" after the number.
+    std::ifstream locks("/proc/locks");
+    std::string line;
+    while (std::getline(locks, line)) {
+        std::istringstream fields(line);
+        std::string number, kind, advisory, mode, device;
+        pid_t pid = 0;
+        if (!(fields >> number >> kind >> advisory >> mode >> pid >> device) || kind != "FLOCK")
+            continue;
+        unsigned major_dev = 0, minor_dev = 0;
+        unsigned long long inode = 0;
+        if (std::sscanf(device.c_str(), "%x:%x:%llu", &major_dev, &minor_dev, &inode) == 3 &&
+            inode == st.st_ino && major_dev == major(st.st_dev) && minor_dev == minor(st.st_dev))
+            return pid;
+    }
+    return std::nullopt;
 }
 
 }  // namespace sio_steer

@@ -1,7 +1,10 @@
 // Checks made before anything changes: privileges, bpffs, and one controller per port.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,10 @@ void require_capabilities();
 
 // Throws steer_error(environment) when `pin_root` is not on a mounted bpffs (or could not be).
 void require_bpffs(const std::string& pin_root);
+
+// The pid holding the lock of `pin_dir` (a following attach), read from /proc/locks without
+// touching the lock; nullopt if nobody holds it.
+std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir);
 
 // An exclusive flock held for as long as this object lives: one controller per pin folder.
 class port_lock {

@@ -142,6 +142,20 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
         spdlog::info("worker socket came: slot {}, {}, cookie {}", s, describe_owner(sockets.listeners[i]),
                      sockets.listeners[i].cookie);
     }
+    // A socket the slots map records but the workers map lost (emptied with bpftool in an
+    // emergency, see docs/runbook.md) goes back in, so that attaching again restores steering.
+    std::map<std::uint64_t, std::size_t> live_index;
+    for (std::size_t i = 0; i < sockets.listeners.size(); i++)
+        live_index[sockets.listeners[i].cookie] = i;
+    for (std::uint32_t s = 0; s < plan.slots.size(); s++) {
+        auto it = live_index.find(plan.slots[s].cookie);
+        if (!plan.slots[s].cookie || it == live_index.end() || state.worker_cookie(s) == plan.slots[s].cookie)
+            continue;
+        state.insert_worker(s, sockets.fds[it->second].get());
+        report.added.push_back(s);
+        spdlog::info("worker socket restored: slot {}, {} (the workers map had lost it)", s,
+                     describe_owner(sockets.listeners[it->second]));
+    }
     for (std::uint32_t s : plan.removed) {
         report.removed.push_back(s);
         const slot& rec = current[s];

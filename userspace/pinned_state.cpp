@@ -344,4 +344,12 @@ void pinned_state::insert_worker(std::uint32_t index, int socket_fd) const
         throw_system_error("cannot put a listening socket into slot " + std::to_string(index) + " of the workers map", errno);
 }
 
+std::uint64_t pinned_state::worker_cookie(std::uint32_t index) const
+{
+    std::uint64_t cookie = 0;  // a lookup from user space gives the socket's cookie
+    if (bpf_map_lookup_elem(workers_.get(), &index, &cookie))
+        return 0;
+    return cookie;
+}
+
 }  // namespace sio_steer

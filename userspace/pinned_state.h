@@ -58,6 +58,9 @@ public:
     std::size_t flush_sessions() const;
     std::uint32_t max_sessions() const;
     void insert_worker(std::uint32_t index, int socket_fd) const;
+    // SO_COOKIE of the socket in slot `index` of the workers map, 0 if the slot is empty (the
+    // kernel empties it when the socket closes; `bpftool map delete` empties it too).
+    std::uint64_t worker_cookie(std::uint32_t index) const;
 
 private:
     pinned_state() = default;

@@ -23,7 +23,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
         by_cookie[l.cookie] = &l;
 
     json workers = json::array();
-    std::size_t live = 0;
+    std::size_t live = 0, steered = 0;
     for (std::uint32_t i = 0; i < slots.size(); i++) {
         const slot& s = slots[i];
         if (!s.cookie)
@@ -31,6 +31,9 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
         auto it = by_cookie.find(s.cookie);
         const listener* l = it == by_cookie.end() ? nullptr : it->second;
         live += l != nullptr;
+        // The program can choose a live socket only if the workers map still holds it.
+        bool in_map = l && state.worker_cookie(i) == s.cookie;
+        steered += in_map;
         workers.push_back({{"slot", i},
                            {"pid", s.pid},
                            {"instance", s.instance == no_instance ? json(nullptr) : json(s.instance)},
@@ -38,6 +41,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
                            {"uid", l ? json(l->uid) : json(nullptr)},
                            {"cookie", s.cookie},
                            {"live", l != nullptr},
+                           {"in_map", in_map},
                            {"selections", st.selections[i]}});
         if (l)
             by_cookie.erase(it);
@@ -55,7 +59,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
         {"pin_dir", state.dir()},
         // The program stays attached while its group lives, and the group lives while one of our sockets does.
         {"attached", live > 0},
-        {"in_sync", live > 0 && live == workers.size() && unmanaged.empty()},
+        {"in_sync", live > 0 && live == workers.size() && steered == live && unmanaged.empty()},
         {"config",
          {{"key", key_mode_name(c.key_mode)},
           {"v4_prefix", c.v4_prefix},

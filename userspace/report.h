@@ -1,5 +1,5 @@
 // What `status` shows, as one JSON document: the same data serves the text table, --json and
-// (later) the metrics. Field names follow the maps: workers, slots, sessions, stats.
+// the metrics (metrics.h). Field names follow the maps: workers, slots, sessions, stats.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@ namespace sio_steer {
 
 // {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
 //  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
-//  "selections"}], "unmanaged_listeners": [...], "warnings": ["what looks wrong, and what to do", ...]}
+//  "in_map", "selections"}], "unmanaged_listeners": [...], "warnings": ["what looks wrong, and what to do", ...]}
 nlohmann::json status_report(const pinned_state& state, std::uint16_t port);
 
 }  // namespace sio_steer

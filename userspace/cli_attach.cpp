@@ -1,27 +1,51 @@
 // sio-steer attach: find the listeners, load and attach the steering program, pin it, and follow.
+#include <memory>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "cli.h"
+#include "config_file.h"
 #include "controller.h"
 #include "errors.h"
 #include "follower.h"
+#include "metrics.h"
+#include "metrics_server.h"
 #include "options.h"
 #include "pinned_state.h"
 #include "preflight.h"
+#include "report.h"
+#include "service_notify.h"
 
 namespace po = boost::program_options;
 
 namespace sio_steer {
 
+namespace {
+
+// The STATUS= line systemd shows; right after a sync the map holds exactly the listening sockets.
+std::string service_status(const pinned_state& state, std::uint16_t port)
+{
+    std::size_t live = 0;
+    for (const slot& s : state.read_slots())
+        live += s.cookie != 0;
+    if (!live)
+        return "port " + std::to_string(port) + ": no worker listens; steering returns with the workers";
+    return "port " + std::to_string(port) + ": steering " + std::to_string(live) + " worker sockets, in sync";
+}
+
+}  // namespace
+
 int run_attach(const args& a)
 {
     steer_options o;
-    std::string port, key = "address", ttl = "600";
+    std::string port, key = "address", ttl = "600", config_path, metrics_listen;
     bool once = false;
     unsigned resync_ms = 2000;
     po::options_description options("attach options");
     options.add_options()
         ("port", po::value(&port)->required(), "TCP port the workers listen on")
+        ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
         ("once", po::bool_switch(&once), "attach and exit, without following the workers")
         ("key", po::value(&key)->default_value(key), "client key: address | address,port")
         ("v4-prefix", po::value(&o.v4_prefix)->default_value(o.v4_prefix), "leading bits of an IPv4 client address in the key")
@@ -29,20 +53,40 @@ int run_attach(const args& a)
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions), "clients the sessions map remembers (LRU)")
         ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
         ("resync-interval", po::value(&resync_ms)->default_value(resync_ms), "ms between full resyncs (listener events trigger one at once)")
+        ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("attach", "--port N [options]", a, options, vm))
+    if (!parse_args("attach", "--port N [--config FILE] [options]", a, options, vm))
         return 0;
-    o.port = parse_port(port);
-    o.key_mode = parse_key_mode(key);
-    o.session_ttl = parse_duration("--session-ttl", ttl);
-    validate(o);
+    std::optional<config_file> file;
+    if (!config_path.empty()) {
+        file = config_file::read(config_path, options, vm);
+        po::notify(vm);
+    }
+    std::optional<listen_address> metrics_at;
+    try {
+        o.port = parse_port(port);
+        o.key_mode = parse_key_mode(key);
+        o.session_ttl = parse_duration("--session-ttl", ttl);
+        validate(o);
+        if (!metrics_listen.empty())
+            metrics_at = parse_listen_address(metrics_listen);
+    } catch (const steer_error& e) {
+        if (!file)
+            throw;
+        throw file->locate(e);
+    }
+    if (metrics_at && once)
+        throw steer_error(exit_code::usage, "--metrics-listen needs a following attach, not --once",
+                          "the metrics endpoint is served by the attach that follows the workers",
+                          "drop --once, or use `sio-steer status --prometheus` for a one-off reading");
 
     // Everything that can refuse does so before anything changes.
     require_capabilities();
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.pin_dir());
+    std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
     worker_sockets sockets = take_listeners(o.port);
 
     auto [state, created] = pinned_state::load(o);
@@ -52,9 +96,29 @@ int run_attach(const args& a)
     sockets = {};  // a worker's socket must close when its worker exits, not live on in here
     if (once)
         return 0;
+
+    controller_counters counters;
+    // Declared after `state` and `counters`, so it stops serving before they go away.
+    std::unique_ptr<metrics_server> metrics = std::move(bound);
+    if (metrics) {
+        metrics->serve([&, st = &state] { return prometheus_text({{o.port, status_report(*st, o.port), &counters}}); });
+        spdlog::info("serving metrics at http://{}:{}/metrics", metrics_at->host, metrics_at->port);
+    }
+    notify_ready(service_status(state, o.port));
+
     follow_settings settings;
     settings.resync_interval = std::chrono::milliseconds(std::max(resync_ms, 100u));
-    return follow(o, state, settings);
+    settings.after_sync = [&, st = &state](bool changed) {
+        counters.syncs++;
+        if (changed) {
+            counters.reactions++;
+            notify_status(service_status(*st, o.port));
+        }
+        notify_watchdog();
+    };
+    int code = follow(o, state, settings);
+    notify_stopping();
+    return code;
 }
 
 }  // namespace sio_steer

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "errors.h"
+#include "metrics.h"
 #include "options.h"
 #include "pinned_state.h"
 #include "report.h"
@@ -54,15 +55,18 @@ int run_status(const args& a)
 {
     steer_options o;
     std::string port;
-    bool json_out = false;
+    bool json_out = false, prometheus = false;
     po::options_description options("status options");
     options.add_options()
         ("port", po::value(&port), "TCP port (default: every pinned port)")
-        ("json", po::bool_switch(&json_out), "print one JSON document");
+        ("json", po::bool_switch(&json_out), "print one JSON document")
+        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("status", "[--port N] [--json] [--pin-root DIR]", a, options, vm))
+    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR]", a, options, vm))
         return 0;
+    if (json_out && prometheus)
+        throw steer_error(exit_code::usage, "--json and --prometheus do not go together", {}, "choose one");
 
     std::vector<std::uint16_t> ports;
     if (!port.empty()) {
@@ -76,10 +80,16 @@ int run_status(const args& a)
     }
 
     nlohmann::json all = nlohmann::json::array();
+    std::vector<port_metrics> metrics;
     bool missing = false;
     for (std::uint16_t p : ports) {
         o.port = p;
         std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
+        if (prometheus) {
+            metrics.push_back({p, state ? std::optional(status_report(*state, p)) : std::nullopt, nullptr});
+            missing = missing || !state;
+            continue;
+        }
         if (!state) {
             missing = true;
             if (!json_out)
@@ -92,7 +102,9 @@ int run_status(const args& a)
         else
             print_text(r);
     }
-    if (json_out)
+    if (prometheus)
+        std::cout << prometheus_text(metrics);
+    else if (json_out)
         std::cout << (port.empty() ? all : all.empty() ? nlohmann::json(nullptr) : all[0]).dump(2) << "\n";
     else if (ports.empty())
         std::printf("no port is steered (nothing pinned in %s)\n", o.pin_root.c_str());

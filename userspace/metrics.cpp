@@ -1,0 +1,139 @@
+#include "metrics.h"
+
+#include <functional>
+
+#include "sio_steer.h"
+
+namespace sio_steer {
+
+using nlohmann::json;
+
+namespace {
+
+struct family {
+    const char* name;
+    const char* type;  // counter | gauge
+    const char* help;
+    // Appends this family's samples for one port; `labels` is `port="N"`.
+    std::function<void(std::string& out, const std::string& labels, const port_metrics& p)> samples;
+};
+
+void sample(std::string& out, const char* name, const std::string& labels, std::uint64_t value)
+{
+    out += name;
+    out += "{" + labels + "} " + std::to_string(value) + "\n";
+}
+
+// The report's field, for ports that have one.
+auto from_report(const char* name, std::function<std::uint64_t(const json&)> value)
+{
+    return [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
+        if (p.report)
+            sample(out, name, labels, value(*p.report));
+    };
+}
+
+auto counter(const char* name, const char* field)
+{
+    return from_report(name, [field](const json& r) { return r["counters"][field].get<std::uint64_t>(); });
+}
+
+auto from_controller(const char* name, const std::atomic<std::uint64_t> controller_counters::*field)
+{
+    return [name, field](std::string& out, const std::string& labels, const port_metrics& p) {
+        if (p.controller)
+            sample(out, name, labels, (p.controller->*field).load());
+    };
+}
+
+// One sample per worker slot, labelled with who holds it.
+auto per_worker(const char* name, std::function<std::uint64_t(const json&)> value)
+{
+    return [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
+        if (!p.report)
+            return;
+        for (const json& w : (*p.report)["workers"]) {
+            std::string instance = w["instance"].is_null() ? "" : std::to_string(w["instance"].get<std::uint32_t>());
+            sample(out, name,
+                   labels + ",slot=\"" + std::to_string(w["slot"].get<std::uint32_t>()) + "\",pid=\"" +
+                       std::to_string(w["pid"].get<std::uint32_t>()) + "\",instance=\"" + instance + "\"",
+                   value(w));
+        }
+    };
+}
+
+const std::vector<family>& families()
+{
+    static const std::vector<family> all = {
+        {"sio_steer_attached", "gauge",
+         "1 if the steering program is attached: a worker socket of the workers map listens on the port",
+         [](std::string& out, const std::string& labels, const port_metrics& p) {
+             sample(out, "sio_steer_attached", labels, p.report && (*p.report)["attached"].get<bool>());
+         }},
+        {"sio_steer_in_sync", "gauge", "1 if the workers map holds exactly the sockets listening on the port",
+         from_report("sio_steer_in_sync", [](const json& r) { return r["in_sync"].get<bool>(); })},
+        {"sio_steer_workers_live", "gauge", "Worker sockets in the workers map that are listening",
+         from_report("sio_steer_workers_live",
+                     [](const json& r) {
+                         std::uint64_t n = 0;
+                         for (const json& w : r["workers"])
+                             n += w["live"].get<bool>();
+                         return n;
+                     })},
+        {"sio_steer_unmanaged_listeners", "gauge", "Sockets listening on the port that are not in the workers map",
+         from_report("sio_steer_unmanaged_listeners", [](const json& r) { return r["unmanaged_listeners"].size(); })},
+        {"sio_steer_worker_live", "gauge", "1 if the socket in this slot of the workers map is listening",
+         per_worker("sio_steer_worker_live", [](const json& w) { return w["live"].get<bool>(); })},
+        {"sio_steer_selections_total", "counter",
+         "Connections the program sent to this slot's worker socket (since the slot was first used)",
+         per_worker("sio_steer_selections_total", [](const json& w) { return w["selections"].get<std::uint64_t>(); })},
+        {"sio_steer_sessions", "gauge", "Client sessions recorded in the sessions map now",
+         from_report("sio_steer_sessions", [](const json& r) { return r["sessions"]["count"].get<std::uint64_t>(); })},
+        {"sio_steer_sessions_capacity", "gauge", "Client sessions the sessions map can hold (LRU beyond)",
+         from_report("sio_steer_sessions_capacity",
+                     [](const json& r) { return r["sessions"]["capacity"].get<std::uint64_t>(); })},
+        {"sio_steer_sessions_recorded_total", "counter",
+         "New client sessions: first connection of a client, or one after its session expired",
+         counter("sio_steer_sessions_recorded_total", "new_sessions")},
+        {"sio_steer_sessions_hit_total", "counter", "Connections sent to the worker recorded for their client",
+         counter("sio_steer_sessions_hit_total", "session_hits")},
+        {"sio_steer_sessions_expired_total", "counter", "Recorded sessions found idle past the session TTL",
+         counter("sio_steer_sessions_expired_total", "expired")},
+        {"sio_steer_fallbacks_total", "counter",
+         "Connections whose chosen worker socket was gone: a successor or another ring entry took them",
+         counter("sio_steer_fallbacks_total", "fallbacks")},
+        {"sio_steer_migrations_total", "counter", "Queued connections handed over from a closing worker socket",
+         counter("sio_steer_migrations_total", "migrations")},
+        {"sio_steer_selection_errors_total", "counter",
+         "Connections the program could not steer (no live worker, unreadable packet): the kernel's hash chose",
+         counter("sio_steer_selection_errors_total", "errors")},
+        {"sio_steer_controller_syncs_total", "counter",
+         "Resyncs of the workers map by this controller process (attach --metrics-listen only)",
+         from_controller("sio_steer_controller_syncs_total", &controller_counters::syncs)},
+        {"sio_steer_controller_reactions_total", "counter",
+         "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)",
+         from_controller("sio_steer_controller_reactions_total", &controller_counters::reactions)},
+    };
+    return all;
+}
+
+}  // namespace
+
+std::string prometheus_text(const std::vector<port_metrics>& ports)
+{
+    std::string out;
+    for (const family& f : families()) {
+        std::string samples;
+        for (const port_metrics& p : ports)
+            f.samples(samples, "port=\"" + std::to_string(p.port) + "\"", p);
+        if (samples.empty())
+            continue;  // e.g. the controller families in `status --prometheus`
+        out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " " + f.type + "\n" + samples;
+    }
+    out += "# HELP sio_steer_build_info The sio-steer that wrote these metrics\n# TYPE sio_steer_build_info gauge\n";
+    out += "sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"" + std::to_string(SIO_STEER_ABI_VERSION) +
+           "\"} 1\n";
+    return out;
+}
+
+}  // namespace sio_steer

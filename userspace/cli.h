@@ -14,6 +14,7 @@ int run_attach(const args& a);    // changes state: load, fill, attach, pin (and
 int run_detach(const args& a);    // changes state: detach from the group, remove the pins
 int run_status(const args& a);    // reads: attached?, workers, counters
 int run_sessions(const args& a);  // reads (or --flush): recorded clients, where a client goes
+int run_doctor(const args& a);    // reads: is everything in place for steering the port? (exit 9 if not)
 int run_nginx_conf(const args& a);  // prints: nginx configuration for the path nginx -> workers
 
 // Parses `a` against `options`; prints usage and returns false on --help.

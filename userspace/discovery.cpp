@@ -268,21 +268,6 @@ std::optional<std::uint32_t> instance_from_text(std::string_view text)
     return static_cast<std::uint32_t>(*value);
 }
 
-// The value of VAR in a NUL-separated environ blob; the first wins, as with getenv.
-std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var)
-{
-    while (!environ.empty()) {
-        auto end = environ.find('\0');
-        std::string_view entry = environ.substr(0, end);
-        if (entry.size() > var.size() && entry.starts_with(var) && entry[var.size()] == '=')
-            return entry.substr(var.size() + 1);
-        if (end == std::string_view::npos)
-            break;
-        environ.remove_prefix(end + 1);
-    }
-    return std::nullopt;
-}
-
 // PM2 writes NODE_APP_INSTANCE into pm2_env as a number; accept a numeric string as well.
 std::optional<std::uint32_t> instance_from_pm2_env(std::string_view document)
 {
@@ -303,6 +288,20 @@ std::optional<std::uint32_t> instance_from_pm2_env(std::string_view document)
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var)
+{
+    while (!environ.empty()) {
+        auto end = environ.find('\0');
+        std::string_view entry = environ.substr(0, end);
+        if (entry.size() > var.size() && entry.starts_with(var) && entry[var.size()] == '=')
+            return entry.substr(var.size() + 1);
+        if (end == std::string_view::npos)
+            break;
+        environ.remove_prefix(end + 1);
+    }
+    return std::nullopt;
+}
 
 std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ)
 {

@@ -36,6 +36,9 @@ std::vector<listener> find_listeners(std::uint16_t port);
 // Throws steer_error (environment: names CAP_SYS_PTRACE) when not permitted.
 unique_fd duplicate_socket(pid_t pid, int fd);
 
+// The value of VAR in a NUL-separated environ blob (/proc/PID/environ); the first wins, as with getenv.
+std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var);
+
 // The PM2 instance from a /proc/PID/environ blob (NUL-separated VAR=value): a top-level
 // NODE_APP_INSTANCE=, else "NODE_APP_INSTANCE" inside the pm2_env=<JSON> document.
 std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ);

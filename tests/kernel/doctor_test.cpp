@@ -1,0 +1,228 @@
+// `sio-steer doctor --port N`: one line per check and a verdict; exit 0 only when all is well,
+// 9 (unhealthy) otherwise, with a fix line under each problem. Real kernel, test_worker processes
+// standing in for PM2 workers, a fresh network namespace and a private pin root per test.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace sio_steer::test {
+namespace {
+
+constexpr int exit_unhealthy = 9;
+
+class DoctorTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        enter_fresh_netns();
+        port = free_port();
+    }
+
+    void start_workers(int n)
+    {
+        for (int i = 0; i < n; i++)
+            w.push_back(worker_process::instance(port, i));
+    }
+
+    std::vector<std::string> with_pins(std::vector<std::string> a) const
+    {
+        a.insert(a.end(), {"--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
+        return a;
+    }
+
+    void attach_once() { ASSERT_EQ(sio_steer(with_pins({"attach", "--once"})).code, 0); }
+
+    void start_controller()
+    {
+        controller = std::make_unique<background_process>(with_pins({"attach"}));
+        for (int i = 0; i < 500 && controller->output().find("following port") == std::string::npos; i++)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ASSERT_NE(controller->output().find("following port"), std::string::npos) << controller->output();
+    }
+
+    run_result doctor() { return sio_steer(with_pins({"doctor"})); }
+
+    // The line of one check: "  <verdict> <check> <detail>", and its fix line if any.
+    static std::string line_of(const run_result& r, const std::string& check)
+    {
+        std::istringstream in(r.out);
+        std::string line, found;
+        const std::regex head("^  (ok|skip|WARN|FAIL) +" + check + " ");
+        for (std::string l; std::getline(in, l);) {
+            if (!found.empty() && l.find("fix: ") != std::string::npos && l.starts_with("        "))
+                return found + "\n" + l;
+            if (!found.empty())
+                return found;
+            if (std::regex_search(l, head))
+                found = l;
+        }
+        return found;
+    }
+
+    static std::string verdict_of(const std::string& line) { return line.substr(2, line.find(' ', 2) - 2); }
+
+    pin_root pins;
+    std::uint16_t port = 0;
+    workers w;
+    std::unique_ptr<background_process> controller;
+};
+
+TEST_F(DoctorTest, AllIsWellWithAFollowingAttachAndClientsOfTheirOwn)
+{
+    start_workers(4);
+    start_controller();
+    probe(client_addresses(120, 0), port, 2);  // 240 connections from 120 addresses: no proxy
+    run_result r = doctor();
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    for (const char* check : {"kernel", "bpffs", "privileges", "listeners", "migration", "steering", "controller", "proxy"})
+        EXPECT_EQ(verdict_of(line_of(r, check)), "ok") << check << "\n" << r.out;
+    EXPECT_EQ(verdict_of(line_of(r, "node")), "skip") << "test_worker is not Node\n" << r.out;
+    EXPECT_NE(line_of(r, "listeners").find("4 SO_REUSEPORT listeners on [::]:" + std::to_string(port)), std::string::npos)
+        << r.out;
+    EXPECT_NE(line_of(r, "controller").find("pid " + std::to_string(controller->pid())), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\nverdict: all is well\n"), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, NothingAttachedIsAProblemWithItsFix)
+{
+    start_workers(2);
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy) << r.out;
+    std::string steering = line_of(r, "steering");
+    EXPECT_EQ(verdict_of(steering), "FAIL") << r.out;
+    EXPECT_NE(steering.find("nothing is pinned for port " + std::to_string(port)), std::string::npos) << r.out;
+    EXPECT_NE(steering.find("fix: sio-steer attach --port " + std::to_string(port)), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("verdict: NOT well: 1 problem (FAIL)"), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, OneListenerWithoutReuseportSaysHowToFixTheApp)
+{
+    // What PM2 cluster mode without reusePort looks like: one socket for every worker.
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, "::", false));
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy);
+    std::string listeners = line_of(r, "listeners");
+    EXPECT_EQ(verdict_of(listeners), "FAIL") << r.out;
+    EXPECT_NE(listeners.find("one listener without SO_REUSEPORT, owned by pid " + std::to_string(w[0]->pid())),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(listeners.find("fix: listen with server.listen({port: " + std::to_string(port) + ", reusePort: true})"),
+              std::string::npos)
+        << r.out;
+}
+
+TEST_F(DoctorTest, NothingListeningIsAProblem)
+{
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy);
+    EXPECT_EQ(verdict_of(line_of(r, "listeners")), "FAIL") << r.out;
+    EXPECT_NE(line_of(r, "listeners").find("nothing listens on TCP port " + std::to_string(port)), std::string::npos)
+        << r.out;
+}
+
+// PM2 records the Node version of a worker in its pm2_env (cluster workers run the daemon's Node).
+TEST_F(DoctorTest, WorkersOnANodeTooOldForReusePortAreNamed)
+{
+    const std::string old_env = R"(pm2_env={"NODE_APP_INSTANCE":0,"exec_mode":"cluster_mode","node_version":"20.11.1"})";
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0", old_env}));
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy);
+    std::string node = line_of(r, "node");
+    EXPECT_EQ(verdict_of(node), "FAIL") << r.out;
+    EXPECT_NE(node.find("pid " + std::to_string(w[0]->pid()) + " (test_worker) runs Node 20.11.1"), std::string::npos)
+        << r.out;
+    EXPECT_NE(node.find("needs Node >= 22.12"), std::string::npos) << r.out;
+    EXPECT_NE(node.find("fix: "), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, WorkersOnARecentNodeAreFine)
+{
+    const std::string env = R"(pm2_env={"NODE_APP_INSTANCE":1,"exec_mode":"cluster_mode","node_version":"24.21.0"})";
+    w.push_back(worker_process::start(port, {env}));
+    run_result r = doctor();
+    std::string node = line_of(r, "node");
+    EXPECT_EQ(verdict_of(node), "ok") << r.out;
+    EXPECT_NE(node.find("Node 24.21.0: reusePort is supported"), std::string::npos) << r.out;
+    EXPECT_NE(line_of(r, "listeners").find("(instance 1)"), std::string::npos) << "instance from pm2_env\n" << r.out;
+}
+
+TEST_F(DoctorTest, AttachWithoutAFollowingControllerIsAWarning)
+{
+    start_workers(2);
+    attach_once();
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy) << r.out;
+    EXPECT_EQ(verdict_of(line_of(r, "steering")), "ok") << r.out;
+    std::string controller_line = line_of(r, "controller");
+    EXPECT_EQ(verdict_of(controller_line), "WARN") << r.out;
+    EXPECT_NE(controller_line.find("fix: systemctl enable --now sio-steer@" + std::to_string(port)), std::string::npos)
+        << r.out;
+}
+
+TEST_F(DoctorTest, ANewListenerNotInTheMapIsOutOfSync)
+{
+    start_workers(2);
+    attach_once();
+    w.push_back(worker_process::instance(port, 2));  // nobody follows: it stays out of the map
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy);
+    std::string steering = line_of(r, "steering");
+    EXPECT_EQ(verdict_of(steering), "FAIL") << r.out;
+    EXPECT_NE(steering.find("NOT in sync"), std::string::npos) << r.out;
+    EXPECT_NE(steering.find("1 listeners not in the workers map"), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, EveryClientFromOneAddressLooksLikeAProxy)
+{
+    start_workers(4);
+    start_controller();
+    for (int i = 0; i < 250; i++)  // nginx without proxy_bind: every connection from 127.0.0.1
+        ASSERT_FALSE(ask_worker("127.0.0.1", "127.0.0.1", port).empty());
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy);
+    std::string proxy = line_of(r, "proxy");
+    EXPECT_EQ(verdict_of(proxy), "WARN") << r.out;
+    EXPECT_NE(proxy.find("127.0.0.1"), std::string::npos) << r.out;
+    EXPECT_NE(proxy.find("nginx-conf"), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, WithoutCapabilitiesItSaysWhichAreMissing)
+{
+    start_workers(2);
+    attach_once();
+    // Root, but with every capability dropped from the bounding set (as a too strict unit would).
+    run_result r = sio_steer_under({"setpriv", "--bounding-set=-all", "--inh-caps=-all"}, with_pins({"doctor"}));
+    EXPECT_EQ(r.code, exit_unhealthy) << r.out << r.err;
+    std::string privileges = line_of(r, "privileges");
+    EXPECT_EQ(verdict_of(privileges), "FAIL") << r.out;
+    for (const char* cap : {"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"})
+        EXPECT_NE(privileges.find(cap), std::string::npos) << cap << "\n" << r.out;
+    EXPECT_EQ(verdict_of(line_of(r, "kernel")), "skip") << "no probing without CAP_BPF\n" << r.out;
+}
+
+TEST_F(DoctorTest, MigrationSysctlIsReported)
+{
+    start_workers(2);
+    std::ofstream("/proc/sys/net/ipv4/tcp_migrate_req") << "1\n";  // this test's namespace only
+    EXPECT_NE(line_of(doctor(), "migration").find("net.ipv4.tcp_migrate_req = 1"), std::string::npos);
+    std::ofstream("/proc/sys/net/ipv4/tcp_migrate_req") << "0\n";
+    std::string migration = line_of(doctor(), "migration");
+    EXPECT_EQ(verdict_of(migration), "ok");
+    EXPECT_NE(migration.find("net.ipv4.tcp_migrate_req = 0: enough while steering is attached"), std::string::npos)
+        << migration;
+}
+
+TEST_F(DoctorTest, BadPortIsAUsageError)
+{
+    run_result r = sio_steer({"doctor", "--port", "70000"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--port 70000 is not a TCP port"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace sio_steer::test

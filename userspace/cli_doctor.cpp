@@ -1,0 +1,65 @@
+// sio-steer doctor: checks everything steering a port needs, a line each, and a verdict.
+#include <cstdio>
+
+#include "cli.h"
+#include "doctor.h"
+#include "errors.h"
+#include "options.h"
+
+namespace po = boost::program_options;
+
+namespace sio_steer {
+
+namespace {
+
+const char* label(verdict v)
+{
+    switch (v) {
+    case verdict::ok:
+        return "ok";
+    case verdict::skip:
+        return "skip";
+    case verdict::warn:
+        return "WARN";
+    case verdict::fail:
+        return "FAIL";
+    }
+    return "?";
+}
+
+}  // namespace
+
+int run_doctor(const args& a)
+{
+    steer_options o;
+    std::string port;
+    po::options_description options("doctor options");
+    options.add_options()
+        ("port", po::value(&port)->required(), "TCP port the workers listen on")
+        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    add_pin_root(options, o.pin_root);
+    po::variables_map vm;
+    if (!parse_args("doctor", "--port N [--pin-root DIR]", a, options, vm))
+        return 0;
+    o.port = parse_port(port);
+
+    std::vector<finding> findings = examine({o.port, o.pin_root, o.lock_dir});
+    std::printf("sio-steer doctor: port %u\n", o.port);
+    int problems = 0, warnings = 0;
+    for (const finding& f : findings) {
+        std::printf("  %-5s %-11s %s\n", label(f.result), f.check.c_str(), f.detail.c_str());
+        if (!f.fix.empty())
+            std::printf("  %-5s %-11s fix: %s\n", "", "", f.fix.c_str());
+        problems += f.result == verdict::fail;
+        warnings += f.result == verdict::warn;
+    }
+    if (all_well(findings)) {
+        std::printf("verdict: all is well\n");
+        return 0;
+    }
+    std::printf("verdict: NOT well: %d problem%s (FAIL), %d warning%s (WARN); see the fix lines\n", problems,
+                problems == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    return static_cast<int>(exit_code::unhealthy);
+}
+
+}  // namespace sio_steer

@@ -9,6 +9,8 @@ packages=(
   libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
   iproute2 redis-server gnuplot-nox jq
   nginx  # with the realip, map, split_clients and proxy modules that `sio-steer nginx-conf` uses
+  # the .deb (dpkg-shlibdeps), systemd-analyze verify, the unit's syscall filter test, the runbook
+  dpkg-dev systemd strace curl
 )
 
 missing=()

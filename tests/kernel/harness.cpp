@@ -250,12 +250,12 @@ run_result sio_steer_under(const std::vector<std::string>& prefix, const std::ve
     return r;
 }
 
-background_process::background_process(const std::vector<std::string>& args)
+background_process::background_process(const std::vector<std::string>& args, const std::vector<std::string>& prefix)
 {
     static int counter = 0;
     log_ = "/tmp/sio-steer-test-bg-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log";
     unique_fd log(::open(log_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    pid_ = spawn(args, log.get(), log.get());
+    pid_ = spawn(args, log.get(), log.get(), prefix);
 }
 
 background_process::~background_process()

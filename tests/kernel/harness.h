@@ -76,10 +76,11 @@ run_result sio_steer(const std::vector<std::string>& args);
 run_result sio_steer_under(const std::vector<std::string>& prefix, const std::vector<std::string>& args);
 
 // Runs sio-steer in the background (e.g. a following `attach`); stopped with SIGTERM and reaped
-// when the object goes away. `stopped()` waits for it to exit and returns its status.
+// when the object goes away. `stopped()` waits for it to exit and returns its status. A `prefix`
+// runs it under another command (e.g. setpriv, strace), as with sio_steer_under().
 class background_process {
 public:
-    explicit background_process(const std::vector<std::string>& args);
+    explicit background_process(const std::vector<std::string>& args, const std::vector<std::string>& prefix = {});
     ~background_process();
     pid_t pid() const { return pid_; }
     // Waits up to `timeout_ms` for the process to exit; returns its exit code or -1 if still running.

@@ -1,0 +1,352 @@
+// sio-steer under systemd (packaging/sio-steer@.service), short of a running systemd (it is not
+// PID 1 in this container): sd_notify messages on a NOTIFY_SOCKET of the test's own, attach run
+// with exactly the unit's CapabilityBoundingSet= against workers of another user, and every system
+// call attach makes checked against the unit's SystemCallFilter= (recorded with strace).
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+#include "unique_fd.h"
+
+#ifndef SIO_STEER_SOURCE_DIR
+#error "SIO_STEER_SOURCE_DIR must name the source tree"
+#endif
+
+namespace sio_steer::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono;
+
+// The value of a directive in the packaged unit, e.g. "CapabilityBoundingSet".
+std::string unit_directive(const std::string& name)
+{
+    std::ifstream in(SIO_STEER_SOURCE_DIR "/packaging/sio-steer@.service");
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with(name + "="))
+            return line.substr(name.size() + 1);
+    ADD_FAILURE() << "the unit has no " << name << "=";
+    return "";
+}
+
+std::vector<std::string> words(const std::string& text)
+{
+    std::istringstream in(text);
+    std::vector<std::string> out;
+    for (std::string w; in >> w;)
+        out.push_back(w);
+    return out;
+}
+
+std::string command_output(const std::string& command)
+{
+    std::string out;
+    FILE* p = popen(command.c_str(), "r");
+    char buf[4096];
+    while (std::size_t n = fread(buf, 1, sizeof(buf), p))
+        out.append(buf, n);
+    pclose(p);
+    return out;
+}
+
+// The system calls a SystemCallFilter= allows: names as they are, @groups expanded (recursively)
+// by `systemd-analyze syscall-filter`.
+void expand_filter(const std::string& item, std::set<std::string>& allowed, std::set<std::string>& seen)
+{
+    if (!item.starts_with("@")) {
+        allowed.insert(item);
+        return;
+    }
+    if (!seen.insert(item).second)
+        return;
+    std::istringstream in(command_output("systemd-analyze syscall-filter " + item + " 2>&1"));
+    std::string line;
+    std::getline(in, line);  // the group's own name
+    while (std::getline(in, line)) {
+        line.erase(0, line.find_first_not_of(' '));
+        if (!line.empty() && line[0] != '#')
+            expand_filter(line, allowed, seen);
+    }
+}
+
+// A test_worker running as `uid` (not root): PM2 apps run as their own user.
+class foreign_worker {
+public:
+    foreign_worker(std::uint16_t port, int instance, uid_t uid)
+    {
+        int p[2];
+        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+        pid_ = fork();
+        if (pid_ == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            dup2(p[1], STDOUT_FILENO);
+            if (setgroups(0, nullptr) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+                _exit(126);
+            std::string port_text = std::to_string(port), env = "NODE_APP_INSTANCE=" + std::to_string(instance);
+            const char* argv[] = {TEST_WORKER_BIN, "--port", port_text.c_str(), nullptr};
+            const char* envp[] = {env.c_str(), nullptr};
+            execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+            _exit(127);
+        }
+        close(p[1]);
+        char buf[16] = {};
+        pollfd pfd{p[0], POLLIN, 0};
+        EXPECT_TRUE(poll(&pfd, 1, 5000) == 1 && read(p[0], buf, sizeof(buf)) > 0 && std::string(buf) == "ready\n")
+            << "test_worker as uid " << uid << " did not start";
+        close(p[0]);
+    }
+    ~foreign_worker()
+    {
+        ::kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+    }
+    pid_t pid() const { return pid_; }
+
+private:
+    pid_t pid_ = -1;
+};
+
+class ServiceTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        enter_fresh_netns();
+        port = free_port();
+    }
+
+    std::vector<std::string> attach_args() const
+    {
+        return {"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir(),
+                "--resync-interval", "200"};
+    }
+
+    // Waits until the background attach has printed `text`; fails if it exits meanwhile.
+    static bool wait_for(background_process& p, const std::string& text, milliseconds limit = milliseconds(5000))
+    {
+        for (auto start = steady_clock::now(); steady_clock::now() - start < limit;) {
+            if (p.output().find(text) != std::string::npos)
+                return true;
+            if (p.wait_exit(0) >= 0)
+                return false;
+            std::this_thread::sleep_for(milliseconds(10));
+        }
+        return false;
+    }
+
+    nlohmann::json status() const
+    {
+        run_result r = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+        return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+    }
+
+    // Waits until the workers map holds exactly these pids, in sync.
+    bool map_holds(std::set<std::uint32_t> pids) const
+    {
+        for (int i = 0; i < 500; i++) {
+            nlohmann::json s = status();
+            std::set<std::uint32_t> live;
+            if (s.is_object()) {
+                for (const auto& w : s["workers"])
+                    if (w["live"].get<bool>())
+                        live.insert(w["pid"].get<std::uint32_t>());
+                if (live == pids && s["in_sync"].get<bool>())
+                    return true;
+            }
+            std::this_thread::sleep_for(milliseconds(10));
+        }
+        return false;
+    }
+
+    pin_root pins;
+    std::uint16_t port = 0;
+};
+
+// NOTIFY_SOCKET is where Type=notify services report to systemd: here a datagram socket of the test's.
+class notify_socket {
+public:
+    notify_socket() : fd_(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0))
+    {
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        path_ = "/tmp/sio-steer-notify-" + std::to_string(getpid());
+        std::strcpy(a.sun_path, path_.c_str());
+        unlink(path_.c_str());
+        EXPECT_EQ(bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+        setenv("NOTIFY_SOCKET", path_.c_str(), 1);
+    }
+    ~notify_socket()
+    {
+        unsetenv("NOTIFY_SOCKET");
+        unlink(path_.c_str());
+    }
+    // The next message containing `text`, or "" after `limit`.
+    std::string next_with(const std::string& text, milliseconds limit = milliseconds(5000))
+    {
+        for (auto start = steady_clock::now(); steady_clock::now() - start < limit;) {
+            pollfd pfd{fd_.get(), POLLIN, 0};
+            if (poll(&pfd, 1, 100) != 1)
+                continue;
+            char buf[4096];
+            ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
+            std::string message(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+            if (message.find(text) != std::string::npos)
+                return message;
+        }
+        return "";
+    }
+
+private:
+    unique_fd fd_;
+    std::string path_;
+};
+
+TEST_F(ServiceTest, AttachNotifiesReadyOnceInSyncThenStatusAsWorkersComeAndStoppingOnSigterm)
+{
+    workers w;
+    for (int i = 0; i < 3; i++)
+        w.push_back(worker_process::instance(port, i));
+    notify_socket systemd;
+    background_process attach(attach_args());
+    std::string ready = systemd.next_with("READY=1");
+    ASSERT_NE(ready, "") << attach.output();
+    EXPECT_NE(ready.find("STATUS=port " + std::to_string(port) + ": steering 3 worker sockets, in sync"), std::string::npos)
+        << ready;
+    EXPECT_TRUE(status()["in_sync"].get<bool>()) << "READY=1 comes after the first sync";
+
+    w.push_back(worker_process::instance(port, 3));
+    EXPECT_NE(systemd.next_with("STATUS=port " + std::to_string(port) + ": steering 4 worker sockets, in sync"), "")
+        << attach.output();
+    EXPECT_NE(systemd.next_with("WATCHDOG=1"), "") << "a ping at every resync";
+
+    ::kill(attach.pid(), SIGTERM);
+    EXPECT_NE(systemd.next_with("STOPPING=1"), "");
+    EXPECT_EQ(attach.wait_exit(3000), 0);
+    EXPECT_TRUE(status()["attached"].get<bool>()) << "a stop leaves steering in place";
+}
+
+// Root, but with only the unit's capabilities (as CapabilityBoundingSet= leaves it), against
+// workers running as nobody: attaches, watches listener events, follows a restart.
+TEST_F(ServiceTest, TheUnitsCapabilitiesAreEnoughToAttachAndFollowWorkersOfAnotherUser)
+{
+    std::string bounding = "--bounding-set=-all";
+    for (std::string cap : words(unit_directive("CapabilityBoundingSet"))) {
+        std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::tolower(c); });
+        bounding += ",+" + cap.substr(4);  // "cap_bpf" -> "+bpf"
+    }
+    std::vector<std::unique_ptr<foreign_worker>> w;
+    for (int i = 0; i < 3; i++)
+        w.push_back(std::make_unique<foreign_worker>(port, i, 65534));
+
+    background_process attach(attach_args(), {"setpriv", bounding});
+    ASSERT_TRUE(wait_for(attach, "following port")) << bounding << "\n" << attach.output();
+    EXPECT_NE(attach.output().find("listener events from the listen() and sock state tracepoints"), std::string::npos)
+        << "the listener watch loads (no fallback to polling)\n" << attach.output();
+    EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
+                           static_cast<std::uint32_t>(w[2]->pid())}))
+        << attach.output();
+
+    w[1] = std::make_unique<foreign_worker>(port, 1, 65534);  // the old one is killed first
+    EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
+                           static_cast<std::uint32_t>(w[2]->pid())}))
+        << attach.output();
+    for (const auto& [client, answers] : probe(client_addresses(40, 0), port, 2))
+        EXPECT_EQ(answers.size(), 1u) << client << " reached several workers";
+}
+
+// The same with one capability fewer is refused: the unit's set holds nothing superfluous.
+TEST_F(ServiceTest, EachOfTheUnitsCapabilitiesIsNeeded)
+{
+    std::vector<std::unique_ptr<foreign_worker>> w;
+    for (int i = 0; i < 2; i++)
+        w.push_back(std::make_unique<foreign_worker>(port, i, 65534));
+    std::vector<std::string> caps = words(unit_directive("CapabilityBoundingSet"));
+    for (const std::string& left_out : caps) {
+        std::string bounding = "--bounding-set=-all";
+        for (std::string cap : caps)
+            if (cap != left_out) {
+                std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::tolower(c); });
+                bounding += ",+" + cap.substr(4);
+            }
+        std::vector<std::string> args = attach_args();
+        args.push_back("--once");
+        run_result r = sio_steer_under({"setpriv", bounding}, args);
+        EXPECT_NE(r.code, 0) << "attach worked without " << left_out;
+        EXPECT_NE(r.err.find(left_out), std::string::npos) << r.err;
+        EXPECT_FALSE(fs::exists(pins.dir(port))) << "refused before anything changed";
+    }
+}
+
+TEST_F(ServiceTest, EverySystemCallOfAttachIsInTheUnitsFilter)
+{
+    if (command_output("command -v strace").empty())
+        GTEST_SKIP() << "strace is not installed";
+    std::set<std::string> allowed, groups;
+    for (const std::string& item : words(unit_directive("SystemCallFilter")))
+        expand_filter(item, allowed, groups);
+    ASSERT_GT(allowed.size(), 200u) << "systemd-analyze syscall-filter expanded the groups";
+
+    workers w;
+    for (int i = 0; i < 3; i++)
+        w.push_back(worker_process::instance(port, i));
+    const std::string trace = "/tmp/sio-steer-strace-" + std::to_string(getpid());
+    std::vector<std::string> args = attach_args();
+    const std::string metrics_port = std::to_string(free_port(port));
+    args.insert(args.end(), {"--metrics-listen", "127.0.0.1:" + metrics_port});
+    notify_socket systemd;
+    {
+        // Everything attach does in service: start, notify, follow a restart, serve a scrape, stop.
+        background_process traced(args, {"strace", "-f", "-qq", "-ff", "-o", trace});
+        ASSERT_NE(systemd.next_with("READY=1", milliseconds(15000)), "") << traced.output();
+        probe(client_addresses(20, 0), port, 1);
+        w[0]->kill_now();
+        w[0] = worker_process::instance(port, 0);
+        ASSERT_NE(systemd.next_with("STATUS=", milliseconds(5000)), "");
+        EXPECT_NE(command_output("curl -s http://127.0.0.1:" + metrics_port + "/metrics").find("sio_steer_attached"),
+                  std::string::npos);
+        std::string child = command_output("cat /proc/" + std::to_string(traced.pid()) + "/task/*/children");
+        ASSERT_FALSE(child.empty());
+        ::kill(std::stoi(child), SIGTERM);
+        EXPECT_EQ(traced.wait_exit(10000), 0) << traced.output();
+    }
+
+    std::set<std::string> used;
+    static const std::regex call(R"(^([a-z_0-9]+)\()");
+    for (const auto& entry : fs::directory_iterator("/tmp")) {
+        if (!entry.path().string().starts_with(trace + "."))
+            continue;
+        std::ifstream in(entry.path());
+        for (std::string line; std::getline(in, line);) {
+            std::smatch m;
+            if (std::regex_search(line, m, call))
+                used.insert(m[1]);
+        }
+        fs::remove(entry.path());
+    }
+    EXPECT_TRUE(used.count("bpf") && used.count("pidfd_getfd")) << "the trace covers attaching";
+    for (const std::string& name : used)
+        EXPECT_TRUE(allowed.count(name)) << name << " is not in SystemCallFilter=: under the unit it would fail (EPERM)";
+}
+
+}  // namespace
+}  // namespace sio_steer::test

@@ -7,8 +7,8 @@
 //            [--chunk N] [--profile] [--only VARIANT,...] [--candidate OBJECT.bpf.o]...
 //
 // Everything happens in a private network namespace and a private mount namespace with its own
-// bpffs, so nothing is left behind even if the benchmark is killed (the workers get SIGKILL when
-// it dies). The real program is attached by the real controller (`sio-steer attach --once`); the
+// bpffs and /run, so nothing is left behind even if the benchmark is killed (the workers get
+// SIGKILL when it dies; statistics are on only while it holds a BPF_ENABLE_STATS fd). The real program is attached by the real controller (`sio-steer attach --once`); the
 // variants reuse its pinned maps, and the benchmark swaps which program the reuseport group runs.
 //
 // One round runs every variant once, in a rotating order. For each variant: pass 1 connects once
@@ -159,6 +159,7 @@ settings parse(int argc, char** argv)
             std::exit(a == "--help" || a == "-h" ? 0 : 2);
         }
     }
+    s.chunk = std::min(s.chunk, s.clients);
     if (s.max_sessions < s.sessions + static_cast<std::uint32_t>(s.clients) + 4096) {
         std::fprintf(stderr, "bpf_cost: --max-sessions must leave room for --sessions + --clients (+4096), "
                              "or the LRU evicts the benchmark's own clients\n");
@@ -169,9 +170,10 @@ settings parse(int argc, char** argv)
 
 // ---- Environment: private mounts (bpffs), machine description. ----
 
-// A private mount namespace with a fresh bpffs on /sys/fs/bpf: the pins live and die with the
-// processes of this benchmark, and never meet the real /sys/fs/bpf/sio-steer.
-void enter_private_bpffs()
+// A private mount namespace with a fresh bpffs on /sys/fs/bpf and a fresh tmpfs on /run (for the
+// controller's lock files): pins and locks live and die with the processes of this benchmark, and
+// never meet the real /sys/fs/bpf/sio-steer or /run/sio-steer.
+void enter_private_mounts()
 {
     if (unshare(CLONE_NEWNS))
         fail("unshare(CLONE_NEWNS)");
@@ -179,6 +181,8 @@ void enter_private_bpffs()
         fail("making mounts private");
     if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
         fail("mounting a private bpffs on /sys/fs/bpf");
+    if (mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=16m"))
+        fail("mounting a private tmpfs on /run");
 }
 
 std::string cpu_model()
@@ -478,10 +482,9 @@ int main(int argc, char** argv)
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGHUP, &sa, nullptr);
 
-    std::string lock_dir;
     int code = 0;
     try {
-        enter_private_bpffs();
+        enter_private_mounts();
         sio_steer::test::enter_fresh_netns(0);
         const std::uint16_t port = sio_steer::test::free_port();
 
@@ -494,10 +497,7 @@ int main(int argc, char** argv)
             workers.push_back(std::make_unique<worker>(port, i));
 
         // The real controller attaches the real program, with maps pinned in the private bpffs.
-        char lock_template[] = "/tmp/sio-steer-bench-locks-XXXXXX";
-        if (!mkdtemp(lock_template))
-            fail("mkdtemp");
-        lock_dir = lock_template;
+        const std::string lock_dir = "/run/sio-steer-bench";
         const std::string pin_root = "/sys/fs/bpf/bench", dir = pin_root + "/" + std::to_string(port);
         auto attach = sio_steer::test::sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root",
                                                   pin_root, "--lock-dir", lock_dir, "--max-sessions",
@@ -805,14 +805,17 @@ int main(int argc, char** argv)
         std::printf("\nns per program run (kernel.bpf_stats_enabled=1). A round's value is the median over its chunks of\n"
                     "%d connections of run_time_ns/run_cnt; median, min and max of %d rounds; mean: all runs together\n",
                     cfg.chunk, cfg.rounds);
-        std::printf("%-16s %-16s %7s %7s %7s %7s %8s  %s\n", "variant", "connection", "median", "min", "max", "mean",
+        int width = 16;
+        for (const variant& v : variants)
+            width = std::max(width, static_cast<int>(v.name.size()));
+        std::printf("%-*s %-16s %7s %7s %7s %7s %8s  %s\n", width, "variant", "connection", "median", "min", "max", "mean",
                     "runs", "program");
         bool healthy = true;
         auto row = [&](const variant& v, const char* label, const phase_result& ph) {
             if (ph.ns_per_run.empty())
                 return;
             auto [lo, hi] = std::minmax_element(ph.ns_per_run.begin(), ph.ns_per_run.end());
-            std::printf("%-16s %-16s %7.1f %7.1f %7.1f %7.1f %8llu  %s\n", v.name.c_str(), label, median(ph.ns_per_run),
+            std::printf("%-*s %-16s %7.1f %7.1f %7.1f %7.1f %8llu  %s\n", width, v.name.c_str(), label, median(ph.ns_per_run),
                         *lo, *hi, ph.mean(), static_cast<unsigned long long>(ph.runs), v.what.c_str());
             // A retransmitted SYN runs the program again: a few extra runs are normal on a busy machine.
             if (ph.runs < ph.connections - ph.failures || ph.runs > ph.connections + ph.connections / 100) {
@@ -859,10 +862,6 @@ int main(int argc, char** argv)
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bpf_cost: %s\n", e.what());
         code = 1;
-    }
-    if (!lock_dir.empty()) {
-        std::error_code ec;
-        fs::remove_all(lock_dir, ec);
     }
     return code;
 }

@@ -149,9 +149,16 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
         live_index[sockets.listeners[i].cookie] = i;
     for (std::uint32_t s = 0; s < plan.slots.size(); s++) {
         auto it = live_index.find(plan.slots[s].cookie);
-        if (!plan.slots[s].cookie || it == live_index.end() || state.worker_cookie(s) == plan.slots[s].cookie)
+        if (!plan.slots[s].cookie || it == live_index.end() || !sockets.fds[it->second] ||
+            state.worker_cookie(s) == plan.slots[s].cookie)
             continue;
-        state.insert_worker(s, sockets.fds[it->second].get());
+        // The kernel also empties the slot of a socket that is closing right now, which sock_diag
+        // may still list: that one is refused (EINVAL) and goes in the next resync as removed.
+        try {
+            state.insert_worker(s, sockets.fds[it->second].get());
+        } catch (const steer_error&) {
+            continue;
+        }
         report.added.push_back(s);
         spdlog::info("worker socket restored: slot {}, {} (the workers map had lost it)", s,
                      describe_owner(sockets.listeners[it->second]));

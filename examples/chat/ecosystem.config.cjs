@@ -1,5 +1,6 @@
 // PM2 ecosystem for the chat example.
-// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, PM2_EXEC_MODE ("cluster" or "fork").
+// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, PM2_EXEC_MODE ("cluster" or "fork"),
+//      PORT_PER_INSTANCE=1: instance i listens on PORT + i (PM2's increment_var), e.g. behind nginx.
 // In cluster mode the workers run on the PM2 daemon's Node, whatever `interpreter` says, so start
 // PM2 itself with Node >= 22.12 (scripts/node-env.sh does: $PM2 runs pm2 with $NODE24). Fork mode
 // does use `interpreter` (default: `node` from PATH), so it is set to the Node running the pm2 CLI.
@@ -20,6 +21,7 @@ module.exports = {
       autorestart: true,
       max_restarts: 10,
       merge_logs: true,
+      ...(process.env.PORT_PER_INSTANCE === '1' ? { increment_var: 'PORT' } : {}),
       env: {
         PORT: process.env.PORT || '5001',
         REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379',

@@ -26,6 +26,10 @@ const { values: opt } = parseArgs({
     'ack-timeout': { type: 'string', default: '10' },  // seconds
     'reconnect-attempts': { type: 'string', default: '5' },
     keepalive: { type: 'boolean', default: false },    // HTTP keep-alive in each client's agent
+    duration: { type: 'string', default: '0' },        // s: messaging phase length (no --messages cap); 0 = off
+    'wait-ack': { type: 'boolean', default: false },   // closed loop: next message once both acks are back
+    'name-prefix': { type: 'string', default: '' },   // before user and room names: load.js processes side by side
+    'samples-out': { type: 'string' },                 // PREFIX: raw latencies (ms, float32 LE) to PREFIX.{delivery,ack}.f32
     'no-clients': { type: 'boolean', default: false }, // leave the per-client array out of the JSON
     help: { type: 'boolean', default: false },
   },
@@ -33,7 +37,7 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   console.error('usage: load.js [--url U] [--polling N] [--upgrade N] [--messages M] [--src-base A|none]\n' +
     '  [--time-limit S] [--room-size G] [--interval MS] [--ack-timeout S] [--reconnect-attempts N]\n' +
-    '  [--keepalive] [--no-clients]');
+    '  [--keepalive] [--duration S] [--wait-ack] [--name-prefix P] [--samples-out PREFIX] [--no-clients]');
   process.exit(0);
 }
 const usage = (msg) => { console.error(`load: ${msg} (see --help)`); process.exit(2); };
@@ -46,6 +50,8 @@ const NPOLL = num('polling', 0, 20000), NUP = num('upgrade', 0, 20000), N = NPOL
 const MSGS = num('messages', 0, 10000), LIMIT_MS = num('time-limit', 1, 3600) * 1000;
 const ROOM = num('room-size', 0, 20000) || N || 1, INTERVAL = num('interval', 0, 60000);
 const ACK_MS = num('ack-timeout', 1, 600) * 1000, RECONNECTS = num('reconnect-attempts', 0, 1000);
+const DURATION_MS = num('duration', 0, 3600) * 1000; // > 0: clients send until the phase ends
+const NP = opt['name-prefix'];
 const t0 = performance.now();
 const deadline = t0 + LIMIT_MS;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -63,6 +69,7 @@ function srcAddr(i) {
 // connections (polling requests and the WebSocket upgrade alike) for the 400 "Session ID unknown".
 class CountingAgent extends http.Agent {
   constructor(c, options) { super(options); this.c = c; }
+  addRequest(req, options) { this.c.requests++; return super.addRequest(req, options); }
   createConnection(options, cb) {
     const sock = super.createConnection(options, cb);
     const c = this.c;
@@ -86,7 +93,7 @@ for (let i = 0; i < N; i++) {
   const peer = i + 1 < roomEnd ? i + 1 : room * ROOM; // next in the room (itself when alone)
   clients.push({
     i, addr: srcAddr(i), kind: i < NPOLL ? 'polling' : 'upgrade', room, peer,
-    conns: 0, http400: 0, unknown: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
+    conns: 0, requests: 0, http400: 0, unknown: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
     hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
   });
@@ -101,7 +108,7 @@ function seen(c, r) {
 function connect(c) {
   const agent = new CountingAgent(c, { localAddress: c.addr, keepAlive: opt.keepalive });
   const s = io(opt.url, {
-    forceNew: true, agent, auth: { user: `u${c.i}`, room: `r${c.room}` },
+    forceNew: true, agent, auth: { user: `${NP}u${c.i}`, room: `${NP}r${c.room}` },
     transports: c.kind === 'polling' ? ['polling'] : ['polling', 'websocket'],
     reconnectionAttempts: RECONNECTS, reconnectionDelay: 200, reconnectionDelayMax: 1000, timeout: 10000,
   });
@@ -118,19 +125,35 @@ function connect(c) {
 
 async function send(c) {
   await sleep(Math.random() * Math.max(INTERVAL, 50)); // spread the start
-  for (let k = 0; k < MSGS && performance.now() < deadline; k++) {
+  const more = (k) => (DURATION_MS ? performance.now() < phaseEnd : k < MSGS) && performance.now() < deadline;
+  for (let k = 0; more(k); k++) {
     const s = c.socket, ts = performance.now();
     c.sent++;
+    let pending = 2, acked;
+    const both = opt['wait-ack'] ? new Promise((r) => { acked = r; }) : null;
     const onAck = (err, r) => {
-      if (err) { c.ackErrors++; return; }
-      c.acks++; seen(c, r); ackLatency.push(performance.now() - ts);
+      if (err) c.ackErrors++;
+      else { c.acks++; seen(c, r); ackLatency.push(performance.now() - ts); }
+      if (--pending === 0 && acked) acked();
     };
-    s.emit('typing', { to: `u${c.peer}` });
-    s.timeout(ACK_MS).emit('dm', { to: `u${c.peer}`, text: `dm ${k} from u${c.i}`, ts }, onAck);
+    s.emit('typing', { to: `${NP}u${c.peer}` });
+    s.timeout(ACK_MS).emit('dm', { to: `${NP}u${c.peer}`, text: `dm ${k} from u${c.i}`, ts }, onAck);
     s.timeout(ACK_MS).emit('activity', { text: `post ${k} from u${c.i}`, ts }, onAck);
+    if (both) await both;
     await sleep(INTERVAL);
   }
 }
+
+// Throughput over the messaging phase: counters at its start and at its end (--duration) or when
+// every client got everything. events = Socket.IO events delivered to clients (acks, dm, unread,
+// typing, activity); requests = HTTP requests issued (each long-polling GET and POST, the upgrade).
+let phaseStart = 0, phaseEnd = Infinity, atStart = null, atEnd = null;
+const counters = () => ({
+  t: performance.now(),
+  requests: clients.reduce((a, c) => a + c.requests, 0),
+  events: clients.reduce((a, c) => a + c.acks + c.dms + c.unread + c.typing + c.activity, 0),
+  sent: clients.reduce((a, c) => a + c.sent, 0),
+});
 
 // what each client should get once every message was sent
 function expected(c) {
@@ -207,6 +230,21 @@ function report(timedOut) {
     workers: [...workers.values()].sort((a, b) => a.instance - b.instance),
   };
   if (!opt['no-clients']) out.per_client = per;
+  if (opt['samples-out']) { // for merging the latencies of several load.js processes exactly
+    const fs = require('node:fs');
+    fs.writeFileSync(`${opt['samples-out']}.delivery.f32`, Buffer.from(Float32Array.from(latency).buffer));
+    fs.writeFileSync(`${opt['samples-out']}.ack.f32`, Buffer.from(Float32Array.from(ackLatency).buffer));
+  }
+  const end = atEnd ?? counters(), start = atStart ?? end, secs = Math.max(1e-3, (end.t - start.t) / 1000);
+  const cpu = process.cpuUsage();
+  out.rate = {
+    window_ms: Math.round(end.t - start.t), requests: end.requests - start.requests,
+    requests_per_s: Math.round((end.requests - start.requests) / secs),
+    events: end.events - start.events, events_per_s: Math.round((end.events - start.events) / secs),
+    messages_sent: end.sent - start.sent, messages_per_s: Math.round((end.sent - start.sent) / secs),
+    events_total: counters().events, requests_total: counters().requests, // the whole run
+  };
+  out.cpu_ms = { user: Math.round(cpu.user / 1000), system: Math.round(cpu.system / 1000) };
   const w = out.workers.map((x) => `#${x.instance} pid ${x.pid}: ${x.clients}`).join(', ');
   console.error(
     `load: ${out.clients_ok}/${N} clients fully OK (polling ${out.clients_ok_polling}/${NPOLL}, upgrade ${out.clients_ok_upgrade}/${NUP})` +
@@ -215,7 +253,9 @@ function report(timedOut) {
     `disconnects: ${out.disconnects}, TCP connections: ${out.tcp_connections}\n` +
     `  acks ${out.acks.received}/${out.acks.expected}, broadcasts ${out.broadcasts.received}/${out.broadcasts.expected}, ` +
     `dms ${out.dms.received}/${out.dms.expected}, latency p50 ${out.latency_ms.p50} ms p99 ${out.latency_ms.p99} ms\n` +
-    `  connected ${out.clients_connected}, on one worker ${out.clients_single_worker}, websocket ${out.clients_websocket}; workers: ${w || 'none'}`);
+    `  connected ${out.clients_connected}, on one worker ${out.clients_single_worker}, websocket ${out.clients_websocket}; workers: ${w || 'none'}\n` +
+    `  over ${(out.rate.window_ms / 1000).toFixed(1)} s of messaging: ${out.rate.events_per_s} events/s delivered, ` +
+    `${out.rate.requests_per_s} HTTP requests/s, ${out.rate.messages_per_s} messages/s sent; load.js CPU ${out.cpu_ms.user + out.cpu_ms.system} ms`);
   process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0));
 }
 
@@ -228,8 +268,15 @@ async function main() {
   const upBy = Math.min(deadline, performance.now() + 2000);
   while (performance.now() < upBy &&
     clients.some((c) => c.kind === 'upgrade' && c.hellos > 0 && c.socket.io.engine?.transport?.name !== 'websocket')) await sleep(50);
+  phaseStart = performance.now();
+  atStart = counters();
+  if (DURATION_MS) {
+    phaseEnd = phaseStart + DURATION_MS;
+    setTimeout(() => { atEnd = counters(); }, DURATION_MS).unref();
+  }
   await Promise.all(clients.map(send));
   while (performance.now() < deadline && !clients.every(complete)) await sleep(50);
+  atEnd ??= counters();
   await sleep(200); // late duplicates or errors
   const timedOut = performance.now() >= deadline;
   for (const c of clients) { c.finalTransport = c.socket.io.engine?.transport?.name ?? null; c.socket.disconnect(); }

@@ -2,7 +2,8 @@
 // room activity stream, shared between PM2 workers through the Redis adapter.
 //
 // env: PORT (5001), HOST (all addresses), REDIS_URL (redis://127.0.0.1:6379),
-//      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener).
+//      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener),
+//      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections.
 'use strict';
 const http = require('node:http');
 const { Server } = require('socket.io');
@@ -13,6 +14,7 @@ const PORT = Number(process.env.PORT || 5001);
 const HOST = process.env.HOST || undefined;
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const REUSEPORT = process.env.SIO_REUSEPORT !== '0';
+const STICKY = process.env.SIO_STICKY === '1';
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE };
@@ -71,10 +73,16 @@ async function main() {
     });
   });
 
-  httpServer.listen({ port: PORT, host: HOST, reusePort: REUSEPORT }, () => {
-    console.log(`chat: pid ${me.pid} instance ${INSTANCE} listening on ${PORT} reusePort=${REUSEPORT}`);
-    if (process.send) process.send('ready'); // PM2 wait_ready
-  });
+  if (STICKY) {
+    require('@socket.io/sticky').setupWorker(io);
+    console.log(`chat: pid ${me.pid} instance ${INSTANCE} served by the sticky primary`);
+    process.send('ready');
+  } else {
+    httpServer.listen({ port: PORT, host: HOST, reusePort: REUSEPORT }, () => {
+      console.log(`chat: pid ${me.pid} instance ${INSTANCE} listening on ${PORT} reusePort=${REUSEPORT}`);
+      if (process.send) process.send('ready'); // PM2 wait_ready
+    });
+  }
 
   const stop = () => {
     // Stop listening before closing the sessions: the clients' reconnects then reach this

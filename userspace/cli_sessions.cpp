@@ -1,5 +1,4 @@
 // sio-steer sessions: the recorded clients of a port, or where one client goes and why.
-#include <time.h>
 
 #include <cstdio>
 #include <iostream>
@@ -18,13 +17,6 @@ namespace po = boost::program_options;
 namespace sio_steer {
 
 namespace {
-
-std::uint64_t now_coarse_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the clock of bpf_ktime_get_coarse_ns()
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 double age_seconds(const session& s, std::uint64_t now)
 {
@@ -52,7 +44,7 @@ nlohmann::json explain_client(const pinned_state& state, const std::string& addr
     config c = state.read_config();
     std::vector<slot> slots = state.read_slots();
     client_key key = key_for(*parsed, c);
-    std::uint64_t now = now_coarse_ns();
+    std::uint64_t now = session_clock_ns();
     nlohmann::json r = {{"client", address}, {"key", format_key(key, c)}};
 
     if (std::optional<session> s = state.find_session(key)) {
@@ -139,7 +131,7 @@ int run_sessions(const args& a)
 
     config c = state->read_config();
     std::vector<slot> slots = state->read_slots();
-    std::uint64_t now = now_coarse_ns();
+    std::uint64_t now = session_clock_ns();
     nlohmann::json all = nlohmann::json::array();
     if (!json_out)
         std::printf("%-40s %-6s %-8s %-9s %s\n", "client", "slot", "pid", "instance", "last seen");

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +69,13 @@ void check_layout(const std::string& dir, bpf_map* expected, int fd)
 }
 
 }  // namespace
+
+std::uint64_t session_clock_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
 
 std::optional<pinned_state> pinned_state::open(const std::string& dir)
 {

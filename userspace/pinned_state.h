@@ -23,6 +23,9 @@
 
 namespace sio_steer {
 
+// Now, on the clock of session.last_seen_ns (bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC_COARSE).
+std::uint64_t session_clock_ns();
+
 class pinned_state {
 public:
     // The state pinned in `dir`, or nullopt if nothing is pinned there.

@@ -1,6 +1,5 @@
 #include "proxy_check.h"
 
-#include <time.h>
 
 #include <algorithm>
 
@@ -9,13 +8,6 @@
 namespace sio_steer {
 
 namespace {
-
-std::uint64_t now_coarse_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the clock of bpf_ktime_get_coarse_ns()
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 bool is_loopback(const client_key& key)
 {
@@ -66,7 +58,7 @@ std::optional<std::string> proxy_warning(const pinned_state& state)
     s.new_sessions = st.new_sessions;
     if (!s.address_keys || s.connections < proxy_min_connections)
         return std::nullopt;  // nothing to judge: spare the walk over the sessions map
-    std::uint64_t now = now_coarse_ns();
+    std::uint64_t now = session_clock_ns();
     for (const auto& [key, session] : state.read_sessions())
         if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
             s.recent.push_back(key);

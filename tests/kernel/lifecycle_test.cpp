@@ -12,8 +12,11 @@
 #include <set>
 #include <thread>
 
+#include <bpf/bpf.h>
+
 #include "harness.h"
 #include "pinned_state.h"
+#include "unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -257,6 +260,27 @@ TEST_F(LifecycleTest, KilledControllerLeavesSteeringAndANewOneAdoptsIt)
     EXPECT_EQ(state->count_sessions(), sessions) << "sessions adopted";
     EXPECT_GT(state->read_stats().session_hits, hits) << "counters adopted and counting";
     EXPECT_EQ(controller->wait_exit(0), -1) << "the new controller runs:\n" << controller->output();
+}
+
+TEST_F(LifecycleTest, PinnedProgramIsReplacedInPlaceKeepingSessions)
+{
+    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    client_map before = where(clients);
+    auto program_id = [&] {
+        unique_fd fd(bpf_obj_get((pins.dir(port) + "/program").c_str()));
+        bpf_prog_info info{};
+        __u32 len = sizeof(info);
+        EXPECT_EQ(bpf_obj_get_info_by_fd(fd.get(), &info, &len), 0);
+        return info.id;
+    };
+    std::uint32_t first = program_id();
+    std::size_t sessions = pinned_state::open(pins.dir(port))->count_sessions();
+
+    // A new controller (another build) loads its own program onto the pinned maps.
+    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    EXPECT_NE(program_id(), first) << "the pinned program was replaced";
+    EXPECT_EQ(pinned_state::open(pins.dir(port))->count_sessions(), sessions) << "no session dropped";
+    EXPECT_EQ(moved(before, where(clients)), 0) << "and the new program serves them where they were";
 }
 
 TEST_F(LifecycleTest, RestartOfAllWorkersReattachesAndKeepsClientsSticky)

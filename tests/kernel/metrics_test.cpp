@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -179,6 +180,11 @@ TEST_F(MetricsTest, CountersMoveWithTrafficAndMatchWhereConnectionsWent)
             if (key.starts_with("sio_steer_selections_total{") && key.find("pid=\"" + pid + "\"") != std::string::npos)
                 selected += value;
         EXPECT_EQ(selected, n) << "pid " << pid;
+    }
+    if (HasFailure()) {  // which counter moved how, and whether the controller changed anything meanwhile
+        for (const auto& [key, value] : after)
+            std::printf("%s %g (before %g)\n", key.c_str(), value, before[key]);
+        std::printf("controller:\n%s\n", controller->output().c_str());
     }
 }
 

@@ -17,9 +17,9 @@ scenario_affinity() {
   e2e_expect "$E2E_TMP/without.json" '.session_unknown_400 > 0' "without sio-steer, polling fails with 'Session ID unknown' (the failure being fixed)"
 
   e2e_attach
-  # A chat's pace (a message every 5 s per client) rather than a flood: latency is measured, not
+  # A chat's pace (a message every 5 s per client, rooms of 5) rather than a flood: latency is measured, not
   # saturation (that is scripts/bench.sh's job); the load generator shares the 2 cores.
-  e2e_load "$E2E_TMP/with.json" --polling 200 --upgrade 200 --messages 3 --interval 5000 --time-limit 120 \
+  e2e_load "$E2E_TMP/with.json" --polling 200 --upgrade 200 --messages 3 --interval 5000 --room-size 5 --time-limit 120 \
     --src-base 127.2.0.0 --no-clients
   e2e_log "with sio-steer: $(e2e_summary "$E2E_TMP/with.json")"
   local f="$E2E_TMP/with.json"

@@ -4,7 +4,7 @@
 # Bars and points are medians over rounds; error bars span min to max.
 load dir.'/plot-meta.gp'
 nloads = words(loads)
-set terminal pngcairo size 1200,520 font ",11" noenhanced
+set terminal pngcairo size 440 * nloads, 540 font ",11" noenhanced
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set grid ytics lc rgb "#dddddd"
@@ -30,13 +30,13 @@ do for [kind in "rps p99"] {
     set ylabel (kind eq 'rps' ? 'events/s' : 'p99 ms')
     plot file using 0:c:($0 + 1):xtic(1) with boxes lc variable notitle, \
          '' using 0:c:c+1:c+2 with yerrorbars lc rgb "black" pt 0 notitle, \
-         '' using 0:c:(sprintf("%d", column(c))) with labels offset 0, 1.2 notitle
+         '' using 0:(column(c + 2)):(sprintf("%d", column(c))) with labels offset 0, 0.8 notitle
   }
   unset multiplot
 }
 
 set output dir.'/bench-workers.png'
-set terminal pngcairo size 1200,820 font ",11" noenhanced
+set terminal pngcairo size 440 * nloads, 820 font ",11" noenhanced
 set multiplot layout 2, nloads title sprintf("per worker count: median of %d round(s), bars: min-max; fork mode has 1 worker (dashed)\n%s", rounds, machine)
 set xlabel 'workers'
 set xtics 1

@@ -33,7 +33,7 @@ command -v perf >/dev/null || { echo "profile: perf not found (apt-get install l
 
 SIO_STEER="${SIO_STEER:-$PWD/build/userspace/sio-steer}"
 [[ "$c" != sio_steer || -x "$SIO_STEER" ]] || SIO_STEER="$PWD/$(scripts/build.sh)"
-export SIO_STEER STICKY_LB="${STICKY_LB:-round-robin}" NGINX_UPSTREAM_KEEPALIVE="${NGINX_UPSTREAM_KEEPALIVE:-0}" BENCH_LOADGENS=2
+export SIO_STEER STICKY_LB="${STICKY_LB:-least-connection}" NGINX_UPSTREAM_KEEPALIVE="${NGINX_UPSTREAM_KEEPALIVE:-0}" BENCH_LOADGENS=2
 . scripts/node-env.sh
 . scripts/bench/lib.sh
 out="${out:-$(mktemp -d /tmp/sio-steer-profile.XXXXXX)}"

@@ -185,8 +185,12 @@ contender_stop() {
   BENCH_PROXY_PIDS="" BENCH_WORKER_PIDS=""
 }
 
-# stop whatever is still running (EXIT trap)
+# stop whatever is still running (EXIT trap): load generators, then the contenders
+BENCH_LOAD_PIDS=()
 contenders_cleanup() {
+  local p
+  for p in "${BENCH_LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${BENCH_LOAD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ -n "$BENCH_CTL_PID" ]]; then contender_stop sio_steer; fi
   if [[ -n "$BENCH_NGINX_PID" ]]; then contender_stop nginx_hash; fi
   if [[ -n "$BENCH_STICKY_PID" ]]; then contender_stop socketio_sticky; fi
@@ -216,7 +220,7 @@ bpf_prog() {
 
 # run_load KIND PREFIX CLIENTS SECONDS: $BENCH_LOADGENS load.js side by side, each its own source addresses
 run_load() {
-  local kind="$1" prefix="$2" n_clients="$3" secs="$4" g pids=() per
+  local kind="$1" prefix="$2" n_clients="$3" secs="$4" g per
   per=$((n_clients / BENCH_LOADGENS))
   local flags=(--url "$BENCH_URL" --messages 0 --interval 0 --wait-ack --duration "$secs"
     --time-limit $((secs + 40)) --no-clients --ack-timeout 10)
@@ -225,11 +229,14 @@ run_load() {
     polling_close) flags+=(--polling "$per" --upgrade 0) ;;
     upgrade) flags+=(--polling 0 --upgrade "$per") ;;
   esac
+  BENCH_LOAD_PIDS=()
   for ((g = 0; g < BENCH_LOADGENS; g++)); do
     "$NODE24" "$CHAT_DIR/load.js" "${flags[@]}" --src-base "127.$((20 + g)).0.1" --name-prefix "g$g-" --samples-out "$prefix.$g" \
-      2>"$prefix.$g.log" | tail -n 1 >"$prefix.$g.json" &
-    pids+=($!)
+      >"$prefix.$g.out" 2>"$prefix.$g.log" &
+    BENCH_LOAD_PIDS+=($!)
   done
-  for g in "${pids[@]}"; do wait "$g" || true; done
+  for g in "${BENCH_LOAD_PIDS[@]}"; do wait "$g" || true; done
+  BENCH_LOAD_PIDS=()
+  for ((g = 0; g < BENCH_LOADGENS; g++)); do tail -n 1 "$prefix.$g.out" >"$prefix.$g.json"; done
 }
 

@@ -4,7 +4,9 @@
  * stops listening (a worker started, crashed, reloaded), so it can fill or empty slots within
  * milliseconds instead of waiting for its periodic resync. Not pinned: it lives with the controller.
  *
- * Stopping shows in the sock:inet_sock_set_state tracepoint (LISTEN -> CLOSE). Starting does not:
+ * Stopping shows in the sock:inet_sock_set_state tracepoint (LISTEN -> CLOSE). Every accepted
+ * connection shows there too, as LISTEN -> SYN_RECV (it is born a clone of its listener), and must
+ * not wake the controller: a resync per connection would cost a core under load. Starting does not:
  * inet_csk_listen_start() stores TCP_LISTEN without that tracepoint, so the end of every successful
  * listen() syscall is watched instead (fentry/kprobes on the kernel function are not available on
  * every kernel; syscall tracepoints are).
@@ -15,6 +17,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define TCP_CLOSE 7
 #define TCP_LISTEN 10
 #define IPPROTO_TCP 6
 
@@ -31,7 +34,7 @@ struct inet_sock_set_state_args {
 	__u16 protocol;
 };
 
-/* One event: a listener came (newstate LISTEN) or went (oldstate LISTEN). */
+/* One event: a listener came (newstate LISTEN) or went (LISTEN -> CLOSE). */
 struct listener_event {
 	__s32 oldstate;
 	__s32 newstate;
@@ -58,7 +61,7 @@ int watch_listen(struct sys_exit_listen_args *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	struct listener_event ev = { .oldstate = 7 /* TCP_CLOSE */, .newstate = TCP_LISTEN };
+	struct listener_event ev = { .oldstate = TCP_CLOSE, .newstate = TCP_LISTEN };
 
 	bpf_ringbuf_output(&listener_events, &ev, sizeof(ev), 0);
 	return 0;
@@ -69,7 +72,10 @@ int watch_listeners(struct inet_sock_set_state_args *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP || ctx->sport != watch_port)
 		return 0;
-	if (ctx->newstate != TCP_LISTEN && ctx->oldstate != TCP_LISTEN)
+	int came = ctx->newstate == TCP_LISTEN;
+	int went = ctx->oldstate == TCP_LISTEN && ctx->newstate == TCP_CLOSE;
+
+	if (!came && !went)
 		return 0;
 	struct listener_event ev = { .oldstate = ctx->oldstate, .newstate = ctx->newstate };
 

@@ -12,7 +12,8 @@
 #   run_load KIND PREFIX CLIENTS SECONDS   $BENCH_LOADGENS load.js side by side against $BENCH_URL
 #   cpu_s PID...  machine_busy_s  bpf_prog
 #
-# Needs: BENCH_TMP (a private temp folder), BENCH_PINS (a bpffs folder), SIO_STEER (the binary),
+# Needs: BENCH_TMP (a private temp folder), BENCH_PINS (a bpffs folder), SIO_STEER (the binary;
+# SIO_STEER_ATTACH_ARGS: more `attach` options, e.g. "--resync-interval 60000"),
 # STICKY_LB (@socket.io/sticky's loadBalancingMethod), NGINX_UPSTREAM_KEEPALIVE (0: none, the
 # Socket.IO docs' configuration; N: `keepalive N` in the upstream).
 
@@ -56,8 +57,9 @@ contender_start() {
     sio_steer)
       BENCH_PORT="$(free_port)"
       pm2_start_cluster "$BENCH_PORT" "$n" cluster || return 1
+      # shellcheck disable=SC2086 # SIO_STEER_ATTACH_ARGS: extra options, word-split on purpose
       "$SIO_STEER" attach --port "$BENCH_PORT" --pin-root "$BENCH_PINS" --lock-dir "$BENCH_TMP/locks" \
-        >"$BENCH_TMP/attach.log" 2>&1 &
+        ${SIO_STEER_ATTACH_ARGS:-} >"$BENCH_TMP/attach.log" 2>&1 &
       BENCH_CTL_PID=$!
       local i
       for ((i = 0; i < 100; i++)); do

@@ -36,12 +36,12 @@ do for [kind in "rps p99"] {
 }
 
 set output dir.'/bench-workers.png'
-set terminal pngcairo size 440 * nloads, 820 font ",11" noenhanced
+set terminal pngcairo size 440 * nloads, 880 font ",11" noenhanced
 set multiplot layout 2, nloads title sprintf("per worker count: median of %d round(s), bars: min-max; fork mode has 1 worker (dashed)\n%s", rounds, machine)
 set xlabel 'workers'
 set xtics 1
 set offsets 0, 0, 0, 0
-set key bottom right opaque
+set key below horizontal
 names = "sio-steer nginx-hash sticky"
 do for [row = 0:1] {
   do for [i = 1:nloads] {

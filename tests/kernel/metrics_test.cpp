@@ -75,7 +75,7 @@ protected:
     std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
     {
         std::vector<std::string> a = {"attach", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir(), "--resync-interval", "200"};
+                                      "--lock-dir", pins.lock_dir(), "--resync-interval", resync_ms};
         a.insert(a.end(), extra.begin(), extra.end());
         return a;
     }
@@ -129,6 +129,7 @@ protected:
 
     pin_root pins;
     std::uint16_t port = 0, metrics_port = 0;
+    std::string resync_ms = "200";
     workers w;
     std::unique_ptr<background_process> controller;
     std::string content_type;
@@ -225,6 +226,31 @@ TEST_F(MetricsTest, ReactionsCountTheSyncsThatChangedSomething)
     samples back = scrape();
     EXPECT_EQ(back[metric("sio_steer_workers_live")], 4);
     EXPECT_EQ(back[reactions], quiet[reactions] + 2);
+}
+
+// The listener watch wakes the controller for listeners only. An accepted connection is born as a
+// clone of its listener and leaves TCP_LISTEN for SYN_RECV; taking that for a listener closing made
+// every connection cost a full resync (/proc scan included).
+TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
+{
+    resync_ms = "60000";  // no periodic resync within the test
+    start_controller();
+    const std::string syncs = metric("sio_steer_controller_syncs_total");
+    samples before = scrape();
+    std::vector<std::string> clients = client_addresses(10, 0);
+    for (int burst = 0; burst < 20; burst++) {  // 200 connections, in bursts the controller could follow
+        probe(clients, port, 1);
+        std::this_thread::sleep_for(milliseconds(30));
+    }
+    samples after = scrape();
+    // Slack for listen() calls elsewhere on the machine: that tracepoint cannot filter by port.
+    EXPECT_LE(after[syncs] - before[syncs], 3) << "connections woke the controller";
+
+    w[2]->kill_now();
+    samples gone = scrape_until([&](const samples& s) { return s.at(syncs) > after.at(syncs); });
+    EXPECT_GT(gone[syncs], after[syncs]) << "the closing listener went unnoticed";
+    EXPECT_EQ(gone[metric("sio_steer_workers_live")], 3);
+    EXPECT_EQ(gone[metric("sio_steer_in_sync")], 1);
 }
 
 TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)

@@ -1,5 +1,6 @@
 // sio-steer status: what is attached to a port (or to every pinned port), per worker and in total.
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -76,6 +77,8 @@ int run_status(const args& a)
         for (const auto& entry : std::filesystem::directory_iterator(o.pin_root, ec))
             if (entry.is_directory() && std::isdigit(static_cast<unsigned char>(entry.path().filename().string()[0])))
                 ports.push_back(parse_port(entry.path().filename().string()));
+        if (ec.value() == EACCES || ec.value() == EPERM)
+            throw_pins_unreadable(o.pin_root, ec.value());
         std::sort(ports.begin(), ports.end());
     }
 

@@ -31,6 +31,8 @@ using skeleton = std::unique_ptr<sio_steer_bpf, skeleton_deleter>;
 unique_fd get_pinned(const std::string& path)
 {
     int fd = bpf_obj_get(path.c_str());
+    if (fd < 0 && (errno == EACCES || errno == EPERM))
+        throw_pins_unreadable(path, errno);
     if (fd < 0)
         throw steer_error(exit_code::incompatible, "pinned state is incomplete: " + path + " is missing",
                           "another tool or an interrupted detach changed the pin folder",
@@ -77,9 +79,21 @@ std::uint64_t session_clock_ns()
     return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+void throw_pins_unreadable(const std::string& path, int err)
+{
+    throw steer_error(exit_code::environment, "cannot read the pinned state " + path + ": " + std::strerror(err),
+                      "the steering state is pinned for root only: its folders are mode 0700 and reading a "
+                      "pinned map needs CAP_BPF",
+                      "run it as root (sudo), as the systemd unit does; bpftool needs root too");
+}
+
 std::optional<pinned_state> pinned_state::open(const std::string& dir)
 {
-    if (!fs::exists(dir + "/config"))
+    std::error_code ec;
+    bool pinned = fs::exists(dir + "/config", ec);
+    if (ec && (ec.value() == EACCES || ec.value() == EPERM))
+        throw_pins_unreadable(dir, ec.value());
+    if (!pinned)
         return std::nullopt;
     pinned_state st;
     st.dir_ = dir;
@@ -296,6 +310,11 @@ std::optional<session> pinned_state::find_session(const client_key& key) const
     if (bpf_map_lookup_elem(sessions_.get(), &key, &s))
         return std::nullopt;
     return s;
+}
+
+void pinned_state::write_session(const client_key& key, const session& s) const
+{
+    update(sessions_.get(), &key, &s, "sessions");
 }
 
 std::vector<std::pair<client_key, session>> pinned_state::read_sessions() const

@@ -26,6 +26,9 @@ namespace sio_steer {
 // Now, on the clock of session.last_seen_ns (bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC_COARSE).
 std::uint64_t session_clock_ns();
 
+// Throws steer_error(environment) for a pin folder or pinned object that this user may not read.
+[[noreturn]] void throw_pins_unreadable(const std::string& path, int err);
+
 class pinned_state {
 public:
     // The state pinned in `dir`, or nullopt if nothing is pinned there.
@@ -56,6 +59,7 @@ public:
     void write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const;
     stats read_stats() const;  // summed over CPUs
     std::optional<session> find_session(const client_key& key) const;
+    void write_session(const client_key& key, const session& s) const;
     std::vector<std::pair<client_key, session>> read_sessions() const;
     std::size_t count_sessions() const;
     std::size_t flush_sessions() const;

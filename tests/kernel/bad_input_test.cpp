@@ -292,6 +292,29 @@ TEST_F(BadInputTest, WithoutPrivilegesNamesTheMissingCapabilities)
     expect_nothing_pinned();
 }
 
+// Reading the steering state needs root as much as writing it: the pin folders are 0700.
+TEST_F(BadInputTest, StatusAndSessionsWithoutPrivilegesSayWhatIsWrong)
+{
+    if (!on_path("setpriv"))
+        GTEST_SKIP() << "setpriv (util-linux) is not installed";
+    start_workers(2);
+    ASSERT_EQ(sio_steer(attach_args()).code, 0);
+    const std::vector<std::string> nobody = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                             "--inh-caps=-all"};
+    const std::vector<std::string> pin_root = {"--pin-root", pins.path()};
+    for (std::vector<std::string> args : {std::vector<std::string>{"status", "--port", port_text()},
+                                          std::vector<std::string>{"status"},
+                                          std::vector<std::string>{"sessions", "--port", port_text()}}) {
+        args.insert(args.end(), pin_root.begin(), pin_root.end());
+        run_result r = sio_steer_under(nobody, args);
+        EXPECT_EQ(r.code, exit_environment) << args[0] << "\n" << r.err;
+        EXPECT_NE(r.err.find("cannot read the pinned state"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("run it as root"), std::string::npos) << r.err;
+    }
+    EXPECT_EQ(sio_steer({"status", "--port", port_text(), "--pin-root", pins.path()}).code, 0) << "root reads it";
+}
+
 TEST_F(BadInputTest, PinRootNotOnBpffs)
 {
     start_workers(2);

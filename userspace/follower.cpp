@@ -8,12 +8,15 @@
 #include <cerrno>
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
+#include "control_socket.h"
 #include "controller.h"
 #include "errors.h"
 #include "listener_watch.h"
+#include "release.h"
 
 namespace sio_steer {
 
@@ -49,6 +52,10 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     } catch (const steer_error& e) {
         spdlog::warn("{}; following port {} by polling every 100 ms instead", e.what(), options.port);
     }
+    // Where draining workers release their clients one by one (release.h).
+    control_socket control(control_socket_path(options.lock_dir, options.port),
+                           [&state](pid_t peer, std::string_view line) { return handle_control_request(state, peer, line); });
+    spdlog::info("control socket for draining workers: {}", control_socket_path(options.lock_dir, options.port));
     const milliseconds resync = watch ? settings.resync_interval : milliseconds(100);
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
@@ -56,8 +63,10 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     auto last_sync = steady_clock::now();
 
     for (;;) {
-        pollfd fds[2] = {{signals.get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
-        if (poll(fds, 2, static_cast<int>(tick.count())) < 0 && errno != EINTR)
+        std::vector<pollfd> fds = {{signals.get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
+        for (int fd : control.fds())
+            fds.push_back({fd, POLLIN, 0});
+        if (poll(fds.data(), fds.size(), static_cast<int>(tick.count())) < 0 && errno != EINTR)
             throw_system_error("poll", errno);
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo info{};
@@ -70,6 +79,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             spdlog::info("the pinned state in {} was removed (sio-steer detach): exiting", state.dir());
             return 0;
         }
+        control.serve();
         bool event = watch && (fds[1].revents & POLLIN) && watch->drain() > 0;
         if (!event && steady_clock::now() - last_sync < resync)
             continue;

@@ -92,9 +92,9 @@ std::uint16_t free_port(std::uint16_t avoid)
 std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const std::vector<std::string>& env,
                                                       const std::string& address, bool reuseport, bool http)
 {
-    int p[2];
-    check(pipe2(p, O_CLOEXEC) == 0, "pipe2");
-    unique_fd read_end(p[0]), write_end(p[1]);
+    int p[2], q[2];
+    check(pipe2(p, O_CLOEXEC) == 0 && pipe2(q, O_CLOEXEC) == 0, "pipe2");
+    unique_fd read_end(p[0]), write_end(p[1]), stdin_read(q[0]), stdin_write(q[1]);
 
     const std::string port_text = std::to_string(port);
     std::vector<const char*> argv = {TEST_WORKER_BIN, "--port", port_text.c_str(), "--address", address.c_str()};
@@ -113,12 +113,18 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind
         dup2(write_end.get(), STDOUT_FILENO);
+        dup2(stdin_read.get(), STDIN_FILENO);
         execve(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
         _exit(127);
     }
     std::unique_ptr<worker_process> w(new worker_process(pid));  // owns the child from here on
     write_end.reset();
-    w->wait_ready(read_end.get());
+    stdin_read.reset();
+    w->to_worker_ = std::move(stdin_write);
+    w->from_worker_ = std::move(read_end);
+    std::string said = w->read_line(5000);
+    if (said != "ready")
+        throw std::runtime_error("test_worker said: " + said);
     return w;
 }
 
@@ -158,21 +164,29 @@ bool worker_process::wait_stopped() const
     return false;
 }
 
-void worker_process::wait_ready(int fd)
+// One line of the worker's stdout, without "\n"; throws after timeout_ms or if it exited.
+std::string worker_process::read_line(int timeout_ms)
 {
     std::string out;
-    while (out.find('\n') == std::string::npos) {
-        pollfd pfd{fd, POLLIN, 0};
-        if (poll(&pfd, 1, 5000) <= 0)
-            throw std::runtime_error("test_worker did not become ready within 5 s");
-        char buf[64];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n <= 0)
-            throw std::runtime_error("test_worker exited before listening");
-        out.append(buf, static_cast<std::size_t>(n));
+    char c = 0;
+    while (c != '\n') {
+        pollfd pfd{from_worker_.get(), POLLIN, 0};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            throw std::runtime_error("test_worker said nothing within " + std::to_string(timeout_ms) + " ms");
+        if (read(from_worker_.get(), &c, 1) != 1)
+            throw std::runtime_error("test_worker exited (it said: " + out + ")");
+        out += c;
     }
-    if (out != "ready\n")
-        throw std::runtime_error("test_worker said: " + out);
+    out.pop_back();
+    return out;
+}
+
+std::string worker_process::request(const std::string& path, const std::string& line)
+{
+    std::string command = path + " " + line + "\n";
+    check(write(to_worker_.get(), command.data(), command.size()) == static_cast<ssize_t>(command.size()),
+          "write to test_worker");
+    return read_line(5000);
 }
 
 pin_root::pin_root()

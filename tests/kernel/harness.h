@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "unique_fd.h"
+
 namespace sio_steer::test {
 
 // Moves the test process into a new network namespace with lo up and `v6_subnets` IPv6 addresses
@@ -40,11 +42,15 @@ public:
     void kill_now();  // SIGKILL and reap
     void signal(int sig) const;
     bool wait_stopped() const;  // true once /proc says it is stopped (SIGSTOP), within 2 s
+    // Sends `line` to the Unix stream socket at `path` from this worker's process (as a draining
+    // worker talks to the controller's control socket) and returns the reply line, without "\n".
+    std::string request(const std::string& path, const std::string& line);
 
 private:
     explicit worker_process(pid_t pid) : pid_(pid) {}
-    void wait_ready(int fd);
+    std::string read_line(int timeout_ms);
     pid_t pid_;
+    unique_fd to_worker_, from_worker_;  // its stdin and stdout
 };
 
 using workers = std::vector<std::unique_ptr<worker_process>>;

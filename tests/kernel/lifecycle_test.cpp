@@ -196,6 +196,63 @@ TEST_F(LifecycleTest, ReloadOverlapKeepsOldClientsOnOldSocketThenMovesThemOnceTo
     EXPECT_GT(orphans, 0);
 }
 
+// A draining worker (docs/pm2.md) releases its clients one at a time over the control socket:
+// each released client goes to the successor at once, the others still reach the old worker.
+TEST_F(LifecycleTest, DrainingWorkerReleasesItsClientsOneByOneToItsSuccessor)
+{
+    start_controller();
+    client_map before = where(clients);
+    const std::string control = pins.lock_dir() + "/" + std::to_string(port) + ".sock";
+    const std::string old_pid = std::to_string(w[2]->pid());
+    auto replacement = worker_process::instance(port, 2);
+    const std::string new_pid = std::to_string(replacement->pid());
+    w.push_back(std::move(replacement));
+    wait_for_workers();
+
+    std::vector<std::string> old_clients;
+    for (const auto& [client, worker] : before)
+        if (pid_of(worker) == old_pid)
+            old_clients.push_back(client);
+    ASSERT_GE(old_clients.size(), 3u);
+    const std::string released = old_clients[0], kept = old_clients[1];
+
+    std::string reply = w[2]->request(control, "release " + released);
+    EXPECT_TRUE(reply.starts_with("ok " + released + " slot ")) << reply;
+    client_map after = where(clients);
+    EXPECT_EQ(pid_of(after[released]), new_pid) << "the released client goes to the successor";
+    for (const auto& [client, worker] : before) {
+        if (client == released)
+            continue;
+        EXPECT_EQ(after[client], worker) << client << ": only the released client moved";
+    }
+
+    // Another worker cannot give it away; the old one cannot release what is not recorded.
+    reply = w[0]->request(control, "release " + kept);
+    EXPECT_TRUE(reply.starts_with("error " + kept + " is a client of pid " + old_pid)) << reply;
+    EXPECT_EQ(w[2]->request(control, "release 203.0.113.9"), "none 203.0.113.9: no session recorded");
+    EXPECT_TRUE(w[2]->request(control, "steal everything").starts_with("error unknown request")) << "bad request";
+    // A worker with no replacement listening keeps its clients until its socket closes.
+    std::string of_w1;
+    for (const auto& [client, worker] : before)
+        if (pid_of(worker) == std::to_string(w[1]->pid()))
+            of_w1 = client;
+    ASSERT_FALSE(of_w1.empty());
+    reply = w[1]->request(control, "release " + of_w1);
+    EXPECT_TRUE(reply.starts_with("none " + of_w1 + ": slot ")) << reply;
+    EXPECT_NE(reply.find("no live successor"), std::string::npos) << reply;
+    after = where(clients);
+    EXPECT_EQ(after[kept], before[kept]);
+    EXPECT_EQ(after[of_w1], before[of_w1]);
+
+    // The old worker goes: the rest of its clients follow, the released one stays.
+    w[2]->kill_now();
+    wait_for_workers();
+    after = where(clients, 2);
+    for (const std::string& client : old_clients)
+        EXPECT_EQ(pid_of(after[client]), new_pid) << client;
+    EXPECT_EQ(moved(before, after, old_pid), 0);
+}
+
 TEST_F(LifecycleTest, ScaleUpKeepsRecordedClientsAndSendsNewOnesToTheNewWorker)
 {
     start_controller();

@@ -4,19 +4,55 @@
 // once listening, so that a test knows when the socket exists, and runs until killed.
 // With --http it reads an HTTP request first and answers "HTTP/1.1 200" with the same body
 // "<instance> <pid>" and the header "X-Peer: <client address>" (IPv4 as a.b.c.d), e.g. behind nginx.
+// Each line "PATH REQUEST" on its stdin is sent to the Unix stream socket PATH as "REQUEST\n", and
+// the reply line printed: requests from this worker's pid, as a draining worker sends them to sio-steer.
 //
 //   test_worker --port N [--address ADDR] [--no-reuseport] [--http]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <string>
+#include <thread>
 
 namespace {
+
+// One request over a fresh connection to the Unix socket at `path`; the reply line or why not.
+std::string unix_request(const std::string& path, const std::string& request)
+{
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))) {
+        close(fd);
+        return std::string("connect failed: ") + std::strerror(errno);
+    }
+    std::string line = request + "\n", reply;
+    (void)!write(fd, line.data(), line.size());
+    char c;
+    while (read(fd, &c, 1) == 1 && c != '\n')
+        reply += c;
+    close(fd);
+    return reply;
+}
+
+void serve_requests_from_stdin()
+{
+    for (std::string line; std::getline(std::cin, line);) {
+        std::size_t space = line.find(' ');
+        std::string reply = space == std::string::npos ? "bad request line" : unix_request(line.substr(0, space), line.substr(space + 1));
+        std::printf("%s\n", reply.c_str());
+        std::fflush(stdout);
+    }
+}
 
 std::string peer_text(const sockaddr_storage& peer)
 {
@@ -105,6 +141,7 @@ int main(int argc, char** argv)
     }
     std::printf("ready\n");
     std::fflush(stdout);
+    std::thread(serve_requests_from_stdin).detach();
 
     std::string reply = std::string(instance ? instance : "-") + " " + std::to_string(getpid()) + "\n";
     for (;;) {

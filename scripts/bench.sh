@@ -100,7 +100,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/^Mem:/{print $2}') GiB, Linux $(uname -r)"
-versions="Node $("$NODE24" --version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), pm2 $($PM2 --version 2>/dev/null | tail -n1), socket.io 4.8.4, @socket.io/sticky 2.0.1"
+versions="Node $("$NODE24" --version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), pm2 $("$NODE24" -p "require('$CHAT_DIR/node_modules/pm2/package.json').version"), socket.io 4.8.4, @socket.io/sticky 2.0.1"
 log "machine: $machine; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "$versions"
 jq -n --arg machine "$machine" --arg versions "$versions" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \

@@ -1,10 +1,15 @@
 // PM2 ecosystem for the chat example.
-// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, PM2_EXEC_MODE ("cluster" or "fork"),
+// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, SIO_DRAIN_MS (10000), SIO_STEER_LOCK_DIR,
+//      PM2_EXEC_MODE ("cluster" or "fork"),
 //      PORT_PER_INSTANCE=1: instance i listens on PORT + i (PM2's increment_var), e.g. behind nginx.
 // In cluster mode the workers run on the PM2 daemon's Node, whatever `interpreter` says, so start
 // PM2 itself with Node >= 22.12 (scripts/node-env.sh does: $PM2 runs pm2 with $NODE24). Fork mode
 // does use `interpreter` (default: `node` from PATH), so it is set to the Node running the pm2 CLI.
 const path = require('node:path');
+
+// A stopping worker serves its sessions for up to SIO_DRAIN_MS, then takes up to 5 s to close
+// them (drain.js); PM2 must not SIGKILL it before.
+const DRAIN_MS = Number(process.env.SIO_DRAIN_MS || 10000);
 
 module.exports = {
   apps: [
@@ -17,7 +22,7 @@ module.exports = {
       instances: Number(process.env.INSTANCES || 4),
       wait_ready: true,      // server.js sends 'ready' after listen (shortens the reload overlap)
       listen_timeout: 10000, // upper bound only: 'ready' ends the wait as soon as the worker listens
-      kill_timeout: 3000,
+      kill_timeout: DRAIN_MS + 8000,
       autorestart: true,
       max_restarts: 10,
       merge_logs: true,
@@ -26,6 +31,8 @@ module.exports = {
         PORT: process.env.PORT || '5001',
         REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
         SIO_REUSEPORT: process.env.SIO_REUSEPORT || '1',
+        SIO_DRAIN_MS: String(DRAIN_MS),
+        ...(process.env.SIO_STEER_LOCK_DIR ? { SIO_STEER_LOCK_DIR: process.env.SIO_STEER_LOCK_DIR } : {}),
       },
     },
   ],

@@ -66,7 +66,8 @@ function srcAddr(i) {
 }
 
 // An http.Agent that binds the client's source address and sniffs every response on its TCP
-// connections (polling requests and the WebSocket upgrade alike) for the 400 "Session ID unknown".
+// connections (polling requests and the WebSocket upgrade alike) for the 400 "Session ID unknown";
+// it counts the connections that end in an error (reset) too.
 class CountingAgent extends http.Agent {
   constructor(c, options) { super(options); this.c = c; }
   addRequest(req, options) { this.c.requests++; return super.addRequest(req, options); }
@@ -74,6 +75,7 @@ class CountingAgent extends http.Agent {
     const sock = super.createConnection(options, cb);
     const c = this.c;
     c.conns++;
+    sock.on('error', () => { c.resets++; }); // ECONNRESET, EPIPE: the server dropped a connection
     let tail = '';
     sock.on('data', (buf) => {
       if (buf.length > 4096 && tail === '') return; // big WebSocket frames: not an error response
@@ -93,7 +95,7 @@ for (let i = 0; i < N; i++) {
   const peer = i + 1 < roomEnd ? i + 1 : room * ROOM; // next in the room (itself when alone)
   clients.push({
     i, addr: srcAddr(i), kind: i < NPOLL ? 'polling' : 'upgrade', room, peer,
-    conns: 0, requests: 0, http400: 0, unknown: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
+    conns: 0, requests: 0, http400: 0, unknown: 0, resets: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
     hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
   });
@@ -110,7 +112,7 @@ function connect(c) {
   const s = io(opt.url, {
     forceNew: true, agent, auth: { user: `${NP}u${c.i}`, room: `${NP}r${c.room}` },
     transports: c.kind === 'polling' ? ['polling'] : ['polling', 'websocket'],
-    reconnectionAttempts: RECONNECTS, reconnectionDelay: 200, reconnectionDelayMax: 1000, timeout: 10000,
+    reconnectionAttempts: RECONNECTS, timeout: 10000, // reconnection delay: Socket.IO's default, 0.5-1.5 s
   });
   c.socket = s;
   s.on('hello', (h) => { c.hellos++; seen(c, h); nodeOf.set(h.pid, h.node); });
@@ -184,14 +186,14 @@ function report(timedOut) {
   const per = clients.map((c) => {
     const e = expected(c);
     const ws = [...c.workers.keys()];
-    const ok = c.hellos === 1 && ws.length === 1 && c.unknown === 0 && c.http400 === 0 &&
+    const ok = c.hellos === 1 && ws.length === 1 && c.unknown === 0 && c.http400 === 0 && c.resets === 0 &&
       c.connectErrors === 0 && c.disconnects === 0 && c.ackErrors === 0 && c.acks === e.acks &&
       c.activity === e.bc && c.dms === e.dm && c.typing >= e.typing && c.unread >= e.dm &&
       (c.kind === 'polling' || c.finalTransport === 'websocket');
     return {
       i: c.i, addr: c.addr ?? null, kind: c.kind, transport: c.finalTransport, ok,
       pids: ws.map((w) => Number(w.split('/')[0])), instances: ws.map((w) => Number(w.split('/')[1])),
-      sessions: c.hellos, conns: c.conns, http_400: c.http400, session_unknown: c.unknown,
+      sessions: c.hellos, conns: c.conns, http_400: c.http400, session_unknown: c.unknown, resets: c.resets,
       connect_errors: c.connectErrors, disconnects: c.disconnects,
       acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
       dms: c.dms, dms_expected: e.dm,
@@ -215,6 +217,7 @@ function report(timedOut) {
     clients_ok_upgrade: sum((p) => p.ok && p.kind === 'upgrade'),
     session_unknown_400: sum((p) => p.session_unknown),
     http_400: sum((p) => p.http_400),
+    resets: sum((p) => p.resets),
     connect_errors: sum((p) => p.connect_errors),
     transport_errors: clients.reduce((a, c) => a + c.transportErrors, 0),
     disconnects: sum((p) => p.disconnects),
@@ -249,7 +252,7 @@ function report(timedOut) {
   console.error(
     `load: ${out.clients_ok}/${N} clients fully OK (polling ${out.clients_ok_polling}/${NPOLL}, upgrade ${out.clients_ok_upgrade}/${NUP})` +
     `${timedOut ? ' [time limit hit]' : ''} in ${(out.duration_ms / 1000).toFixed(1)} s\n` +
-    `  400 "Session ID unknown": ${out.session_unknown_400} (all 400s: ${out.http_400}), connect errors: ${out.connect_errors}, ` +
+    `  400 "Session ID unknown": ${out.session_unknown_400} (all 400s: ${out.http_400}), resets: ${out.resets}, connect errors: ${out.connect_errors}, ` +
     `disconnects: ${out.disconnects}, TCP connections: ${out.tcp_connections}\n` +
     `  acks ${out.acks.received}/${out.acks.expected}, broadcasts ${out.broadcasts.received}/${out.broadcasts.expected}, ` +
     `dms ${out.dms.received}/${out.dms.expected}, latency p50 ${out.latency_ms.p50} ms p99 ${out.latency_ms.p99} ms\n` +

@@ -3,18 +3,25 @@
 //
 // env: PORT (5001), HOST (all addresses), REDIS_URL (redis://127.0.0.1:6379),
 //      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener),
-//      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections.
+//      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections,
+//      SIO_DRAIN_MS (10000): how long a stopping worker keeps serving its sessions (drain.js),
+//      SIO_STOP=close: stop the way most apps do instead (httpServer.close(); io.close()), to compare,
+//      SIO_STEER_LOCK_DIR (/run/sio-steer): `sio-steer attach --lock-dir`, where its control socket is.
 'use strict';
 const http = require('node:http');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { createClient } = require('redis');
+const { gracefulStop } = require('./drain');
 
 const PORT = Number(process.env.PORT || 5001);
 const HOST = process.env.HOST || undefined;
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const REUSEPORT = process.env.SIO_REUSEPORT !== '0';
 const STICKY = process.env.SIO_STICKY === '1';
+const DRAIN_MS = Number(process.env.SIO_DRAIN_MS ?? 10000);
+const ABRUPT_STOP = process.env.SIO_STOP === 'close';
+const CONTROL_SOCKET = `${process.env.SIO_STEER_LOCK_DIR || '/run/sio-steer'}/${PORT}.sock`;
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE };
@@ -39,6 +46,7 @@ async function main() {
   });
   const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
   io.engine.on('connection_error', () => { engineErrors++; });
+  const drainAndClose = gracefulStop(io, httpServer);
 
   io.on('connection', async (socket) => {
     const user = String(socket.handshake.auth?.user ?? socket.id);
@@ -84,14 +92,22 @@ async function main() {
     });
   }
 
-  const stop = () => {
-    // Stop listening before closing the sessions: the clients' reconnects then reach this
-    // instance's replacement (sio-steer sends a closed socket's clients to its successor), not
-    // this dying worker, where they would open sessions that vanish a moment later (400s).
-    httpServer.close();
-    io.close(); // disconnects every client; they reconnect at once
-    Promise.allSettled([pub.quit(), sub.quit(), store.quit()]).finally(() => process.exit(0));
-    setTimeout(() => process.exit(0), 2000).unref();
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    const log = (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`);
+    // pm2 reload / stop: serve the sessions here until they end or SIO_DRAIN_MS is up, then close
+    // each without failing a request, then stop listening (drain.js). PM2's kill_timeout must be
+    // longer (ecosystem.config.cjs).
+    if (ABRUPT_STOP) {
+      httpServer.close();
+      io.close(); // Engine.IO resets POSTs in flight and drops sessions whose poll is not pending
+    } else {
+      await drainAndClose({ drainMs: DRAIN_MS, controlSocket: CONTROL_SOCKET, log }).catch((e) => log(`stop: ${e.message}`));
+    }
+    await Promise.allSettled([pub.quit(), sub.quit(), store.quit()]);
+    process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

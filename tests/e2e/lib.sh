@@ -2,7 +2,8 @@
 # Shared by the end-to-end tests: the real stack (Redis, PM2 cluster of the chat example on Node 24,
 # sio-steer) on loopback, with a private PM2_HOME, pin root and lock folder, all removed on exit.
 #   . tests/e2e/lib.sh        then: e2e_start_stack [instances]; e2e_attach; e2e_load ARGS...
-# SIO_STEER: the binary (default build/userspace/sio-steer).
+# SIO_STEER: the binary (default build/userspace/sio-steer). E2E_KEEP=DIR: copy the results and the
+# workers' PM2 logs there at the end.
 set -euo pipefail
 
 E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -12,6 +13,7 @@ SIO_STEER="${SIO_STEER:-$E2E_ROOT/build/userspace/sio-steer}"
 E2E_TMP="$(mktemp -d /tmp/sio-steer-e2e.XXXXXX)"
 E2E_PINS="/sys/fs/bpf/sio-steer-e2e-$$"   # bpffs names may not contain dots
 E2E_LOCKS="$E2E_TMP/locks"
+export SIO_STEER_LOCK_DIR="$E2E_LOCKS"  # where the workers find sio-steer's control socket
 E2E_CTL_PID=""
 E2E_BG_PIDS=()
 mkdir -p "$E2E_PINS"
@@ -23,6 +25,9 @@ e2e_cleanup() {
   for p in "${E2E_BG_PIDS[@]}" $E2E_CTL_PID; do wait "$p" 2>/dev/null || true; done
   if [[ -n "${CHAT_PORT:-}" && -d "$E2E_PINS/$CHAT_PORT" ]]; then
     "$SIO_STEER" detach --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" >/dev/null 2>&1 || true
+  fi
+  if [[ -n "${E2E_KEEP:-}" ]]; then  # keep the results and the workers' logs for a look
+    mkdir -p "$E2E_KEEP" && cp -r "$E2E_TMP/." "$E2E_KEEP/" && cp -r "${PM2_HOME:-/nonexistent}/logs" "$E2E_KEEP/pm2-logs" 2>/dev/null || true
   fi
   node_env_cleanup
   rm -rf "$E2E_PINS" "$E2E_TMP"
@@ -84,5 +89,5 @@ e2e_expect() {
 
 # One line of numbers for the log: OK clients, 400s, latency.
 e2e_summary() {
-  jq -r '"clients_ok=\(.clients_ok)/\(.clients) session_unknown_400=\(.session_unknown_400) connect_errors=\(.connect_errors) acks=\(.acks.received)/\(.acks.expected) broadcasts=\(.broadcasts.received)/\(.broadcasts.expected) p50=\(.latency_ms.p50)ms p99=\(.latency_ms.p99)ms"' "$1"
+  jq -r '"clients_ok=\(.clients_ok)/\(.clients) session_unknown_400=\(.session_unknown_400) http_400=\(.http_400) resets=\(.resets) connect_errors=\(.connect_errors) acks=\(.acks.received)/\(.acks.expected) broadcasts=\(.broadcasts.received)/\(.broadcasts.expected) p50=\(.latency_ms.p50)ms p99=\(.latency_ms.p99)ms"' "$1"
 }

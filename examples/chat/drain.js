@@ -1,0 +1,171 @@
+// Graceful stop of a Socket.IO worker behind sio-steer (pm2 reload, pm2 stop), in three steps:
+//
+// 1. Drain: keep listening and serving. sio-steer keeps sending the clients that have a session
+//    here to this worker as long as it listens, and sends new clients to the instance's replacement
+//    (the newest listener), so sessions end on their own, without an error.
+// 2. Goodbye, when drainMs is up, to each remaining session once no ack is owed to its client and
+//    no upgrade is under way: a WebSocket close frame, or Engine.IO's close packet as the answer to
+//    the session's long-polling GET (after whatever was buffered for it, and a ping). The client
+//    reconnects after its reconnection delay (Socket.IO's default: 0.5-1.5 s). Once the client has
+//    read the goodbye (it answers the ping), the worker releases it over sio-steer's
+//    control socket: its reconnect goes to the successor, while the clients not told yet still
+//    come here. A long-polling session stays open for POSTs graceMs longer: one the client sent
+//    before it read the goodbye is served here, not refused with "400 Session ID unknown".
+// 3. Stop listening once every session is closed.
+//
+// Without a controller to release clients to, the reconnects find this worker's listener gone at
+// step 3 (sio-steer sends a closed socket's clients to its successor); a client that reconnects
+// sooner lands here again and loses that session.
+//
+// Engine.IO's own io.close() discards instead: it resets POSTs in flight and drops at once the
+// sessions whose poll is not pending, whose next request then gets "400 Session ID unknown".
+// This file uses Engine.IO 6 internals (writeBuffer, packetsFn, sentCallbackFn, transport.send,
+// writable, dataReq), as of engine.io 6.6.
+'use strict';
+const net = require('node:net');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Acks this worker still owes, per Engine.IO socket: a handler that awaits something (Redis) acks
+// later, and a goodbye before would lose the ack.
+const owed = new WeakMap();
+
+function countAcks(socket) {
+  const conn = socket.conn;
+  socket.use((packet, next) => {
+    const last = packet.length - 1;
+    const ack = packet[last];
+    if (typeof ack === 'function') {
+      owed.set(conn, (owed.get(conn) || 0) + 1);
+      packet[last] = (...args) => {
+        owed.set(conn, owed.get(conn) - 1);
+        ack(...args);
+      };
+    }
+    next();
+  });
+}
+
+// sio-steer's control socket: one line per request, one per reply, in order. Null if no
+// controller listens there.
+function connectControl(path) {
+  return new Promise((resolve) => {
+    const sock = net.createConnection({ path });
+    const waiting = [];
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d) => {
+      buf += d;
+      for (let eol; (eol = buf.indexOf('\n')) >= 0; buf = buf.slice(eol + 1)) waiting.shift()?.(buf.slice(0, eol));
+    });
+    sock.on('error', () => resolve(null));
+    sock.on('close', () => { for (const reply of waiting.splice(0)) reply('error the control socket closed'); });
+    sock.on('connect', () => resolve({
+      request: (line) => new Promise((reply) => { waiting.push(reply); sock.write(`${line}\n`); }),
+      close: () => sock.end(),
+    }));
+  });
+}
+
+// Says goodbye to one session as soon as it may. Resolves once its client has read the goodbye, or
+// after readMs: from then on it sends nothing more for this session, so releasing it cannot send
+// one of its requests to the successor.
+function sayGoodbye(socket, readMs) {
+  return new Promise((done) => {
+    const ready = () => !socket.upgrading && !(owed.get(socket) > 0);
+    if (socket.transport.name !== 'polling') {
+      const tryClose = () => {
+        if (socket.readyState !== 'open') return done();
+        if (!ready()) return setTimeout(tryClose, 2);
+        socket.close(); // buffered packets, then the close frame
+        done(); // a WebSocket client sends nothing on a new connection before it reconnects
+      };
+      return tryClose();
+    }
+    // Long-polling: answer a GET with the buffered packets, a ping and the close packet, and leave
+    // the session open for the POSTs that crossed the goodbye. The client answers the ping (a POST)
+    // as it reads the payload, before the close: the pong says it has read the goodbye. (No pong if
+    // it has a POST in flight then: readMs decides.)
+    const transport = socket.transport;
+    const onGet = () => {
+      if (socket.readyState !== 'open') return done();
+      if (!transport.writable || !ready()) return;
+      transport.removeListener('ready', onGet);
+      clearInterval(retry);
+      const buffered = socket.writeBuffer.splice(0); // as socket.flush() hands them over
+      socket.sentCallbackFn.push(socket.packetsFn.length ? socket.packetsFn.splice(0) : null);
+      const pong = new Promise((r) => {
+        const onPacket = (p) => { if (p.type === 'pong') { socket.off('packet', onPacket); r(); } };
+        socket.on('packet', onPacket);
+      });
+      transport.send([...buffered, { type: 'ping' }, { type: 'close' }]);
+      Promise.race([pong, sleep(readMs)]).then(done);
+    };
+    transport.prependListener('ready', onGet); // before Engine.IO flushes the GET
+    const retry = setInterval(onGet, 2); // a GET already pending, or an ack owed a moment ago
+    onGet();
+  });
+}
+
+// Closes a session that got its goodbye, once no POST of it is being read.
+async function closeWhenIdle(socket, until) {
+  while (socket.readyState === 'open' && socket.transport.dataReq && Date.now() < until) await sleep(2);
+  socket.close(true);
+}
+
+async function goodbye(engine, control, opts, stats) {
+  const until = Date.now() + opts.goodbyeMs;
+  const byAddress = new Map(); // client address -> its sessions here
+  for (const socket of Object.values(engine.clients)) {
+    const sessions = byAddress.get(socket.remoteAddress) ?? [];
+    byAddress.set(socket.remoteAddress, [...sessions, socket]);
+  }
+  await Promise.all([...byAddress].map(async ([address, sessions]) => {
+    const told = await Promise.race([
+      Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs))).then(() => true),
+      sleep(Math.max(0, until - Date.now())).then(() => false),
+    ]);
+    if (!told) return; // left to io.close()
+    const toldAt = Date.now();
+    stats.told += sessions.length;
+    if (control) stats[(await control.request(`release ${address}`)).split(' ')[0]]++;
+    await sleep(Math.max(0, toldAt + opts.graceMs - Date.now())); // POSTs that crossed the goodbye
+    await Promise.all(sessions.map((s) => closeWhenIdle(s, until + opts.graceMs)));
+  }));
+}
+
+// Call before the app's io.on('connection', ...) handlers. Returns stop(options), which resolves
+// when the worker may exit. options: drainMs (10000), goodbyeMs (5000: then io.close() closes what
+// is left), readMs (250: how long a client may take to read its goodbye when it does not say so),
+// graceMs (1000: how long a session that got its goodbye takes POSTs), controlSocket (sio-steer's
+// `<lock dir>/<port>.sock`), log (one line per step).
+function gracefulStop(io, httpServer) {
+  io.on('connection', countAcks);
+  return (options) => drainAndClose(io, httpServer, options);
+}
+
+async function drainAndClose(io, httpServer, options = {}) {
+  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 250, graceMs: 1000, log: () => {}, ...options };
+  const engine = io.engine;
+  const until = Date.now() + opts.drainMs;
+  opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
+  while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
+
+  const stats = { told: 0, ok: 0, none: 0, error: 0 };
+  const left = engine.clientsCount;
+  if (left > 0) {
+    const control = opts.controlSocket ? await connectControl(opts.controlSocket) : null;
+    if (!control) opts.log(`no sio-steer control socket at ${opts.controlSocket}: the reconnects follow the closed listener`);
+    await goodbye(engine, control, opts, stats);
+    control?.close();
+  }
+  httpServer.close(); // stop listening: whatever reconnects now goes to the successor
+  opts.log(`drained: goodbye to ${stats.told} of ${left} session(s); clients released to the successor: ${stats.ok}, ` +
+    `not released: ${stats.none + stats.error}`);
+  // What is left (no goodbye within goodbyeMs, or opened meanwhile): Engine.IO closes it.
+  // (io.close()'s callback waits for every HTTP connection to end: do not wait for it.)
+  io.close();
+  await sleep(200); // close frames and close packets on their way out
+}
+
+module.exports = { gracefulStop };

@@ -116,6 +116,10 @@ int run_attach(const args& a)
         }
         notify_watchdog();
     };
+    settings.after_request = [&](const std::string& reply) {
+        if (reply.starts_with("ok "))
+            counters.releases++;
+    };
     int code = follow(o, state, settings);
     notify_stopping();
     return code;

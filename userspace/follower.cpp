@@ -53,8 +53,12 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         spdlog::warn("{}; following port {} by polling every 100 ms instead", e.what(), options.port);
     }
     // Where draining workers release their clients one by one (release.h).
-    control_socket control(control_socket_path(options.lock_dir, options.port),
-                           [&state](pid_t peer, std::string_view line) { return handle_control_request(state, peer, line); });
+    control_socket control(control_socket_path(options.lock_dir, options.port), [&](pid_t peer, std::string_view line) {
+        std::string reply = handle_control_request(state, peer, line);
+        if (settings.after_request)
+            settings.after_request(reply);
+        return reply;
+    });
     spdlog::info("control socket for draining workers: {}", control_socket_path(options.lock_dir, options.port));
     const milliseconds resync = watch ? settings.resync_interval : milliseconds(100);
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.

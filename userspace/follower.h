@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <string>
 
 #include "options.h"
 #include "pinned_state.h"
@@ -14,6 +15,8 @@ struct follow_settings {
     std::chrono::milliseconds resync_interval{2000};
     // Called after every sync (metrics, sd_notify); may be empty.
     std::function<void(bool changed)> after_sync;
+    // Called with the reply to every control socket request (metrics); may be empty.
+    std::function<void(const std::string& reply)> after_request;
 };
 
 // Resyncs the port whenever a listener starts or stops (tracepoints, through

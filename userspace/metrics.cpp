@@ -113,6 +113,9 @@ const std::vector<family>& families()
         {"sio_steer_controller_reactions_total", "counter",
          "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)",
          from_controller("sio_steer_controller_reactions_total", &controller_counters::reactions)},
+        {"sio_steer_controller_releases_total", "counter",
+         "Clients that draining workers released to their successors over the control socket (attach --metrics-listen only)",
+         from_controller("sio_steer_controller_releases_total", &controller_counters::releases)},
     };
     return all;
 }

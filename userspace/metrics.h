@@ -18,6 +18,7 @@ namespace sio_steer {
 struct controller_counters {
     std::atomic<std::uint64_t> syncs{0};      // resyncs done
     std::atomic<std::uint64_t> reactions{0};  // resyncs that changed something (a worker came or went)
+    std::atomic<std::uint64_t> releases{0};   // clients a draining worker released to its successor
 };
 
 struct port_metrics {

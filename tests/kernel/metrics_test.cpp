@@ -253,6 +253,27 @@ TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
     EXPECT_EQ(gone[metric("sio_steer_in_sync")], 1);
 }
 
+TEST_F(MetricsTest, ReleasesCountTheClientsADrainingWorkerHandedOver)
+{
+    start_controller();
+    const std::string releases = metric("sio_steer_controller_releases_total");
+    std::vector<std::string> clients = client_addresses(40, 0);
+    std::map<std::string, std::vector<std::string>> answers = probe(clients, port, 1);
+    w.push_back(worker_process::instance(port, 2));  // instance 2's replacement: a successor
+    scrape_until([&](const samples& s) { return s.at(metric("sio_steer_workers_live")) == 5; });
+    const std::string old_pid = std::to_string(w[2]->pid()), control = pins.lock_dir() + "/" + std::to_string(port) + ".sock";
+    int released = 0, refused = 0;
+    for (const auto& [client, answer] : answers) {
+        bool mine = answer.at(0).ends_with(" " + old_pid);
+        std::string reply = (mine ? w[2] : w[0])->request(control, "release " + client);
+        released += reply.starts_with("ok ");
+        refused += reply.starts_with("error ");
+    }
+    ASSERT_GT(released, 0);
+    EXPECT_GT(refused, 0) << "clients of other workers are not worker 0's to release, nor its own without a successor";
+    EXPECT_EQ(scrape()[releases], released) << "only the releases that happened count";
+}
+
 TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
 {
     start_controller();
@@ -267,7 +288,7 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
         else
             EXPECT_EQ(printed[key], value) << key;
     }
-    EXPECT_EQ(printed.size() + 2, served.size());
+    EXPECT_EQ(printed.size() + 3, served.size());
 }
 
 TEST_F(MetricsTest, StatusPrometheusSaysZeroForAPortWithNothingPinned)

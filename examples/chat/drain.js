@@ -13,9 +13,9 @@
 //    before it read the goodbye is served here, not refused with "400 Session ID unknown".
 // 3. Stop listening once every session is closed.
 //
-// Without a controller to release clients to, the reconnects find this worker's listener gone at
-// step 3 (sio-steer sends a closed socket's clients to its successor); a client that reconnects
-// sooner lands here again and loses that session.
+// Without a controller to release clients to, the listener closes as soon as the goodbyes are out
+// and the reconnects find it gone (sio-steer sends a closed socket's clients to its successor); a
+// request of a session not told yet that comes on a new connection then gets a 400 there.
 //
 // Engine.IO's own io.close() discards instead: it resets POSTs in flight and drops at once the
 // sessions whose poll is not pending, whose next request then gets "400 Session ID unknown".
@@ -87,11 +87,11 @@ function sayGoodbye(socket, readMs) {
     // as it reads the payload, before the close: the pong says it has read the goodbye. (No pong if
     // it has a POST in flight then: readMs decides.)
     const transport = socket.transport;
+    const stop = () => { transport.removeListener('ready', onGet); clearInterval(retry); };
     const onGet = () => {
-      if (socket.readyState !== 'open') return done();
+      if (socket.readyState !== 'open') return stop(), done();
       if (!transport.writable || !ready()) return;
-      transport.removeListener('ready', onGet);
-      clearInterval(retry);
+      stop();
       const buffered = socket.writeBuffer.splice(0); // as socket.flush() hands them over
       socket.sentCallbackFn.push(socket.packetsFn.length ? socket.packetsFn.splice(0) : null);
       const pong = new Promise((r) => {
@@ -113,39 +113,46 @@ async function closeWhenIdle(socket, until) {
   socket.close(true);
 }
 
-async function goodbye(engine, control, opts, stats) {
+// Says goodbye to every session, releases each client address once it has read the goodbye of all
+// its sessions here, and closes the sessions after graceMs. onAllTold: once every goodbye is out.
+async function goodbye(engine, control, opts, stats, onAllTold) {
   const until = Date.now() + opts.goodbyeMs;
   const byAddress = new Map(); // client address -> its sessions here
   for (const socket of Object.values(engine.clients)) {
     const sessions = byAddress.get(socket.remoteAddress) ?? [];
     byAddress.set(socket.remoteAddress, [...sessions, socket]);
   }
-  await Promise.all([...byAddress].map(async ([address, sessions]) => {
-    const told = await Promise.race([
+  const tolds = [];
+  const done = Promise.all([...byAddress].map(async ([address, sessions]) => {
+    const told = Promise.race([
       Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs))).then(() => true),
       sleep(Math.max(0, until - Date.now())).then(() => false),
     ]);
-    if (!told) return; // left to io.close()
+    tolds.push(told);
+    if (!(await told)) return; // left to io.close()
     const toldAt = Date.now();
     stats.told += sessions.length;
     if (control) stats[(await control.request(`release ${address}`)).split(' ')[0]]++;
     await sleep(Math.max(0, toldAt + opts.graceMs - Date.now())); // POSTs that crossed the goodbye
     await Promise.all(sessions.map((s) => closeWhenIdle(s, until + opts.graceMs)));
   }));
+  Promise.all(tolds).then(onAllTold);
+  await done;
 }
 
 // Call before the app's io.on('connection', ...) handlers. Returns stop(options), which resolves
 // when the worker may exit. options: drainMs (10000), goodbyeMs (5000: then io.close() closes what
-// is left), readMs (250: how long a client may take to read its goodbye when it does not say so),
-// graceMs (1000: how long a session that got its goodbye takes POSTs), controlSocket (sio-steer's
-// `<lock dir>/<port>.sock`), log (one line per step).
+// is left), readMs (400: how long a client may take to read its goodbye when it does not say so;
+// below Socket.IO's shortest default reconnection delay, 500 ms), graceMs (1000: how long a session
+// that got its goodbye takes POSTs), controlSocket (sio-steer's `<lock dir>/<port>.sock`), log (one
+// line per step).
 function gracefulStop(io, httpServer) {
   io.on('connection', countAcks);
   return (options) => drainAndClose(io, httpServer, options);
 }
 
 async function drainAndClose(io, httpServer, options = {}) {
-  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 250, graceMs: 1000, log: () => {}, ...options };
+  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 400, graceMs: 1000, log: () => {}, ...options };
   const engine = io.engine;
   const until = Date.now() + opts.drainMs;
   opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
@@ -156,10 +163,12 @@ async function drainAndClose(io, httpServer, options = {}) {
   if (left > 0) {
     const control = opts.controlSocket ? await connectControl(opts.controlSocket) : null;
     if (!control) opts.log(`no sio-steer control socket at ${opts.controlSocket}: the reconnects follow the closed listener`);
-    await goodbye(engine, control, opts, stats);
+    // Without a controller, the listener closes as soon as the goodbyes are out, for the
+    // reconnects to find it gone (a POST of a session not told yet would then be refused).
+    await goodbye(engine, control, opts, stats, () => { if (!control) httpServer.close(); });
     control?.close();
   }
-  httpServer.close(); // stop listening: whatever reconnects now goes to the successor
+  if (httpServer.listening) httpServer.close(); // whatever reconnects now goes to the successor
   opts.log(`drained: goodbye to ${stats.told} of ${left} session(s); clients released to the successor: ${stats.ok}, ` +
     `not released: ${stats.none + stats.error}`);
   // What is left (no goodbye within goodbyeMs, or opened meanwhile): Engine.IO closes it.

@@ -53,13 +53,14 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         spdlog::warn("{}; following port {} by polling every 100 ms instead", e.what(), options.port);
     }
     // Where draining workers release their clients one by one (release.h).
-    control_socket control(control_socket_path(options.lock_dir, options.port), [&](pid_t peer, std::string_view line) {
+    const std::string control_path = control_socket_path(options.lock_dir, options.port);
+    control_socket control(control_path, [&](pid_t peer, std::string_view line) {
         std::string reply = handle_control_request(state, peer, line);
         if (settings.after_request)
             settings.after_request(reply);
         return reply;
     });
-    spdlog::info("control socket for draining workers: {}", control_socket_path(options.lock_dir, options.port));
+    spdlog::info("control socket for draining workers: {}", control_path);
     const milliseconds resync = watch ? settings.resync_interval : milliseconds(100);
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));

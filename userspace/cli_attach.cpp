@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "config_file.h"
+#include "control_socket.h"
 #include "controller.h"
 #include "errors.h"
 #include "follower.h"
@@ -70,6 +71,8 @@ int run_attach(const args& a)
         o.key_mode = parse_key_mode(key);
         o.session_ttl = parse_duration("--session-ttl", ttl);
         validate(o);
+        if (!once)
+            check_control_socket_path(control_socket_path(o.lock_dir, o.port));
         if (!metrics_listen.empty())
             metrics_at = parse_listen_address(metrics_listen);
     } catch (const steer_error& e) {

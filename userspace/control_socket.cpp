@@ -26,14 +26,19 @@ std::string control_socket_path(const std::string& lock_dir, std::uint16_t port)
     return lock_dir + "/" + std::to_string(port) + ".sock";
 }
 
+void check_control_socket_path(const std::string& path)
+{
+    if (path.size() >= sizeof(sockaddr_un::sun_path))
+        throw steer_error(exit_code::usage, "the control socket path " + path + " is too long for a Unix socket",
+                          "Unix socket paths are limited to 107 bytes", "use a shorter --lock-dir");
+}
+
 control_socket::control_socket(std::string path, handler on_request)
     : path_(std::move(path)), on_request_(std::move(on_request))
 {
+    check_control_socket_path(path_);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path_.size() >= sizeof(addr.sun_path))
-        throw steer_error(exit_code::usage, "the control socket path " + path_ + " is too long for a Unix socket",
-                          "Unix socket paths are limited to 107 bytes", "use a shorter --lock-dir");
     std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
     listener_ = unique_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!listener_)

@@ -17,6 +17,9 @@ namespace sio_steer {
 
 // <lock dir>/<port>.sock: where workers find it (examples/chat/drain.js).
 std::string control_socket_path(const std::string& lock_dir, std::uint16_t port);
+// Throws steer_error(usage) for a path too long for a Unix socket: attach checks it before it
+// changes anything.
+void check_control_socket_path(const std::string& path);
 
 class control_socket {
 public:

@@ -292,6 +292,17 @@ TEST_F(BadInputTest, WithoutPrivilegesNamesTheMissingCapabilities)
     expect_nothing_pinned();
 }
 
+// A following attach serves a control socket in the lock folder: a folder too deep for a Unix
+// socket path is refused before anything is pinned.
+TEST_F(BadInputTest, LockDirTooLongForTheControlSocket)
+{
+    start_workers(2);
+    const std::string deep = pins.lock_dir() + "/" + std::string(100, 'd');
+    run_result r = sio_steer({"attach", "--port", port_text(), "--pin-root", pins.path(), "--lock-dir", deep});
+    expect_refused(r, exit_usage, {"control socket path", "too long for a Unix socket", "use a shorter --lock-dir"});
+    expect_nothing_pinned();
+}
+
 // Reading the steering state needs root as much as writing it: the pin folders are 0700.
 TEST_F(BadInputTest, StatusAndSessionsWithoutPrivilegesSayWhatIsWrong)
 {

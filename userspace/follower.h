@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "follow_status.h"
 #include "options.h"
 #include "pinned_state.h"
 
@@ -17,6 +18,8 @@ struct follow_settings {
     std::function<void(bool changed)> after_sync;
     // Called with the reply to every control socket request (metrics); may be empty.
     std::function<void(const std::string& reply)> after_request;
+    // Called once the follower knows how it follows the port (events or polling, and why); may be empty.
+    std::function<void(const follow_status&)> on_follow_mode;
 };
 
 // Resyncs the port whenever a listener starts or stops (tracepoints, through

@@ -104,7 +104,8 @@ int run_attach(const args& a)
     // Declared after `state` and `counters`, so it stops serving before they go away.
     std::unique_ptr<metrics_server> metrics = std::move(bound);
     if (metrics) {
-        metrics->serve([&, st = &state] { return prometheus_text({{o.port, status_report(*st, o.port), &counters}}); });
+        metrics->serve(
+            [&, st = &state] { return prometheus_text({{o.port, status_report(*st, o.port, o.lock_dir), &counters}}); });
         spdlog::info("serving metrics at http://{}:{}/metrics", metrics_at->host, metrics_at->port);
     }
     notify_ready(service_status(state, o.port));
@@ -122,6 +123,11 @@ int run_attach(const args& a)
     settings.after_request = [&](const std::string& reply) {
         if (reply.starts_with("ok "))
             counters.releases++;
+    };
+    // Other processes (`status`, `doctor`) read it from the lock file, /metrics from the counters.
+    settings.on_follow_mode = [&](const follow_status& f) {
+        lock.publish(f);
+        counters.set_follow(f);
     };
     int code = follow(o, state, settings);
     notify_stopping();

@@ -26,6 +26,11 @@ void print_text(const nlohmann::json& r)
                 : r["in_sync"].get<bool>() ? "attached, in sync"
                                            : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
     std::printf("  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
+    const auto& f = r["follow"];
+    if (f["mode"] == "none")
+        std::printf("  follow   no controller follows this port\n");
+    else
+        std::printf("  follow   %s (%s)\n", f["mode"].get<std::string>().c_str(), f["reason"].get<std::string>().c_str());
     std::printf("  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
                 c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
     std::printf("  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
@@ -61,10 +66,11 @@ int run_status(const args& a)
     options.add_options()
         ("port", po::value(&port), "TCP port (default: every pinned port)")
         ("json", po::bool_switch(&json_out), "print one JSON document")
-        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector");
+        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector")
+        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files (where a following attach says how it follows)");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR]", a, options, vm))
+    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm))
         return 0;
     if (json_out && prometheus)
         throw steer_error(exit_code::usage, "--json and --prometheus do not go together", {}, "choose one");
@@ -89,7 +95,7 @@ int run_status(const args& a)
         o.port = p;
         std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
         if (prometheus) {
-            metrics.push_back({p, state ? std::optional(status_report(*state, p)) : std::nullopt, nullptr});
+            metrics.push_back({p, state ? std::optional(status_report(*state, p, o.lock_dir)) : std::nullopt, nullptr});
             missing = missing || !state;
             continue;
         }
@@ -99,7 +105,7 @@ int run_status(const args& a)
                 std::printf("port %u: not attached (nothing pinned in %s)\n", p, o.pin_dir().c_str());
             continue;
         }
-        nlohmann::json r = status_report(*state, p);
+        nlohmann::json r = status_report(*state, p, o.lock_dir);
         if (json_out)
             all.push_back(r);
         else

@@ -190,9 +190,9 @@ finding check_migration()
             ""};
 }
 
-finding check_steering(const pinned_state& state, std::uint16_t port)
+finding check_steering(const pinned_state& state, std::uint16_t port, const std::string& lock_dir)
 {
-    nlohmann::json r = status_report(state, port);
+    nlohmann::json r = status_report(state, port, lock_dir);
     const std::size_t sessions = r["sessions"]["count"], capacity = r["sessions"]["capacity"];
     std::size_t live = 0, lost = 0;
     for (const auto& w : r["workers"]) {
@@ -220,14 +220,22 @@ finding check_steering(const pinned_state& state, std::uint16_t port)
 finding check_controller(const doctor_settings& s, const std::string& pin_dir)
 {
     const std::string p = std::to_string(s.port);
-    if (std::optional<pid_t> pid = lock_holder(s.lock_dir, pin_dir))
-        return {"controller", verdict::ok,
-                "pid " + std::to_string(*pid) + " (" + first_line("/proc/" + std::to_string(*pid) + "/comm") +
-                    ") follows the workers",
-                ""};
-    return {"controller", verdict::warn,
-            "no `sio-steer attach` follows port " + p + ": a worker restart, reload or scale change is not followed",
-            "systemctl enable --now sio-steer@" + p + " (or run `sio-steer attach --port " + p + "` without --once)"};
+    std::optional<pid_t> pid = lock_holder(s.lock_dir, pin_dir);
+    if (!pid)
+        return {"controller", verdict::warn,
+                "no `sio-steer attach` follows port " + p + ": a worker restart, reload or scale change is not followed",
+                "systemctl enable --now sio-steer@" + p + " (or run `sio-steer attach --port " + p + "` without --once)"};
+    const std::string who = "pid " + std::to_string(*pid) + " (" + first_line("/proc/" + std::to_string(*pid) + "/comm") + ")";
+    std::optional<follow_status> f = read_follow_status(s.lock_dir, pin_dir);
+    if (f && f->mode == "events")
+        return {"controller", verdict::ok, who + " follows the workers by events: " + f->reason, ""};
+    // Polling works, but lists the port's listeners every 100 ms and reacts later than a watch.
+    if (f && f->mode == "polling")
+        return {"controller", verdict::warn, who + " follows the workers by polling, not by events: " + f->reason,
+                "give the controller what the reason says a listener watch lacks, then restart it (systemctl restart "
+                "sio-steer@" + p + ", or restart `sio-steer attach --port " + p + "`)"};
+    return {"controller", verdict::ok,
+            who + " follows the workers" + (f ? " (" + f->mode + ": " + f->reason + ")" : std::string()), ""};
 }
 
 finding check_proxy(const pinned_state& state)
@@ -281,7 +289,7 @@ std::vector<finding> examine(const doctor_settings& s)
         out.push_back({"steering", verdict::fail, e.what(), e.fix()});
     }
     if (state) {
-        out.push_back(check_steering(*state, s.port));
+        out.push_back(check_steering(*state, s.port, s.lock_dir));
         out.push_back(check_controller(s, pin_dir));
         out.push_back(check_proxy(*state));
     }

@@ -24,6 +24,18 @@ void sample(std::string& out, const char* name, const std::string& labels, std::
     out += "{" + labels + "} " + std::to_string(value) + "\n";
 }
 
+// A label value as the exposition format wants it: backslash, quote and newline escaped.
+std::string label_value(const std::string& text)
+{
+    std::string out;
+    for (char c : text) {
+        if (c == '\\' || c == '"')
+            out += '\\';
+        out += c == '\n' ? std::string("\\n") : std::string(1, c);
+    }
+    return out;
+}
+
 // The report's field, for ports that have one.
 auto from_report(const char* name, std::function<std::uint64_t(const json&)> value)
 {
@@ -113,6 +125,15 @@ const std::vector<family>& families()
         {"sio_steer_controller_reactions_total", "counter",
          "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)",
          from_controller("sio_steer_controller_reactions_total", &controller_counters::reactions)},
+        {"sio_steer_controller_follow_mode", "gauge",
+         "1, labelled with how this controller process learns that listeners come and go: events (a BPF watch) "
+         "or polling (attach --metrics-listen only)",
+         [](std::string& out, const std::string& labels, const port_metrics& p) {
+             if (!p.controller)
+                 return;
+             if (std::optional<follow_status> f = p.controller->follow())
+                 sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"", 1);
+         }},
         {"sio_steer_controller_releases_total", "counter",
          "Clients that draining workers released to their successors over the control socket (attach --metrics-listen only)",
          from_controller("sio_steer_controller_releases_total", &controller_counters::releases)},

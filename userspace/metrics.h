@@ -6,11 +6,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "follow_status.h"
 
 namespace sio_steer {
 
@@ -19,6 +22,23 @@ struct controller_counters {
     std::atomic<std::uint64_t> syncs{0};      // resyncs done
     std::atomic<std::uint64_t> reactions{0};  // resyncs that changed something (a worker came or went)
     std::atomic<std::uint64_t> releases{0};   // clients a draining worker released to its successor
+
+    // How it follows the port (events or polling), once the follower knows; set from the
+    // follower's thread, read from the metrics server's.
+    void set_follow(const follow_status& f)
+    {
+        std::lock_guard hold(follow_mutex_);
+        follow_ = f;
+    }
+    std::optional<follow_status> follow() const
+    {
+        std::lock_guard hold(follow_mutex_);
+        return follow_;
+    }
+
+private:
+    mutable std::mutex follow_mutex_;
+    std::optional<follow_status> follow_;
 };
 
 struct port_metrics {

@@ -10,11 +10,15 @@
 
 #include <sys/sysmacros.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <spdlog/spdlog.h>
 
 #include "errors.h"
 
@@ -126,6 +130,42 @@ port_lock port_lock::wait(const std::string& lock_dir, const std::string& pin_di
     }
 }
 
+void port_lock::publish(const follow_status& status)
+{
+    // Written over the old content, then cut to its length: a reader that stops at the end of
+    // line 2 never sees the tail of a longer old line (and one small pwrite is not seen half-done).
+    const std::string text = std::to_string(getpid()) + "\n" + follow_line(status) + "\n";
+    if (pwrite(fd_.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
+        ftruncate(fd_.get(), static_cast<off_t>(text.size())))
+        spdlog::warn("cannot record the follow mode in the lock file: {}; `status` and `doctor` will say "
+                     "\"unknown\" for it",
+                     std::strerror(errno));
+}
+
+std::string follow_line(const follow_status& status)
+{
+    std::string mode = status.mode.empty() ? "unknown" : status.mode, reason = status.reason;
+    for (char& c : mode)
+        if (std::isspace(static_cast<unsigned char>(c)))
+            c = '_';
+    for (char& c : reason)
+        if (c == '\n' || c == '\r')
+            c = ' ';
+    return "follow " + mode + " " + reason;
+}
+
+std::optional<follow_status> parse_follow_line(const std::string& line)
+{
+    const std::string head = "follow ";
+    if (!line.starts_with(head))
+        return std::nullopt;
+    std::size_t end = line.find(' ', head.size());
+    follow_status f{line.substr(head.size(), end - head.size()), end == std::string::npos ? "" : line.substr(end + 1)};
+    if (f.mode.empty())
+        return std::nullopt;
+    return f;
+}
+
 std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir)
 {
     struct stat st {};
@@ -147,6 +187,22 @@ std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string&
             return pid;
     }
     return std::nullopt;
+}
+
+std::optional<follow_status> read_follow_status(const std::string& lock_dir, const std::string& pin_dir)
+{
+    std::optional<pid_t> holder = lock_holder(lock_dir, pin_dir);
+    if (!holder)
+        return std::nullopt;
+    std::ifstream in(lock_path(lock_dir, pin_dir));
+    std::string pid_line, line;
+    std::getline(in, pid_line);
+    if (std::getline(in, line) && pid_line == std::to_string(*holder))
+        if (std::optional<follow_status> f = parse_follow_line(line))
+            return f;
+    return follow_status{"unknown", "pid " + std::to_string(*holder) +
+                                        " holds the port's lock but has not said how it follows (it is starting, "
+                                        "or it is not a following attach)"};
 }
 
 }  // namespace sio_steer

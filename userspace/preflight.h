@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "follow_status.h"
 #include "unique_fd.h"
 
 namespace sio_steer {
@@ -31,6 +32,15 @@ void require_bpffs(const std::string& pin_root);
 // touching the lock; nullopt if nobody holds it.
 std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir);
 
+// How the controller holding the lock of `pin_dir` follows the port, as it published it
+// (port_lock::publish); mode "unknown" while a holder has published nothing (starting, or an
+// attach that does not follow); nullopt when no live process holds the lock.
+std::optional<follow_status> read_follow_status(const std::string& lock_dir, const std::string& pin_dir);
+
+// Line 2 of a lock file, "follow <mode> <reason>", and back (nullopt if `line` is not one).
+std::string follow_line(const follow_status& status);
+std::optional<follow_status> parse_follow_line(const std::string& line);
+
 // An exclusive flock held for as long as this object lives: one controller per pin folder.
 class port_lock {
 public:
@@ -38,6 +48,8 @@ public:
     port_lock(const std::string& lock_dir, const std::string& pin_dir);
     // Waits up to `timeout` for the holder to let go (e.g. a following attach that is exiting).
     static port_lock wait(const std::string& lock_dir, const std::string& pin_dir, std::chrono::milliseconds timeout);
+    // Rewrites the lock file as "<pid>\nfollow <mode> <reason>\n", for `status` and `doctor`.
+    void publish(const follow_status& status);
 
 private:
     unique_fd fd_;

@@ -4,6 +4,7 @@
 
 #include "discovery.h"
 #include "options.h"
+#include "preflight.h"
 #include "proxy_check.h"
 #include "slot_table.h"
 
@@ -11,7 +12,23 @@ namespace sio_steer {
 
 using nlohmann::json;
 
-nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
+namespace {
+
+json follow_report(const std::string& lock_dir, const std::string& pin_dir)
+{
+    std::optional<follow_status> f = read_follow_status(lock_dir, pin_dir);
+    if (!f)
+        return {{"mode", "none"},
+                {"reason", "no controller holds the port's lock in " + lock_dir +
+                               ": nothing follows worker restarts, reloads or scale changes"},
+                {"pid", nullptr}};
+    std::optional<pid_t> pid = lock_holder(lock_dir, pin_dir);
+    return {{"mode", f->mode}, {"reason", f->reason}, {"pid", pid ? json(*pid) : json(nullptr)}};
+}
+
+}  // namespace
+
+nlohmann::json status_report(const pinned_state& state, std::uint16_t port, const std::string& lock_dir)
 {
     config c = state.read_config();
     stats st = state.read_stats();
@@ -77,6 +94,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port)
         {"workers", workers},
         {"unmanaged_listeners", unmanaged},
         {"warnings", warnings},
+        {"follow", follow_report(lock_dir, state.dir())},
     };
 }
 

@@ -77,6 +77,32 @@ TEST(PrometheusText, EachFamilyOnceWithItsSamplesTogether)
     EXPECT_EQ(text.find("sio_steer_controller_reactions_total{port=\"5002\"}"), std::string::npos);
 }
 
+TEST(PrometheusText, FollowModeOfAFollowingAttachOnceItKnows)
+{
+    controller_counters counters;
+    std::string text = prometheus_text({{5001, report(1), &counters}});
+    EXPECT_EQ(text.find("sio_steer_controller_follow_mode"), std::string::npos) << "not known yet\n" << text;
+
+    counters.set_follow({"polling", "tracefs is not mounted"});
+    counters.set_follow({"events", "fexit/inet_listen"});  // one sample: the mode now
+    text = prometheus_text({{5001, report(1), &counters}, {5002, report(1), nullptr}});
+    EXPECT_NE(text.find("# TYPE sio_steer_controller_follow_mode gauge\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nsio_steer_controller_follow_mode{port=\"5001\",mode=\"events\"} 1\n"), std::string::npos)
+        << text;
+    std::size_t first = text.find("sio_steer_controller_follow_mode{");
+    EXPECT_EQ(text.find("sio_steer_controller_follow_mode{", first + 1), std::string::npos)
+        << "one sample, and none from `status --prometheus` (port 5002)\n" << text;
+}
+
+TEST(PrometheusText, LabelValuesAreEscaped)
+{
+    controller_counters counters;
+    counters.set_follow({"a\"b\\c\nd", ""});
+    std::string text = prometheus_text({{5001, report(1), &counters}});
+    EXPECT_NE(text.find(R"(sio_steer_controller_follow_mode{port="5001",mode="a\"b\\c\nd"} 1)"), std::string::npos)
+        << text;
+}
+
 TEST(PrometheusText, APortWithNothingPinnedIsNotAttached)
 {
     std::string text = prometheus_text({{5003, std::nullopt, nullptr}});

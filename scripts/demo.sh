@@ -2,7 +2,7 @@
 # The demo: a Socket.IO chat under a PM2 cluster (4 workers, reusePort, Redis adapter) on port 5001,
 # the same client load without and then with sio-steer, the results side by side, then
 # `sio-steer status`. Installs what is missing, builds, and stops everything it started.
-#   scripts/demo.sh [--port 5001] [--workers 4] [--clients 200]
+#   scripts/demo.sh [--port 5001] [--workers 4] [--clients 200]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ while (($#)); do
     *) echo "usage: scripts/demo.sh [--port N] [--workers N] [--clients N per transport]" >&2; exit 2 ;;
   esac
 done
-[ "$(id -u)" = 0 ] || { echo "demo: run as root (it loads a BPF program)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "scripts/demo.sh: run as root (it installs packages and loads a BPF program); as another user: sudo scripts/demo.sh" >&2; exit 1; }
 if ss -Hltn "sport = :$port" | grep -q .; then
   echo "demo: port $port is in use; pick another with --port" >&2
   exit 1

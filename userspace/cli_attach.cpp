@@ -43,6 +43,7 @@ int run_attach(const args& a)
     std::string port, key = "address", ttl = "600", config_path, metrics_listen;
     bool once = false;
     unsigned resync_ms = 2000;
+    std::string follow_with = "auto";
     po::options_description options("attach options");
     options.add_options()
         ("port", po::value(&port)->required(), "TCP port the workers listen on")
@@ -54,6 +55,7 @@ int run_attach(const args& a)
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions), "clients the sessions map remembers (LRU)")
         ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
         ("resync-interval", po::value(&resync_ms)->default_value(resync_ms), "ms between full resyncs (listener events trigger one at once)")
+        ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
         ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
@@ -66,10 +68,12 @@ int run_attach(const args& a)
         po::notify(vm);
     }
     std::optional<listen_address> metrics_at;
+    follow_mode follow_choice = follow_mode::automatic;
     try {
         o.port = parse_port(port);
         o.key_mode = parse_key_mode(key);
         o.session_ttl = parse_duration("--session-ttl", ttl);
+        follow_choice = parse_follow_mode(follow_with);
         validate(o);
         if (!once)
             check_control_socket_path(control_socket_path(o.lock_dir, o.port));
@@ -111,6 +115,7 @@ int run_attach(const args& a)
     notify_ready(service_status(state, o.port));
 
     follow_settings settings;
+    settings.mode = follow_choice;
     settings.resync_interval = std::chrono::milliseconds(std::max(resync_ms, 100u));
     settings.after_sync = [&, st = &state](bool changed) {
         counters.syncs++;

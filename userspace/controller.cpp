@@ -44,8 +44,14 @@ bool has_reuseport(int fd)
 
 worker_sockets take_listeners(std::uint16_t port, take_mode mode)
 {
+    return take_sockets(port, find_listeners(port), mode);
+}
+
+worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners, take_mode mode,
+                            const std::set<std::uint64_t>& steered)
+{
     worker_sockets ws;
-    ws.listeners = find_listeners(port);
+    ws.listeners = std::move(listeners);
     const std::string p = std::to_string(port);
     if (ws.listeners.empty() && mode == take_mode::attach)
         throw steer_error(exit_code::no_listeners, "nothing listens on TCP port " + p,
@@ -66,6 +72,10 @@ worker_sockets take_listeners(std::uint16_t port, take_mode mode)
     }
 
     for (const listener& l : ws.listeners) {
+        if (steered.contains(l.cookie)) {
+            ws.fds.emplace_back();  // the workers map holds it already: no need to take it
+            continue;
+        }
         if (mode == take_mode::follow) {
             // A worker in the middle of starting or exiting: its socket may have no visible owner
             // yet, or be gone by the time we reach it. Leave it to the next resync.
@@ -178,7 +188,13 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
         report.ring_changes += ring[i] != ring_now[i];
     state.write_ring(ring, ring_now);
 
-    // Any member attaches the program to the whole group; it replaces whatever was attached.
+    for (std::uint32_t s = 0; s < plan.slots.size(); s++)
+        if (std::uint64_t cookie = plan.slots[s].cookie; cookie && live_index.contains(cookie) &&
+                                                         state.worker_cookie(s) == cookie)
+            report.steered[cookie] = s;
+
+    // Any member attaches the program to the whole group; it replaces whatever was attached. A
+    // group whose sockets were all taken before still has it: it goes when the group goes.
     int prog = state.program();
     for (const unique_fd& fd : sockets.fds) {
         if (!fd)

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <vector>
 
 #include "discovery.h"
@@ -29,10 +31,16 @@ enum class take_mode {
 // socket outlives its worker.
 worker_sockets take_listeners(std::uint16_t port, take_mode mode = take_mode::attach);
 
+// The same checks on listeners found already (a following controller remembers their owners);
+// sockets whose cookie is in `steered` (the workers map holds them) are not taken: empty fd.
+worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners, take_mode mode,
+                            const std::set<std::uint64_t>& steered = {});
+
 struct sync_report {
     std::vector<std::uint32_t> added;    // slots filled with a new socket
     std::vector<std::uint32_t> removed;  // slots whose socket closed
     std::size_t ring_changes = 0;        // ring entries rewritten
+    std::map<std::uint64_t, std::uint32_t> steered;  // cookie -> slot of each socket the workers map holds
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
 };
 

@@ -164,36 +164,41 @@ struct owner {
     int fd;
 };
 
-// Every (pid, fd) holding one of `wanted`, in /proc order. Processes that exit during the scan,
-// or whose fd table we may not read, are skipped: they cannot be steered anyway.
-std::unordered_map<std::uint64_t, std::vector<owner>> find_owners(const std::unordered_set<std::uint64_t>& wanted)
+// Adds to `owners` every fd of process `pid` that holds one of `wanted`. A process that exits
+// meanwhile, or whose fd table we may not read, is skipped: it cannot be steered anyway.
+void scan_fds(pid_t pid, const std::unordered_set<std::uint64_t>& wanted,
+              std::unordered_map<std::uint64_t, std::vector<owner>>& owners)
+{
+    const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+    dir_ptr fds(opendir(fd_dir.c_str()));
+    if (!fds)
+        return;
+    while (dirent* fe = readdir(fds.get())) {
+        auto fd = parse_uint(fe->d_name);
+        if (!fd)
+            continue;
+        char link[64];
+        ssize_t n = readlinkat(dirfd(fds.get()), fe->d_name, link, sizeof(link));
+        if (n <= 0 || static_cast<size_t>(n) >= sizeof(link))
+            continue;  // closed meanwhile, or far too long to be a socket link
+        auto inode = socket_inode(std::string_view(link, n));
+        if (inode && wanted.contains(*inode))
+            owners[*inode].push_back({pid, static_cast<int>(*fd)});
+    }
+}
+
+// Every (pid, fd) holding one of `wanted`, in /proc order: a walk of every process's fd table,
+// the expensive step of discovery (milliseconds on a busy host), so done only for sockets whose
+// owner is not known otherwise.
+std::unordered_map<std::uint64_t, std::vector<owner>> scan_all_fds(const std::unordered_set<std::uint64_t>& wanted)
 {
     std::unordered_map<std::uint64_t, std::vector<owner>> owners;
     dir_ptr proc(opendir("/proc"));
     if (!proc)
         throw_system_error("opendir /proc", errno);
-
-    while (dirent* pe = readdir(proc.get())) {
-        auto pid = parse_uint(pe->d_name);
-        if (!pid)
-            continue;
-        const std::string fd_dir = "/proc/" + std::string(pe->d_name) + "/fd";
-        dir_ptr fds(opendir(fd_dir.c_str()));
-        if (!fds)
-            continue;
-        while (dirent* fe = readdir(fds.get())) {
-            auto fd = parse_uint(fe->d_name);
-            if (!fd)
-                continue;
-            char link[64];
-            ssize_t n = readlinkat(dirfd(fds.get()), fe->d_name, link, sizeof(link));
-            if (n <= 0 || static_cast<size_t>(n) >= sizeof(link))
-                continue;  // closed meanwhile, or far too long to be a socket link
-            auto inode = socket_inode(std::string_view(link, n));
-            if (inode && wanted.contains(*inode))
-                owners[*inode].push_back({static_cast<pid_t>(*pid), static_cast<int>(*fd)});
-        }
-    }
+    while (dirent* pe = readdir(proc.get()))
+        if (auto pid = parse_uint(pe->d_name))
+            scan_fds(static_cast<pid_t>(*pid), wanted, owners);
     return owners;
 }
 
@@ -321,7 +326,7 @@ std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ)
     }
 }
 
-std::vector<listener> find_listeners(std::uint16_t port)
+std::vector<listener> list_listeners(std::uint16_t port)
 {
     mnl_socket_ptr nl(mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC));
     if (!nl)
@@ -332,21 +337,55 @@ std::vector<listener> find_listeners(std::uint16_t port)
     std::vector<listener> listeners;
     dump_listeners(nl.get(), AF_INET, port, listeners);
     dump_listeners(nl.get(), AF_INET6, port, listeners);
+    return listeners;
+}
 
-    std::unordered_set<std::uint64_t> inodes;
+void find_owners(std::vector<listener>& listeners, const std::vector<pid_t>& hints, bool scan_all)
+{
+    std::unordered_set<std::uint64_t> wanted;
     for (const listener& l : listeners)
-        inodes.insert(l.inode);
-    const auto owners = find_owners(inodes);
+        if (!l.pid)
+            wanted.insert(l.inode);
+    if (wanted.empty())
+        return;
+    // The processes that just listened (from the listener watch) hold the new sockets: a look at
+    // their fd tables spares the walk of every process's.
+    std::unordered_map<std::uint64_t, std::vector<owner>> owners;
+    for (pid_t pid : hints)
+        scan_fds(pid, wanted, owners);
+    bool all_found = std::all_of(wanted.begin(), wanted.end(), [&](std::uint64_t i) { return owners.contains(i); });
+    if (!all_found && scan_all)
+        owners = scan_all_fds(wanted);
     for (listener& l : listeners)
-        if (auto it = owners.find(l.inode); it != owners.end())
+        if (auto it = owners.find(l.inode); !l.pid && it != owners.end())
             fill_owner(l, pick_owner(it->second));
+}
 
+bool still_owns(const listener& l)
+{
+    if (!l.pid || l.fd < 0)
+        return false;
+    char link[64];
+    const std::string path = "/proc/" + std::to_string(l.pid) + "/fd/" + std::to_string(l.fd);
+    ssize_t n = readlink(path.c_str(), link, sizeof(link));
+    return n > 0 && static_cast<size_t>(n) < sizeof(link) && socket_inode(std::string_view(link, n)) == l.inode;
+}
+
+void sort_listeners(std::vector<listener>& listeners)
+{
     // Workers in instance order first, then listeners with no PM2 instance.
     auto key = [](const listener& l) {
         return std::tuple(!l.instance.has_value(), l.instance.value_or(0), l.pid, l.inode);
     };
     std::sort(listeners.begin(), listeners.end(),
               [&](const listener& a, const listener& b) { return key(a) < key(b); });
+}
+
+std::vector<listener> find_listeners(std::uint16_t port)
+{
+    std::vector<listener> listeners = list_listeners(port);
+    find_owners(listeners);
+    sort_listeners(listeners);
     return listeners;
 }
 

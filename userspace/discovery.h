@@ -32,6 +32,17 @@ struct listener {
 // Throws steer_error on netlink failure.
 std::vector<listener> find_listeners(std::uint16_t port);
 
+// The steps of find_listeners, for a controller that remembers owners between resyncs:
+// the listeners as sock_diag reports them, owner fields empty (no /proc);
+std::vector<listener> list_listeners(std::uint16_t port);
+// fills the owner of each listener with pid 0: first from the fd tables of `hints` (processes
+// that just listened), then, unless `scan_all` is false, from every process's;
+void find_owners(std::vector<listener>& listeners, const std::vector<pid_t>& hints = {}, bool scan_all = true);
+// whether l.pid still holds l.inode at fd l.fd (one readlink: a remembered owner is checked, not trusted);
+bool still_owns(const listener& l);
+// and find_listeners' order.
+void sort_listeners(std::vector<listener>& listeners);
+
 // The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).
 // Throws steer_error (environment: names CAP_SYS_PTRACE) when not permitted.
 unique_fd duplicate_socket(pid_t pid, int fd);

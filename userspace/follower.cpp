@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "control_socket.h"
 #include "controller.h"
 #include "errors.h"
+#include "listener_tracker.h"
 #include "listener_watch.h"
 #include "release.h"
 
@@ -39,19 +41,64 @@ unique_fd stop_signals()
     return unique_fd(fd);
 }
 
+// The watch asked for with --follow, or why there is none (then the port is polled).
+std::unique_ptr<listener_watch> start_watch(std::uint16_t port, follow_mode wanted, follow_status& status)
+{
+    if (wanted == follow_mode::polling) {
+        status = {"polling", "asked for with --follow polling"};
+        return nullptr;
+    }
+    try {
+        auto watch = std::make_unique<listener_watch>(port);
+        status = watch->status();
+        return watch;
+    } catch (const steer_error& e) {
+        if (wanted == follow_mode::events)
+            throw;
+        status = {"polling", e.what() + std::string("; to fix: ") + e.fix()};
+        return nullptr;
+    }
+}
+
 }  // namespace
+
+follow_mode parse_follow_mode(const std::string& text)
+{
+    if (text == "auto")
+        return follow_mode::automatic;
+    if (text == "events")
+        return follow_mode::events;
+    if (text == "polling")
+        return follow_mode::polling;
+    throw steer_error(exit_code::usage, "--follow " + text + ": not a way to follow",
+                      "auto: listener events if the kernel allows a watch, else polling; events: a watch or nothing; "
+                      "polling: list the listeners every 100 ms",
+                      "use --follow auto, events or polling");
+}
 
 int follow(const steer_options& options, const pinned_state& state, const follow_settings& settings)
 {
     unique_fd signals = stop_signals();
-    std::unique_ptr<listener_watch> watch;
+    follow_status status;
+    std::unique_ptr<listener_watch> watch = start_watch(options.port, settings.mode, status);
+    // Without events, the port's listeners are listed this often (a sock_diag dump, no /proc walk).
+    const milliseconds resync = watch ? settings.resync_interval : std::min(settings.resync_interval, milliseconds(100));
+    // The first resync finds the owners of the sockets attach took (one walk of /proc) before any
+    // event, so that the log line below means: followed from now on.
+    listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
     try {
-        watch = std::make_unique<listener_watch>(options.port);
-        spdlog::info("following port {}: listener events from the listen() and sock state tracepoints, full resync every {} ms",
-                     options.port, settings.resync_interval.count());
-    } catch (const steer_error& e) {
-        spdlog::warn("{}; following port {} by polling every 100 ms instead", e.what(), options.port);
+        tracker.resync({});
+    } catch (const steer_error&) {
+        // said again by the loop's resyncs
     }
+    if (watch)
+        spdlog::info("following port {}: listener events from {}, resync every {} ms", options.port, status.reason,
+                     resync.count());
+    else
+        spdlog::warn("following port {} by polling every {} ms: {}", options.port, resync.count(), status.reason);
+    if (settings.on_follow_mode)
+        settings.on_follow_mode(status);
+
     // Where draining workers release their clients one by one (release.h).
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
     control_socket control(control_path, [&](pid_t peer, std::string_view line) {
@@ -61,17 +108,21 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         return reply;
     });
     spdlog::info("control socket for draining workers: {}", control_path);
-    const milliseconds resync = watch ? settings.resync_interval : milliseconds(100);
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
     const std::string config_pin = state.dir() + "/config";
     auto last_sync = steady_clock::now();
+    std::vector<steady_clock::time_point> rechecks;
 
     for (;;) {
         std::vector<pollfd> fds = {{signals.get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
         for (int fd : control.fds())
             fds.push_back({fd, POLLIN, 0});
-        if (poll(fds.data(), fds.size(), static_cast<int>(tick.count())) < 0 && errno != EINTR)
+        int timeout = static_cast<int>(tick.count());
+        if (!rechecks.empty())
+            timeout = std::clamp(static_cast<int>(duration_cast<milliseconds>(rechecks.front() - steady_clock::now()).count()) + 1,
+                                 0, timeout);
+        if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR)
             throw_system_error("poll", errno);
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo info{};
@@ -85,22 +136,33 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             return 0;
         }
         control.serve();
-        bool event = watch && (fds[1].revents & POLLIN) && watch->drain() > 0;
-        if (!event && steady_clock::now() - last_sync < resync)
+        listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
+        const auto now = steady_clock::now();
+        bool recheck_due = !rechecks.empty() && now >= rechecks.front();
+        if (!changes.events && !recheck_due && now - last_sync < resync)
             continue;
-        last_sync = steady_clock::now();
+        last_sync = now;
+        while (!rechecks.empty() && rechecks.front() <= now)
+            rechecks.erase(rechecks.begin());
+        // The event of a closing listener comes before the kernel unhashes it, so sock_diag may
+        // still list it: look again a little later.
+        if (changes.stopped)
+            rechecks = {now + milliseconds(20), now + milliseconds(200)};
+        bool changed = false;
         try {
-            worker_sockets sockets = take_listeners(options.port, take_mode::follow);
-            sync_report report = sync(state, options, sockets);
-            if (report.changed())
-                spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,
-                             sockets.listeners.size(), report.added.size(), report.removed.size(), report.ring_changes);
-            if (settings.after_sync)
-                settings.after_sync(report.changed());
+            if (std::optional<sync_report> report = tracker.resync(changes.pids)) {
+                changed = report->changed();
+                if (changed)
+                    spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,
+                                 report->steered.size(), report->added.size(), report->removed.size(),
+                                 report->ring_changes);
+            }
         } catch (const steer_error& e) {
             // Keep steering what is there; say what is wrong once per resync.
             spdlog::warn("port {}: {}{}", options.port, e.what(), e.fix().empty() ? "" : " (" + e.fix() + ")");
         }
+        if (settings.after_sync)
+            settings.after_sync(changed);
     }
 }
 

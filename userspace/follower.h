@@ -11,7 +11,18 @@
 
 namespace sio_steer {
 
+// How the follower learns of listeners (attach --follow).
+enum class follow_mode {
+    automatic,  // a BPF listener watch if the kernel allows one, else polling
+    events,     // a listener watch, or refuse to follow (exit 5)
+    polling,    // list the port's listeners every 100 ms (or --resync-interval, if shorter)
+};
+
+// "auto", "events" or "polling"; throws steer_error(usage) otherwise.
+follow_mode parse_follow_mode(const std::string& text);
+
 struct follow_settings {
+    follow_mode mode = follow_mode::automatic;
     // A full resync however quiet the watch is: the safety net under the event-driven path.
     std::chrono::milliseconds resync_interval{2000};
     // Called after every sync (metrics, sd_notify); may be empty.
@@ -22,8 +33,8 @@ struct follow_settings {
     std::function<void(const follow_status&)> on_follow_mode;
 };
 
-// Resyncs the port whenever a listener starts or stops (tracepoints, through
-// bpf/sio_steer_watch.bpf.c; polling every 100 ms if the kernel refuses the watch) and every
+// Resyncs the port whenever a listener starts or stops (the listener watch,
+// bpf/sio_steer_watch.bpf.c; polling every 100 ms if the kernel refuses every watch) and every
 // resync_interval. Returns 0 on SIGINT/SIGTERM, leaving steering attached and pinned, or when
 // the pinned state disappears (`sio-steer detach`).
 int follow(const steer_options& options, const pinned_state& state, const follow_settings& settings);

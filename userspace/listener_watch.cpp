@@ -1,53 +1,186 @@
 #include "listener_watch.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "errors.h"
+#include "libbpf_log.h"
+#include "sio_steer_watch.h"
 #include "sio_steer_watch.skel.h"
+#include "unique_fd.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
 
 namespace sio_steer {
 
+namespace {
+
+// One way of attaching the watch: the two programs it loads (bpf/sio_steer_watch.bpf.c) and
+// what to call it in status and doctor.
+struct watch_kind {
+    const char* name;
+    const char* programs[2];  // a listener came, a listener went
+};
+
+constexpr watch_kind kinds[] = {
+    {"fexit/inet_listen and tp_btf/inet_sock_set_state (BPF links: no tracefs, no perf events)",
+     {"listen_started", "listener_closed"}},
+    {"cgroup sock_ops on the cgroup v2 root and tp_btf/inet_sock_set_state (BPF links: no tracefs, no perf events)",
+     {"listen_started_sock_ops", "listener_closed"}},
+    {"tracepoints syscalls/sys_exit_listen and sock/inet_sock_set_state (tracefs and perf events)",
+     {"any_listen", "listener_closed_tp"}},
+};
+
+std::uint32_t netns_inode()
+{
+    struct stat st {};
+    if (stat("/proc/self/ns/net", &st))
+        throw_system_error("cannot read this process's network namespace (/proc/self/ns/net)", errno);
+    return static_cast<std::uint32_t>(st.st_ino);
+}
+
+std::uint64_t netns_cookie()
+{
+    unique_fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    std::uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    if (!s || getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len))
+        return 0;  // before Linux 5.14: the sock_ops watch then matches nothing and is not used
+    return cookie;
+}
+
+// The cgroup v2 hierarchy's root as this process sees it (/sys/fs/cgroup, or
+// /sys/fs/cgroup/unified on hybrid hosts); its sock_ops programs see every process under it.
+unique_fd cgroup2_root()
+{
+    std::ifstream mounts("/proc/self/mountinfo");
+    for (std::string line; std::getline(mounts, line);) {
+        // "36 25 0:30 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw,..."
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, point, word;
+        fields >> id >> parent >> dev >> root >> point;
+        while (fields >> word && word != "-") {
+        }
+        std::string type;
+        if (fields >> type && type == "cgroup2" && root == "/")
+            return unique_fd(open(point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    }
+    errno = ENOENT;
+    return unique_fd();
+}
+
+}  // namespace
+
 listener_watch::listener_watch(std::uint16_t port)
+{
+    const std::uint32_t netns = netns_inode();
+    const std::uint64_t netns_ck = netns_cookie();
+    const bool sock_ops_pid = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_current_pid_tgid, nullptr) == 1;
+    std::string refused;
+    for (const watch_kind& kind : kinds) {
+        // libbpf explains a refusal in its log: keep its first warning for the reason shown.
+        libbpf_log_capture capture;
+        int err = attach(kind.programs[0], kind.programs[1], port, netns, netns_ck, sock_ops_pid);
+        if (!err) {
+            status_ = {"events", kind.name};
+            return;
+        }
+        close();
+        std::string name = kind.name;
+        refused += (refused.empty() ? "" : "; ") + name.substr(0, name.find(" (")) + ": " + std::strerror(-err) +
+                   capture.last_error();
+    }
+    throw steer_error(exit_code::environment, "no listener watch could be attached (" + refused + ")",
+                      "the watch needs kernel BTF (/sys/kernel/btf/vmlinux) with BPF trampolines or a cgroup v2 "
+                      "mount, or else tracefs mounted and perf events allowed",
+                      "use a kernel with CONFIG_DEBUG_INFO_BTF (Debian's since 11) and mount cgroup2 "
+                      "(systemd does), or mount tracefs (mount -t tracefs nodev /sys/kernel/tracing)");
+}
+
+int listener_watch::attach(const char* came, const char* went, std::uint16_t port, std::uint32_t netns,
+                           std::uint64_t netns_ck, bool sock_ops_pid)
 {
     skel_ = sio_steer_watch_bpf__open();
     if (!skel_)
-        throw steer_error(exit_code::environment, "cannot open the listener watch");
+        return -errno;
     skel_->rodata->watch_port = port;
-    int err = sio_steer_watch_bpf__load(skel_);
-    if (!err)
-        err = sio_steer_watch_bpf__attach(skel_);
-    if (!err) {
-        events_ = ring_buffer__new(
-            bpf_map__fd(skel_->maps.listener_events),
-            [](void* self, void*, size_t) {
-                static_cast<listener_watch*>(self)->pending_++;
-                return 0;
-            },
-            this, nullptr);
-        err = events_ ? 0 : -errno;
+    skel_->rodata->watch_netns = netns;
+    skel_->rodata->watch_netns_cookie = netns_ck;
+    skel_->rodata->sock_ops_knows_pid = sock_ops_pid;
+    bpf_program* p = nullptr;
+    bpf_object__for_each_program(p, skel_->obj)
+    {
+        std::string_view name = bpf_program__name(p);
+        bpf_program__set_autoload(p, name == came || name == went);
     }
-    if (err) {
-        sio_steer_watch_bpf__destroy(skel_);
-        throw steer_error(exit_code::environment,
-                          std::string("cannot watch the listen and sock state tracepoints: ") + std::strerror(-err));
+    if (int err = sio_steer_watch_bpf__load(skel_))
+        return err;
+    bpf_object__for_each_program(p, skel_->obj)
+    {
+        if (!bpf_program__autoload(p))
+            continue;
+        bpf_link* link = nullptr;
+        if (bpf_program__type(p) == BPF_PROG_TYPE_SOCK_OPS) {
+            unique_fd cgroup = cgroup2_root();
+            if (!cgroup)
+                return -errno;
+            link = bpf_program__attach_cgroup(p, cgroup.get());
+        } else {
+            link = bpf_program__attach(p);
+        }
+        if (!link)
+            return -errno;
+        links_.push_back(link);
     }
+    events_ = ring_buffer__new(bpf_map__fd(skel_->maps.listener_events), on_event, this, nullptr);
+    return events_ ? 0 : -errno;
 }
 
-listener_watch::~listener_watch()
+void listener_watch::close()
 {
     ring_buffer__free(events_);
+    events_ = nullptr;
+    for (bpf_link* link : links_)
+        bpf_link__destroy(link);
+    links_.clear();
     sio_steer_watch_bpf__destroy(skel_);
+    skel_ = nullptr;
 }
+
+int listener_watch::on_event(void* self, void* data, size_t size)
+{
+    auto* watch = static_cast<listener_watch*>(self);
+    watch->pending_.events++;
+    if (size >= sizeof(listener_event)) {
+        const auto* ev = static_cast<const listener_event*>(data);
+        auto& pids = watch->pending_.pids;
+        watch->pending_.stopped = watch->pending_.stopped || ev->change == LISTENER_STOPPED;
+        if (ev->change != LISTENER_STOPPED && ev->pid && std::find(pids.begin(), pids.end(), ev->pid) == pids.end())
+            pids.push_back(static_cast<pid_t>(ev->pid));
+    }
+    return 0;
+}
+
+listener_watch::~listener_watch() { close(); }
 
 int listener_watch::fd() const { return ring_buffer__epoll_fd(events_); }
 
-int listener_watch::drain()
+listener_changes listener_watch::drain()
 {
-    pending_ = 0;
+    pending_ = {};
     ring_buffer__consume(events_);
-    return pending_;
+    return std::move(pending_);
 }
 
 }  // namespace sio_steer

@@ -4,10 +4,12 @@
 #include <iostream>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/cfg/env.h>
 #include <spdlog/spdlog.h>
 
 #include "cli.h"
 #include "errors.h"
+#include "libbpf_log.h"
 #include "sio_steer.h"
 
 namespace po = boost::program_options;
@@ -73,6 +75,8 @@ int main(int argc, char** argv)
     spdlog::set_default_logger(spdlog::stderr_color_mt("sio-steer"));
     spdlog::set_pattern("%^%l%$: %v");
     spdlog::flush_on(spdlog::level::info);
+    spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug shows libbpf's messages too
+    route_libbpf_log();
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? static_cast<int>(exit_code::usage) : 0;

@@ -170,7 +170,7 @@ TEST_F(ConfigFileTest, ThePackagedExampleIsValidWithEveryOptionSet)
         }
         text += line + "\n";
     }
-    EXPECT_GE(options, 9);
+    EXPECT_GE(options, 10);
     write(text);
     std::vector<std::string> args = attach_args();
     args.erase(args.begin() + 1);  // a following attach: the example sets metrics-listen
@@ -181,7 +181,7 @@ TEST_F(ConfigFileTest, ThePackagedExampleIsValidWithEveryOptionSet)
     }
     EXPECT_NE(attach.output().find("serving metrics at http://127.0.0.1:9477/metrics"), std::string::npos)
         << attach.output();
-    EXPECT_NE(attach.output().find("full resync every 2000 ms"), std::string::npos) << attach.output();
+    EXPECT_NE(attach.output().find("resync every 2000 ms"), std::string::npos) << attach.output();
     EXPECT_TRUE(fs::exists(pins.dir(port)));
 }
 

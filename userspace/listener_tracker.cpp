@@ -1,0 +1,79 @@
+#include "listener_tracker.h"
+
+#include <algorithm>
+
+#include "errors.h"
+
+namespace sio_steer {
+
+using std::chrono::steady_clock;
+
+listener_tracker::listener_tracker(const steer_options& options, const pinned_state& state,
+                                   std::chrono::milliseconds rescan_interval)
+    : options_(options), state_(state), rescan_interval_(rescan_interval)
+{
+}
+
+bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
+{
+    if (cookies.size() != steered_.size())
+        return false;
+    for (auto [cookie, slot] : steered_)
+        if (!cookies.contains(cookie) || state_.worker_cookie(slot) != cookie)
+            return false;  // a listener went, or the workers map lost it (bpftool, see docs/runbook.md)
+    return true;
+}
+
+std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hints)
+{
+    std::vector<listener> listeners = list_listeners(options_.port);
+    std::set<std::uint64_t> cookies;
+    for (const listener& l : listeners)
+        cookies.insert(l.cookie);
+    const auto now = steady_clock::now();
+    if (unchanged(cookies))
+        return std::nullopt;
+    // The same listeners as a sync refused (e.g. one without SO_REUSEPORT): say so again only now and then.
+    if (cookies == refused_ && now - last_refusal_ < rescan_interval_)
+        return std::nullopt;
+
+    // Owners remembered are checked (one readlink each), new ones looked for in the fd tables of
+    // the processes that just listened, and only then, if still missing, in every process's.
+    bool new_listener = false;
+    for (listener& l : listeners) {
+        auto it = known_.find(l.cookie);
+        if (it != known_.end() && still_owns(it->second))
+            l = it->second;
+        new_listener = new_listener || it == known_.end();
+    }
+    bool missing = std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; });
+    bool scan_all = missing && (new_listener || now - last_scan_ >= rescan_interval_);
+    find_owners(listeners, hints, false);
+    if (scan_all && std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; })) {
+        find_owners(listeners, {}, true);
+        full_scans_++;
+        last_scan_ = now;
+    }
+    sort_listeners(listeners);
+    known_.clear();
+    for (const listener& l : listeners)
+        known_[l.cookie] = l;
+
+    std::set<std::uint64_t> in_map;
+    for (auto [cookie, slot] : steered_)
+        if (cookies.contains(cookie) && state_.worker_cookie(slot) == cookie)
+            in_map.insert(cookie);
+    try {
+        worker_sockets sockets = take_sockets(options_.port, listeners, take_mode::follow, in_map);
+        sync_report report = sync(state_, options_, sockets);
+        steered_ = report.steered;
+        refused_.clear();
+        return report;
+    } catch (const steer_error&) {
+        refused_ = cookies;
+        last_refusal_ = now;
+        throw;
+    }
+}
+
+}  // namespace sio_steer

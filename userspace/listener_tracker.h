@@ -1,0 +1,49 @@
+// What a following controller remembers between resyncs, so that a resync that finds nothing new
+// costs one sock_diag dump and a few map lookups: no walk of every process's fd table.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "controller.h"
+#include "discovery.h"
+#include "options.h"
+#include "pinned_state.h"
+
+namespace sio_steer {
+
+class listener_tracker {
+public:
+    // `rescan_interval`: how often to look again for the owner of a listener not found before
+    // (e.g. one in another PID namespace), with a walk of every process.
+    listener_tracker(const steer_options& options, const pinned_state& state,
+                     std::chrono::milliseconds rescan_interval);
+
+    // Lists the port's listeners and syncs the maps if they changed or the workers map lost a
+    // socket; nullopt when there was nothing to do. `hints`: processes that just listened on the
+    // port (listener watch), whose fd tables hold the new sockets. Throws steer_error as sync() does.
+    std::optional<sync_report> resync(const std::vector<pid_t>& hints);
+
+    // Walks of every process's fd table so far (the cost this class exists to avoid).
+    std::uint64_t full_scans() const { return full_scans_; }
+
+private:
+    bool unchanged(const std::set<std::uint64_t>& cookies) const;
+
+    const steer_options& options_;
+    const pinned_state& state_;
+    const std::chrono::milliseconds rescan_interval_;
+    std::map<std::uint64_t, listener> known_;         // by cookie: the listeners of the last resync
+    std::map<std::uint64_t, std::uint32_t> steered_;  // cookie -> slot the workers map held after the last sync
+    std::set<std::uint64_t> refused_;                 // a set of listeners the last sync refused
+    std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{};
+    std::uint64_t full_scans_ = 0;
+};
+
+}  // namespace sio_steer

@@ -92,6 +92,36 @@ std::string lock_path(const std::string& lock_dir, const std::string& pin_dir)
     return lock_dir + "/" + name + ".lock";
 }
 
+// Line 1 of a lock file: the pid of the process that took it last (it may be gone).
+std::optional<pid_t> recorded_pid(const std::string& path)
+{
+    std::ifstream in(path);
+    long pid = 0;
+    if (!(in >> pid) || pid <= 0)
+        return std::nullopt;
+    return static_cast<pid_t>(pid);
+}
+
+// True when one of `pid`'s own fds is the file `st` describes and holds an flock on it (a
+// "lock:" line in its fdinfo). Independent of the device number /proc/locks prints, which on
+// overlayfs is the overlay's while stat() gives the upper layer's.
+bool holds_flock_on(pid_t pid, const struct stat& st)
+{
+    const std::string proc = "/proc/" + std::to_string(pid);
+    std::error_code ec;
+    for (fs::directory_iterator it(proc + "/fd", ec), end; !ec && it != end; it.increment(ec)) {
+        struct stat fd_st {};
+        if (stat(it->path().c_str(), &fd_st) || fd_st.st_dev != st.st_dev || fd_st.st_ino != st.st_ino)
+            continue;
+        std::ifstream info(proc + "/fdinfo/" + it->path().filename().string());
+        for (std::string line; std::getline(info, line);)
+            if (line.starts_with("lock:") && line.find(" FLOCK ") != std::string::npos &&
+                line.find("->") == std::string::npos)
+                return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
@@ -168,8 +198,9 @@ std::optional<follow_status> parse_follow_line(const std::string& line)
 
 std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir)
 {
+    const std::string path = lock_path(lock_dir, pin_dir);
     struct stat st {};
-    if (stat(lock_path(lock_dir, pin_dir).c_str(), &st))
+    if (stat(path.c_str(), &st))
         return std::nullopt;
     // "1: FLOCK  ADVISORY  WRITE 4242 00:1a:5678 0 EOF"; waiters have "->" after the number.
     std::ifstream locks("/proc/locks");
@@ -186,6 +217,9 @@ std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string&
             inode == st.st_ino && major_dev == major(st.st_dev) && minor_dev == minor(st.st_dev))
             return pid;
     }
+    // Not there under stat()'s device (overlayfs): ask the process the file names.
+    if (std::optional<pid_t> pid = recorded_pid(path); pid && holds_flock_on(*pid, st))
+        return pid;
     return std::nullopt;
 }
 

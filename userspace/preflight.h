@@ -29,7 +29,9 @@ void require_capabilities();
 void require_bpffs(const std::string& pin_root);
 
 // The pid holding the lock of `pin_dir` (a following attach), read from /proc/locks without
-// touching the lock; nullopt if nobody holds it.
+// touching the lock; nullopt if nobody holds it. Where /proc/locks names another device than
+// stat() (overlayfs, as in containers), the pid recorded in the lock file must show the lock on
+// one of its own fds of that file (/proc/PID/fdinfo).
 std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir);
 
 // How the controller holding the lock of `pin_dir` follows the port, as it published it

@@ -3,17 +3,88 @@
 // standing in for PM2 workers, a fresh network namespace and a private pin root per test.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "harness.h"
+#include "preflight.h"
 
 namespace sio_steer::test {
 namespace {
 
 constexpr int exit_unhealthy = 9;
+
+// An overlayfs as containers have them, in a mount namespace of the test process's own (the
+// host's mounts are never touched; they go away with the process, the folders with this object).
+// The upper layer is a tmpfs, another filesystem than the lower one: then stat() of a file gives
+// the upper layer's device while /proc/locks gives the overlay's.
+class overlay_mount {
+public:
+    overlay_mount()
+    {
+        must(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+        must(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "mount --make-rprivate /");
+        char tmpl[] = "/tmp/sio-steer-overlay.XXXXXX";
+        must(mkdtemp(tmpl) != nullptr, "mkdtemp");
+        dir_ = tmpl;
+        for (const char* d : {"/lower", "/rw", "/merged"})
+            must(mkdir((dir_ + d).c_str(), 0700) == 0, std::string("mkdir ") + d);
+        must(mount("tmpfs", (dir_ + "/rw").c_str(), "tmpfs", 0, "size=4m,mode=0700") == 0, "mount tmpfs");
+        for (const char* d : {"/rw/upper", "/rw/work"})
+            must(mkdir((dir_ + d).c_str(), 0700) == 0, std::string("mkdir ") + d);
+        const std::string layers = "lowerdir=" + dir_ + "/lower,upperdir=" + dir_ + "/rw/upper,workdir=" + dir_ + "/rw/work";
+        must(mount("overlay", merged().c_str(), "overlay", 0, layers.c_str()) == 0, "mount overlay");
+    }
+    ~overlay_mount()
+    {
+        umount2(merged().c_str(), MNT_DETACH);
+        umount2((dir_ + "/rw").c_str(), MNT_DETACH);
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    overlay_mount(const overlay_mount&) = delete;
+    overlay_mount& operator=(const overlay_mount&) = delete;
+
+    std::string merged() const { return dir_ + "/merged"; }
+
+private:
+    void must(bool ok, const std::string& what)
+    {
+        if (!ok)
+            throw std::runtime_error(what + ": " + std::strerror(errno));
+    }
+    std::string dir_;
+};
+
+// The "major:minor" /proc/locks shows for the flock `pid` holds on the file with inode `ino`.
+std::string locks_device_of(pid_t pid, ino_t ino)
+{
+    std::ifstream locks("/proc/locks");
+    for (std::string line; std::getline(locks, line);) {
+        std::istringstream fields(line);
+        std::string number, kind, advisory, mode, device;
+        pid_t holder = 0;
+        if (fields >> number >> kind >> advisory >> mode >> holder >> device && kind == "FLOCK" && holder == pid &&
+            device.ends_with(":" + std::to_string(ino)))
+            return device.substr(0, device.rfind(':'));
+    }
+    return "";
+}
 
 class DoctorTest : public ::testing::Test {
 protected:
@@ -162,6 +233,83 @@ TEST_F(DoctorTest, AttachWithoutAFollowingControllerIsAWarning)
     EXPECT_EQ(verdict_of(controller_line), "WARN") << r.out;
     EXPECT_NE(controller_line.find("fix: systemctl enable --now sio-steer@" + std::to_string(port)), std::string::npos)
         << r.out;
+}
+
+TEST_F(DoctorTest, TheControllerSaysItFollowsByEvents)
+{
+    start_workers(2);
+    start_controller();
+    std::string controller_line;
+    for (int i = 0; i < 100; i++) {  // it publishes its mode once its watch is attached
+        controller_line = line_of(doctor(), "controller");
+        if (controller_line.find("by events") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_EQ(verdict_of(controller_line), "ok") << controller_line;
+    EXPECT_NE(controller_line.find("pid " + std::to_string(controller->pid()) + " (sio-steer) follows the workers by events: "),
+              std::string::npos)
+        << controller_line << "\n" << controller->output();
+}
+
+// A controller that could attach no listener watch publishes "polling" and why. This host gives a
+// real controller its watch, so the test holds the port's lock itself and publishes what such a
+// controller does: doctor reads the lock file, whoever wrote it.
+TEST_F(DoctorTest, AControllerThatPollsIsAWarningSayingWhy)
+{
+    start_workers(2);
+    attach_once();
+    port_lock lock(pins.lock_dir(), pins.dir(port));
+    const std::string why = "fexit/inet_listen: the kernel has no BTF (/sys/kernel/btf/vmlinux is missing)";
+    lock.publish({"polling", why});
+    run_result r = doctor();
+    EXPECT_EQ(r.code, exit_unhealthy) << r.out;
+    std::string controller_line = line_of(r, "controller");
+    EXPECT_EQ(verdict_of(controller_line), "WARN") << r.out;
+    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) + " (kernel_tests) follows the workers by polling, "
+                                   "not by events: " + why),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(controller_line.find("fix: give the controller what the reason says a listener watch lacks, then restart it "
+                                   "(systemctl restart sio-steer@" + std::to_string(port)),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("verdict: NOT well: 0 problems (FAIL), 1 warning (WARN)"), std::string::npos) << r.out;
+}
+
+// In a container the lock folder is often on overlayfs, where /proc/locks names the overlay's
+// device and stat() the upper layer's: the controller must still be found.
+TEST_F(DoctorTest, AControllerWithItsLockFolderOnOverlayfsIsFound)
+{
+    start_workers(2);
+    overlay_mount overlay;
+    const std::string locks = overlay.merged() + "/locks";
+    background_process attach({"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
+    for (int i = 0; i < 500 && attach.output().find("following port") == std::string::npos; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_NE(attach.output().find("following port"), std::string::npos) << attach.output();
+
+    // The condition itself: stat() and /proc/locks disagree on the lock file's device.
+    std::string pin_name = pins.dir(port);
+    std::replace(pin_name.begin(), pin_name.end(), '/', '-');
+    struct stat st {};
+    ASSERT_EQ(stat((locks + "/" + pin_name + ".lock").c_str(), &st), 0);
+    std::string seen = locks_device_of(attach.pid(), st.st_ino);
+    char stat_device[32];
+    std::snprintf(stat_device, sizeof stat_device, "%02x:%02x", major(st.st_dev), minor(st.st_dev));
+    ASSERT_FALSE(seen.empty()) << "no flock of pid " << attach.pid() << " in /proc/locks";
+    ASSERT_NE(seen, stat_device) << "the overlay did not reproduce the device mismatch";
+
+    run_result r = sio_steer({"doctor", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
+    std::string controller_line = line_of(r, "controller");
+    EXPECT_EQ(verdict_of(controller_line), "ok") << r.out;
+    EXPECT_NE(controller_line.find("pid " + std::to_string(attach.pid()) + " (sio-steer) follows the workers"),
+              std::string::npos)
+        << r.out;
+    run_result status = sio_steer({"status", "--json", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
+    nlohmann::json follow = nlohmann::json::parse(status.out, nullptr, false).value("follow", nlohmann::json());
+    EXPECT_EQ(follow.value("pid", nlohmann::json()), attach.pid()) << status.out << status.err;
+    EXPECT_NE(follow.value("mode", ""), "none") << status.out;
 }
 
 TEST_F(DoctorTest, ANewListenerNotInTheMapIsOutOfSync)

@@ -232,8 +232,9 @@ finding check_controller(const doctor_settings& s, const std::string& pin_dir)
     // Polling works, but lists the port's listeners every 100 ms and reacts later than a watch.
     if (f && f->mode == "polling")
         return {"controller", verdict::warn, who + " follows the workers by polling, not by events: " + f->reason,
-                "give the controller what the reason says a listener watch lacks, then restart it (systemctl restart "
-                "sio-steer@" + p + ", or restart `sio-steer attach --port " + p + "`)"};
+                "let it follow by events: give it what the reason says a listener watch lacks (or drop --follow "
+                "polling, `follow = polling` in its config), then restart it (systemctl restart sio-steer@" + p +
+                    ", or restart `sio-steer attach --port " + p + "`)"};
     return {"controller", verdict::ok,
             who + " follows the workers" + (f ? " (" + f->mode + ": " + f->reason + ")" : std::string()), ""};
 }

@@ -44,7 +44,7 @@ protected:
         run_result r = sio_steer(with_pins({"status", "--json"}));
         json doc = json::parse(r.out, nullptr, false);
         EXPECT_TRUE(doc.is_object() && doc.contains("follow")) << r.out << r.err;
-        return doc.is_object() ? doc.value("follow", json()) : json();
+        return doc.is_object() ? doc.value("follow", json::object()) : json::object();
     }
 
     std::string follow_line() const
@@ -56,10 +56,10 @@ protected:
         return "";
     }
 
-    void start_controller()
+    void start_controller(const std::string& follow = "auto")
     {
-        controller = std::make_unique<background_process>(
-            with_pins({"attach", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
+        controller = std::make_unique<background_process>(with_pins(
+            {"attach", "--follow", follow, "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
         for (int i = 0; i < 500 && controller->output().find("following port") == std::string::npos; i++)
             std::this_thread::sleep_for(milliseconds(10));
         ASSERT_NE(controller->output().find("following port"), std::string::npos) << controller->output();
@@ -117,7 +117,23 @@ TEST_F(StatusFollowTest, AFollowingAttachSaysItFollowsByEvents)
     EXPECT_EQ(follow().value("mode", ""), "none");
 }
 
-// What a controller that polls publishes (this host would give a real one its watch, so the test
+TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
+{
+    start_controller("polling");
+    json f = json::object();
+    for (int i = 0; i < 100 && f.value("mode", "") != "polling"; i++) {
+        std::this_thread::sleep_for(milliseconds(20));
+        f = follow();
+    }
+    EXPECT_EQ(f.value("mode", ""), "polling") << f.dump() << "\n" << controller->output();
+    EXPECT_EQ(follow_line(), "  follow   polling (" + f.value("reason", "") + ")");
+    std::string metrics = scrape();
+    EXPECT_NE(metrics.find("\nsio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"polling\"} 1\n"),
+              std::string::npos)
+        << metrics;
+}
+
+// What a controller whose watch was refused publishes (no kernel refuses this host's, so the test
 // holds the port's lock and publishes it itself): status shows the mode and the reason as written.
 TEST_F(StatusFollowTest, APollingControllerSaysWhy)
 {

@@ -189,9 +189,8 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
     state.write_ring(ring, ring_now);
 
     for (std::uint32_t s = 0; s < plan.slots.size(); s++)
-        if (std::uint64_t cookie = plan.slots[s].cookie; cookie && live_index.contains(cookie) &&
-                                                         state.worker_cookie(s) == cookie)
-            report.steered[cookie] = s;
+        if (plan.slots[s].cookie)
+            report.recorded[plan.slots[s].cookie] = s;
 
     // Any member attaches the program to the whole group; it replaces whatever was attached. A
     // group whose sockets were all taken before still has it: it goes when the group goes.

@@ -40,7 +40,7 @@ struct sync_report {
     std::vector<std::uint32_t> added;    // slots filled with a new socket
     std::vector<std::uint32_t> removed;  // slots whose socket closed
     std::size_t ring_changes = 0;        // ring entries rewritten
-    std::map<std::uint64_t, std::uint32_t> steered;  // cookie -> slot of each socket the workers map holds
+    std::map<std::uint64_t, std::uint32_t> recorded;  // cookie -> slot of each socket the slots map records
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
 };
 

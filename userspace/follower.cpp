@@ -41,6 +41,25 @@ unique_fd stop_signals()
     return unique_fd(fd);
 }
 
+// One resync: logs what changed, or what is wrong (steering what is there meanwhile).
+void resync_and_tell(const steer_options& options, listener_tracker& tracker, const std::vector<pid_t>& hints,
+                     const follow_settings& settings)
+{
+    bool changed = false;
+    try {
+        if (std::optional<sync_report> report = tracker.resync(hints)) {
+            changed = report->changed();
+            if (changed)
+                spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,
+                             report->recorded.size(), report->added.size(), report->removed.size(), report->ring_changes);
+        }
+    } catch (const steer_error& e) {
+        spdlog::warn("port {}: {}{}", options.port, e.what(), e.fix().empty() ? "" : " (" + e.fix() + ")");
+    }
+    if (settings.after_sync)
+        settings.after_sync(changed);
+}
+
 // The watch asked for with --follow, or why there is none (then the port is polled).
 std::unique_ptr<listener_watch> start_watch(std::uint16_t port, follow_mode wanted, follow_status& status)
 {
@@ -86,11 +105,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // The first resync finds the owners of the sockets attach took (one walk of /proc) before any
     // event, so that the log line below means: followed from now on.
     listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
-    try {
-        tracker.resync({});
-    } catch (const steer_error&) {
-        // said again by the loop's resyncs
-    }
+    resync_and_tell(options, tracker, {}, settings);
     if (watch)
         spdlog::info("following port {}: listener events from {}, resync every {} ms", options.port, status.reason,
                      resync.count());
@@ -148,21 +163,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         // still list it: look again a little later.
         if (changes.stopped)
             rechecks = {now + milliseconds(20), now + milliseconds(200)};
-        bool changed = false;
-        try {
-            if (std::optional<sync_report> report = tracker.resync(changes.pids)) {
-                changed = report->changed();
-                if (changed)
-                    spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,
-                                 report->steered.size(), report->added.size(), report->removed.size(),
-                                 report->ring_changes);
-            }
-        } catch (const steer_error& e) {
-            // Keep steering what is there; say what is wrong once per resync.
-            spdlog::warn("port {}: {}{}", options.port, e.what(), e.fix().empty() ? "" : " (" + e.fix() + ")");
-        }
-        if (settings.after_sync)
-            settings.after_sync(changed);
+        resync_and_tell(options, tracker, changes.pids, settings);
     }
 }
 

@@ -14,15 +14,20 @@ thread_local libbpf_log_capture* capturing = nullptr;
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args)
 {
-    char line[512];
-    vsnprintf(line, sizeof(line), format, args);
-    std::string text = line;
+    // One message can be a whole verifier log: size it first.
+    va_list again;
+    va_copy(again, args);
+    int size = vsnprintf(nullptr, 0, format, again);
+    va_end(again);
+    std::string text(size > 0 ? static_cast<std::size_t>(size) : 0, '\0');
+    if (size > 0)
+        vsnprintf(text.data(), text.size() + 1, format, args);
     while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
         text.pop_back();
     if (text.empty())
         return 0;
     if (capturing && level == LIBBPF_WARN && capturing->first_warning_.empty())
-        capturing->first_warning_ = text.starts_with("libbpf: ") ? text.substr(8) : text;
+        capturing->first_warning_ = (text.starts_with("libbpf: ") ? text.substr(8) : text).substr(0, 300);
     spdlog::debug("libbpf: {}", text.starts_with("libbpf: ") ? text.substr(8) : text);
     return 0;
 }

@@ -16,9 +16,9 @@ listener_tracker::listener_tracker(const steer_options& options, const pinned_st
 
 bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
 {
-    if (cookies.size() != steered_.size())
+    if (!synced_ || cookies.size() != recorded_.size())
         return false;
-    for (auto [cookie, slot] : steered_)
+    for (auto [cookie, slot] : recorded_)
         if (!cookies.contains(cookie) || state_.worker_cookie(slot) != cookie)
             return false;  // a listener went, or the workers map lost it (bpftool, see docs/runbook.md)
     return true;
@@ -60,13 +60,14 @@ std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hi
         known_[l.cookie] = l;
 
     std::set<std::uint64_t> in_map;
-    for (auto [cookie, slot] : steered_)
+    for (auto [cookie, slot] : recorded_)
         if (cookies.contains(cookie) && state_.worker_cookie(slot) == cookie)
             in_map.insert(cookie);
     try {
         worker_sockets sockets = take_sockets(options_.port, listeners, take_mode::follow, in_map);
         sync_report report = sync(state_, options_, sockets);
-        steered_ = report.steered;
+        recorded_ = report.recorded;
+        synced_ = true;
         refused_.clear();
         return report;
     } catch (const steer_error&) {

@@ -40,7 +40,8 @@ private:
     const pinned_state& state_;
     const std::chrono::milliseconds rescan_interval_;
     std::map<std::uint64_t, listener> known_;         // by cookie: the listeners of the last resync
-    std::map<std::uint64_t, std::uint32_t> steered_;  // cookie -> slot the workers map held after the last sync
+    std::map<std::uint64_t, std::uint32_t> recorded_;  // cookie -> slot the slots map records since the last sync
+    bool synced_ = false;                             // recorded_ is the outcome of a sync (the maps were written after attach's)
     std::set<std::uint64_t> refused_;                 // a set of listeners the last sync refused
     std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{};
     std::uint64_t full_scans_ = 0;

@@ -236,7 +236,8 @@ TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
     resync_ms = "60000";  // no periodic resync within the test
     start_controller();
     const std::string syncs = metric("sio_steer_controller_syncs_total");
-    samples before = scrape();
+    // The follower's first resync, when it starts, may come after the first scrape.
+    samples before = scrape_until([&](const samples& s) { return s.at(syncs) >= 1; });
     std::vector<std::string> clients = client_addresses(10, 0);
     for (int burst = 0; burst < 20; burst++) {  // 200 connections, in bursts the controller could follow
         probe(clients, port, 1);

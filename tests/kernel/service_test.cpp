@@ -154,6 +154,8 @@ protected:
         return false;
     }
 
+    void attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra);
+
     nlohmann::json status() const
     {
         run_result r = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
@@ -245,21 +247,31 @@ TEST_F(ServiceTest, AttachNotifiesReadyOnceInSyncThenStatusAsWorkersComeAndStopp
     EXPECT_TRUE(status()["attached"].get<bool>()) << "a stop leaves steering in place";
 }
 
-// Root, but with only the unit's capabilities (as CapabilityBoundingSet= leaves it), against
-// workers running as nobody: attaches, watches listener events, follows a restart.
-TEST_F(ServiceTest, TheUnitsCapabilitiesAreEnoughToAttachAndFollowWorkersOfAnotherUser)
+// setpriv's --bounding-set argument for exactly the unit's CapabilityBoundingSet=.
+std::string unit_bounding_set()
 {
     std::string bounding = "--bounding-set=-all";
     for (std::string cap : words(unit_directive("CapabilityBoundingSet"))) {
         std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::tolower(c); });
         bounding += ",+" + cap.substr(4);  // "cap_bpf" -> "+bpf"
     }
+    return bounding;
+}
+
+// Root, but with only the unit's capabilities (as CapabilityBoundingSet= leaves it), against
+// workers running as nobody: attaches, watches listener events, follows a restart. `prefix` runs
+// the controller in a prepared environment.
+void ServiceTest::attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra)
+{
     std::vector<std::unique_ptr<foreign_worker>> w;
     for (int i = 0; i < 3; i++)
         w.push_back(std::make_unique<foreign_worker>(port, i, 65534));
 
-    background_process attach(attach_args(), {"setpriv", bounding});
-    ASSERT_TRUE(wait_for(attach, "following port")) << bounding << "\n" << attach.output();
+    std::vector<std::string> command = prefix, args = attach_args();
+    command.insert(command.end(), {"setpriv", unit_bounding_set()});
+    args.insert(args.end(), extra.begin(), extra.end());
+    background_process attach(args, command);
+    ASSERT_TRUE(wait_for(attach, "following port")) << attach.output();
     EXPECT_NE(attach.output().find("listener events from "), std::string::npos)
         << "the listener watch loads (no fallback to polling)\n" << attach.output();
     EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
@@ -272,6 +284,36 @@ TEST_F(ServiceTest, TheUnitsCapabilitiesAreEnoughToAttachAndFollowWorkersOfAnoth
         << attach.output();
     for (const auto& [client, answers] : probe(client_addresses(40, 0), port, 2))
         EXPECT_EQ(answers.size(), 1u) << client << " reached several workers";
+}
+
+TEST_F(ServiceTest, TheUnitsCapabilitiesAreEnoughToAttachAndFollowWorkersOfAnotherUser)
+{
+    attach_and_follow_as_the_unit({}, {});
+}
+
+// kernel.perf_event_paranoid set back when the object goes away.
+class perf_event_paranoid {
+public:
+    explicit perf_event_paranoid(int value)
+    {
+        std::ifstream("/proc/sys/kernel/perf_event_paranoid") >> saved_;
+        std::ofstream("/proc/sys/kernel/perf_event_paranoid") << value;
+    }
+    ~perf_event_paranoid() { std::ofstream("/proc/sys/kernel/perf_event_paranoid") << saved_; }
+
+private:
+    int saved_ = 2;
+};
+
+// A Debian host as the unit meets it: perf events for CAP_SYS_ADMIN only (paranoid 3, a Debian
+// patch; upstream kernels read it as 2) and no tracefs mounted. --follow events: no watch, no start.
+TEST_F(ServiceTest, TheUnitFollowsWithEventsWithoutTracefsAndWithPerfEventsParanoid)
+{
+    perf_event_paranoid paranoid(3);
+    attach_and_follow_as_the_unit({"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                   "umount -l /sys/kernel/tracing 2>/dev/null; mount -t tmpfs none /sys/kernel/tracing; "
+                                   "exec \"$0\" \"$@\""},
+                                  {"--follow", "events"});
 }
 
 // The same with one capability fewer is refused: the unit's set holds nothing superfluous.

@@ -124,22 +124,27 @@ fi
 tmp=$(mktemp -d /tmp/sio-bench.XXXXXX)
 pids=() holders=() netnses=() pin_roots=() failed=1
 forget() { local x keep=(); for x in "${pids[@]}"; do [ "$x" = "$1" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
+holder_rc=0
 stop_pid() {  # TERM, up to 5 s, then KILL: only a child of this script that it has not reaped yet
-    local p=$1 i ppid
+    local p=$1 i stat
+    holder_rc=1
     forget "$p"  # once stopped: a reaped pid may belong to someone else next
-    ppid=$(awk '{sub(/.*\) /, ""); print $2}' "/proc/$p/stat" 2>/dev/null || true)
-    [ "$ppid" = "$$" ] || return 0
+    stat=$(cat "/proc/$p/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    [ "$(cut -d' ' -f2 <<<"$stat")" = "$$" ] || return 0
     kill -TERM "$p" 2>/dev/null || true
     for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null && holder_rc=0 || holder_rc=$?
 }
 stop_holder() {  # the holder kills its children on TERM; any left (holder gone) are killed by pid
     local p=${1%%:*} file=${1#*:} c
     stop_pid "$p"
     [ -f "$file" ] || return 0
-    while read -r c; do
-        [ "$(readlink "/proc/$c/exe" 2>/dev/null)" = "$helper" ] && kill -KILL "$c" 2>/dev/null || true
+    # A holder that exited by itself (status 0) has killed and reaped all of them.
+    [ "$holder_rc" = 0 ] && return 0
+    while read -r c; do  # no fork per pid: thousands of them
+        [ /proc/$c/exe -ef "$helper" ] && kill -KILL "$c" 2>/dev/null || true
     done <"$file"
 }
 cleanup() {
@@ -186,17 +191,23 @@ cpu_ticks() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return;
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 host_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }  # busy total (jiffies)
 syncs() {  # the controller's sio_steer_controller_syncs_total, from its /metrics (in its netns)
-    nsenter --net="/run/netns/$1" curl -s --max-time 2 "http://127.0.0.1:$2/metrics" 2>/dev/null |
+    nsenter --net="/run/netns/$1" curl -s --max-time 5 "http://127.0.0.1:$2/metrics" 2>/dev/null |
         awk '/^sio_steer_controller_syncs_total/ {s += $2; n++} END {if (n) printf "%d\n", s; else print "null"}' || true
 }
-sample() {  # ticks ns host_busy host_total syncs seconds(ns)
-    echo "$(cpu_ticks "$ctl") $(cpu_ns "$ctl") $(host_cpu) $(syncs "$ns" "$metrics_port") $(date +%s%N)"
+# sample first|last -> ticks ns host_busy host_total syncs clock_ns. The /metrics scrape costs the
+# controller a little CPU: it is taken before the window opens and after it closes, not inside.
+sample() {
+    local t ticks n h s=
+    [ "$1" = first ] && s=$(syncs "$ns" "$metrics_port")
+    t=$(date +%s%N) ticks=$(cpu_ticks "$ctl") n=$(cpu_ns "$ctl") h=$(host_cpu)
+    [ "$1" = last ] && s=$(syncs "$ns" "$metrics_port")
+    echo "$ticks $n $h ${s:-null} $t"
 }
 # measure NAME [PID to wait for, else --duration s] -> appends one JSON object to $state_json, prints a line
 measure() {
     local name=$1 wait_pid=${2:-} a b
     kill -0 "$ctl" 2>/dev/null || die "the controller died; its log: $ctl_log"
-    a=($(sample))
+    a=($(sample first))
     if [ -n "$wait_pid" ]; then
         wait "$wait_pid" || die "$name: its load generator failed (logs in $tmp)"
         forget "$wait_pid"  # reaped
@@ -204,7 +215,7 @@ measure() {
         sleep "$duration"
     fi
     kill -0 "$ctl" 2>/dev/null || die "the controller died during $name; its log: $ctl_log"
-    b=($(sample))
+    b=($(sample last))
     echo "$name: ${a[*]} -> ${b[*]}" >>"$tmp/samples.log"
     local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
     local j

@@ -4,7 +4,7 @@
  * for every connection queued on a listener that closes. It picks the worker socket by client
  * address so that all TCP connections of one client land in the same worker's accept queue.
  *
- *   key  = source address, masked to a prefix
+ *   key  = source address, masked to a prefix (--key destination: the address connected to)
  *   slot = sessions[key]              if recorded and not idle past the TTL
  *        else ring[hash(key) % M]     Maglev table built by the controller
  *   bpf_sk_select_reuseport(workers[slot]); a gone worker => its successor, else the next ring entry
@@ -114,12 +114,14 @@ int steer(struct sk_reuseport_md *ctx)
 		return SK_PASS;
 	if (ctx->migrating_sk)
 		st->migrations++;
-	if (read_client(ctx, &key, &port, &is_v4)) {
+	int records = SIO_STEER_KEY_RECORDS(cfg->key_mode);
+
+	if (read_connection(ctx, &key, &port, &is_v4, cfg->key_mode == SIO_STEER_KEY_DESTINATION)) {
 		st->errors++;
 		return SK_PASS; /* not IP: let the kernel choose rather than reset */
 	}
 
-	if (cfg->key_mode == SIO_STEER_KEY_ADDRESS) {
+	if (records) {
 		sio_steer_apply_mask(&key, is_v4 ? &cfg->v4_mask : &cfg->v6_mask);
 		port = 0;
 		now = bpf_ktime_get_coarse_ns();
@@ -159,7 +161,7 @@ int steer(struct sk_reuseport_md *ctx)
 			st->fallbacks++;
 	}
 	count_selection(st, slot);
-	if (cfg->key_mode != SIO_STEER_KEY_ADDRESS)
+	if (!records)
 		return SK_PASS;
 
 	struct slot *chosen_slot = bpf_map_lookup_elem(&slots, &slot);

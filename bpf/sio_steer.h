@@ -28,10 +28,20 @@
 enum sio_steer_key_mode {
 	SIO_STEER_KEY_ADDRESS = 0,      /* source address masked to a prefix: one worker per client */
 	SIO_STEER_KEY_ADDRESS_PORT = 1, /* full source address and port: plain per-connection spread */
+	/* Destination address (the worker-side address the connection was made to), masked to the
+	 * prefix: one worker per destination. Behind nginx with upstream keepalive, nginx hashes each
+	 * visitor onto one of many loopback destinations of the port and reuses a cached connection
+	 * only for the same destination (docs/nginx.md). Recorded like ADDRESS: sessions, TTL, release.
+	 * Added without an ABI bump: the config layout is unchanged, and a controller that does not
+	 * know the mode refuses pinned state whose key mode differs from its own. */
+	SIO_STEER_KEY_DESTINATION = 2,
 };
 
-/* Key of the sessions map: the client address as IPv6 (IPv4 as ::ffff:a.b.c.d), masked to
- * the configured prefix. Bytes, not words, so that bpftool prints it in network order. */
+/* Does this key mode record sessions (a worker per key), rather than spread per connection? */
+#define SIO_STEER_KEY_RECORDS(mode) ((mode) == SIO_STEER_KEY_ADDRESS || (mode) == SIO_STEER_KEY_DESTINATION)
+
+/* Key of the sessions map: the client address (in destination mode: the address the client
+ * connected to) as IPv6 (IPv4 as ::ffff:a.b.c.d), masked to the configured prefix. Bytes, not words, so that bpftool prints it in network order. */
 struct client_key {
 	__u8 addr[16];
 };

@@ -64,9 +64,9 @@ nlohmann::json explain_client(const pinned_state& state, const std::string& addr
         }
         r["recorded_but"] = fresh ? "its worker socket closed" : "idle past the session TTL";
     }
-    std::uint32_t bucket = c.key_mode == SIO_STEER_KEY_ADDRESS ? ring_bucket(key, c) : 0;
+    std::uint32_t bucket = SIO_STEER_KEY_RECORDS(c.key_mode) ? ring_bucket(key, c) : 0;
     std::vector<std::uint32_t> ring = state.read_ring();
-    r["reason"] = c.key_mode == SIO_STEER_KEY_ADDRESS ? "ring" : "ring (per connection: depends on the source port)";
+    r["reason"] = SIO_STEER_KEY_RECORDS(c.key_mode) ? "ring" : "ring (per connection: depends on the source port)";
     r["bucket"] = bucket;
     r["worker"] = worker_json(slots, ring[bucket]);
     return r;

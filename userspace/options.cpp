@@ -34,14 +34,19 @@ sio_steer_key_mode parse_key_mode(const std::string& text)
         return SIO_STEER_KEY_ADDRESS;
     if (text == "address,port")
         return SIO_STEER_KEY_ADDRESS_PORT;
+    if (text == "destination")
+        return SIO_STEER_KEY_DESTINATION;
     throw steer_error(exit_code::usage, "--key " + text + " is not a key mode",
-                      "the client key is either its address or its address and port",
-                      "use --key address (one worker per client) or --key address,port (per connection)");
+                      "the client key is its address, its address and port, or the address it connected to",
+                      "use --key address (one worker per client), --key address,port (per connection) or "
+                      "--key destination (behind `sio-steer nginx-conf --key destination`)");
 }
 
 std::string key_mode_name(std::uint32_t mode)
 {
-    return mode == SIO_STEER_KEY_ADDRESS_PORT ? "address,port" : "address";
+    return mode == SIO_STEER_KEY_ADDRESS_PORT ? "address,port"
+           : mode == SIO_STEER_KEY_DESTINATION ? "destination"
+                                                : "address";
 }
 
 std::chrono::seconds parse_duration(const std::string& option, const std::string& text)

@@ -24,7 +24,7 @@ struct steer_options {
 
 // Parsers for option values; each throws steer_error(usage) naming the option and the rule.
 std::uint16_t parse_port(const std::string& text);
-sio_steer_key_mode parse_key_mode(const std::string& text);  // "address" | "address,port"
+sio_steer_key_mode parse_key_mode(const std::string& text);  // "address" | "address,port" | "destination"
 std::string key_mode_name(std::uint32_t mode);
 std::chrono::seconds parse_duration(const std::string& option, const std::string& text);  // 600, 600s, 10m, 1h
 

@@ -12,7 +12,7 @@ std::string release(const pinned_state& state, pid_t peer, const std::string& ad
     if (!parsed)
         return "error " + address + " is not an IP address";
     const config c = state.read_config();
-    if (c.key_mode != SIO_STEER_KEY_ADDRESS)
+    if (!SIO_STEER_KEY_RECORDS(c.key_mode))
         return "error sessions are per connection (--key address,port): there is no client to release";
     const client_key key = key_for(*parsed, c);
     std::optional<session> s = state.find_session(key);

@@ -36,6 +36,22 @@ TEST(Options, DurationsTakeUnits)
         EXPECT_EQ(code_of([&] { parse_duration("--session-ttl", bad); }), exit_code::usage) << bad;
 }
 
+TEST(Options, KeyModesParseAndNameBothWays)
+{
+    for (const char* name : {"address", "address,port", "destination"})
+        EXPECT_EQ(key_mode_name(parse_key_mode(name)), name);
+    EXPECT_EQ(parse_key_mode("destination"), SIO_STEER_KEY_DESTINATION);
+    for (const char* bad : {"", "dest", "port", "address,destination"})
+        EXPECT_EQ(code_of([&] { parse_key_mode(bad); }), exit_code::usage) << bad;
+}
+
+TEST(Options, OnlyPerConnectionModeRecordsNoSessions)
+{
+    EXPECT_TRUE(SIO_STEER_KEY_RECORDS(SIO_STEER_KEY_ADDRESS));
+    EXPECT_TRUE(SIO_STEER_KEY_RECORDS(SIO_STEER_KEY_DESTINATION));
+    EXPECT_FALSE(SIO_STEER_KEY_RECORDS(SIO_STEER_KEY_ADDRESS_PORT));
+}
+
 TEST(Options, PrefixesAndSizesAreRangeChecked)
 {
     steer_options o;

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "errors.h"
 #include "nginx_conf.h"
 
 namespace po = boost::program_options;
@@ -13,13 +14,24 @@ int run_nginx_conf(const args& a)
 {
     nginx_conf_options o;
     bool location_snippet = false;
+    std::string key = "address";
     po::options_description options("nginx-conf options");
     options.add_options()
         ("listen", po::value(&o.listen),
          "also print a server {} listening here (443, ADDR:PORT, [V6]:PORT); without it, the directives "
          "for your own location {}")
         ("upstream", po::value(&o.upstream)->default_value(o.upstream),
-         "the workers: an IPv4 loopback address and their port")
+         "the workers: an IPv4 loopback address and their port (--key destination: the first destination)")
+        ("key", po::value(&key)->default_value(key),
+         "how sio-steer tells the clients apart: address (nginx connects from a source per client, no "
+         "upstream keepalive) or destination (nginx hashes each client onto one of --destinations addresses, "
+         "with upstream keepalive; attach with --key destination)")
+        ("destinations", po::value(&o.destinations)->default_value(o.destinations),
+         "--key destination: how many loopback destinations, from --upstream's address on")
+        ("keepalive", po::value(&o.keepalive)->default_value(o.keepalive),
+         "--key destination: idle upstream connections per destination and nginx worker process")
+        ("ssl-certificate", po::value(&o.ssl_certificate), "TLS on --listen: the certificate (chain) file")
+        ("ssl-certificate-key", po::value(&o.ssl_certificate_key), "TLS on --listen: its key file")
         ("real-ip-header", po::value(&o.real_ip_header),
          "behind a CDN: the header carrying the visitor's address (X-Forwarded-For, CF-Connecting-IP, ...)")
         ("trusted", po::value(&o.trusted)->multitoken()->composing(),
@@ -28,10 +40,20 @@ int run_nginx_conf(const args& a)
          "print only the location {} directives, to `include` in your own location");
     po::variables_map vm;
     if (!parse_args("nginx-conf",
-                    "[--listen ADDR:PORT] [--upstream HOST:PORT] [--real-ip-header NAME --trusted CIDR...] "
-                    "[--location-snippet]",
+                    "[--listen ADDR:PORT] [--upstream HOST:PORT] [--key address|destination [--destinations N] "
+                    "[--keepalive K]] [--real-ip-header NAME --trusted CIDR...] [--ssl-certificate FILE "
+                    "--ssl-certificate-key FILE] [--location-snippet]",
                     a, options, vm))
         return 0;
+    if (key == "destination")
+        o.destination_key = true;
+    else if (key != "address")
+        throw steer_error(exit_code::usage, "--key " + key + " is not a key nginx-conf knows",
+                          "behind nginx, sio-steer tells clients apart by their source or by their destination",
+                          "use --key address (the default) or --key destination (with `attach --key destination`)");
+    if (!o.destination_key && (!vm["destinations"].defaulted() || !vm["keepalive"].defaulted()))
+        throw steer_error(exit_code::usage, "--destinations and --keepalive need --key destination",
+                          "with --key address nginx keeps no upstream connection alive", "add --key destination");
 
     std::string command_line = "sio-steer nginx-conf";
     for (const auto& arg : a)

@@ -407,5 +407,123 @@ TEST_F(NginxTest, TheLocationSnippetInTheUsersOwnServerKeepsAffinity)
     EXPECT_EQ(http_get("127.1.0.1", nginx_port, "/elsewhere").status, 404) << "the snippet stays in its location";
 }
 
+// --key destination: nginx keeps upstream connections alive and hashes each client onto one of many
+// destination addresses of the port; the program keys on the destination.
+class NginxDestinationTest : public NginxTest {
+protected:
+    void SetUp() override
+    {
+        ASSERT_FALSE(nginx_binary().empty()) << "nginx is not installed: run scripts/install-deps.sh";
+        enter_fresh_netns();
+        port = free_port();
+        nginx_port = free_port(port);
+        for (int i = 0; i < 4; i++)
+            w.push_back(worker_process::http_instance(port, i));
+    }
+
+    void attach(const std::string& key)
+    {
+        run_result r = sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root", pins.path(),
+                                  "--lock-dir", pins.lock_dir(), "--key", key});
+        ASSERT_EQ(r.code, 0) << r.err;
+    }
+
+    // Each client's workers and the destinations its requests went to, `rounds` requests each.
+    void run_clients(const std::vector<std::string>& clients, std::map<std::string, std::set<std::string>>& workers_of,
+                     int& failed)
+    {
+        for (int round = 0; round < rounds; round++)
+            for (const auto& c : clients) {
+                http_answer a = http_get(c, nginx_port);
+                failed += a.status != 200;
+                workers_of[c].insert(a.body);
+            }
+    }
+};
+
+TEST_F(NginxDestinationTest, EveryClientStaysOnOneWorkerThroughKeptAliveUpstreams)
+{
+    attach("destination");
+    std::string conf = nginx_conf({"--listen", listen_here(), "--key", "destination", "--destinations", "64"});
+    nginx_server nginx(conf);
+    ASSERT_EQ(nginx.check().first, 0) << nginx.check().second;
+    nginx.start(nginx_port);
+
+    std::map<std::string, std::set<std::string>> workers_of;
+    int failed = 0;
+    run_clients(client_addresses(clients_through_nginx, 0), workers_of, failed);
+    EXPECT_EQ(failed, 0);
+    int sticky = 0;
+    std::map<std::string, int> share;
+    for (const auto& [c, seen] : workers_of) {
+        sticky += seen.size() == 1;
+        share[*seen.begin()]++;
+    }
+    EXPECT_EQ(sticky, clients_through_nginx) << "each client on one worker";
+    EXPECT_EQ(share.size(), 4u) << "every worker has clients";
+    std::string spread;
+    for (const auto& [worker, n] : share)
+        spread += " " + std::to_string(n);
+
+    // The sessions are the destinations nginx used: many of the 64, all in 127.0.0.1 ... 127.0.0.64.
+    run_result r = sio_steer({"sessions", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    nlohmann::json sessions = nlohmann::json::parse(r.out);
+    std::set<std::string> keys;
+    for (const auto& s : sessions)
+        keys.insert(s["client"].get<std::string>());
+    EXPECT_GE(keys.size(), 48u) << "320 clients hash onto most of the 64 destinations";
+    EXPECT_LE(keys.size(), 64u);
+    for (const auto& k : keys) {
+        in_addr a{};
+        ASSERT_EQ(inet_pton(AF_INET, k.c_str(), &a), 1) << k;
+        EXPECT_GE(ntohl(a.s_addr), 0x7f000001u) << k;
+        EXPECT_LE(ntohl(a.s_addr), 0x7f000040u) << k;
+    }
+    std::printf("destination mode: %d/%d clients on one worker (%d requests each) over %zu destinations, "
+                "clients per worker:%s\n",
+                sticky, clients_through_nginx, rounds, keys.size(), spread.c_str());
+}
+
+TEST_F(NginxDestinationTest, WithoutTheDestinationKeyClientsHopBetweenWorkers)
+{
+    // The same nginx configuration, but the workers spread per connection (as the kernel's own
+    // reuseport hash does): a client's requests land on several workers.
+    attach("address,port");
+    nginx_server nginx(nginx_conf({"--listen", listen_here(), "--key", "destination", "--destinations", "64"}));
+    nginx.start(nginx_port);
+    std::map<std::string, std::set<std::string>> workers_of;
+    int failed = 0;
+    run_clients(client_addresses(100, 0), workers_of, failed);
+    EXPECT_EQ(failed, 0);
+    int hopped = 0;
+    for (const auto& [c, seen] : workers_of)
+        hopped += seen.size() > 1;
+    EXPECT_GT(hopped, 50) << "most clients reach more than one worker in 3 requests";
+    std::printf("destination configuration without --key destination: %d/100 clients on more than one worker\n",
+                hopped);
+}
+
+TEST_F(NginxDestinationTest, NginxAcceptsTheDestinationVariants)
+{
+    const std::vector<std::vector<std::string>> variants = {
+        {"--listen", listen_here(), "--key", "destination"},
+        {"--listen", listen_here(), "--key", "destination", "--destinations", "1000", "--keepalive", "2",
+         "--real-ip-header", "X-Forwarded-For", "--trusted", "127.250.0.0/16"},
+        {"--key", "destination"},
+    };
+    for (const auto& v : variants) {
+        nginx_server nginx(nginx_conf(v));
+        auto [rc, said] = nginx.check();
+        EXPECT_EQ(rc, 0) << "nginx -t refused `sio-steer nginx-conf` with " << ::testing::PrintToString(v) << ":\n"
+                         << said;
+    }
+    nginx_server nginx(nginx_conf({"--key", "destination"}) + "server {\n    listen " + listen_here() +
+                       ";\n    location /socket.io/ {\n" +
+                       nginx_conf({"--key", "destination", "--location-snippet"}) + "    }\n}\n");
+    auto [rc, said] = nginx.check();
+    EXPECT_EQ(rc, 0) << said;
+}
+
 }  // namespace
 }  // namespace sio_steer::test

@@ -6,7 +6,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <random>
 #include <regex>
@@ -227,6 +230,154 @@ TEST(NginxConf, ProxyProtocolFromTheBalancerIsEnabledOnTheListener)
     EXPECT_THAT(nginx_conf(o), HasSubstr("listen [::]:8443 proxy_protocol;"));
 }
 
+nginx_conf_options destination_options()
+{
+    nginx_conf_options o;
+    o.listen = "127.0.0.1:8443";
+    o.upstream = "127.1.0.1:5001";
+    o.destination_key = true;
+    return o;
+}
+
+// The upstream {} blocks of a configuration: name -> its directives inside the braces.
+std::map<std::string, std::string> upstream_blocks(const std::string& conf)
+{
+    std::map<std::string, std::string> out;
+    std::regex block(R"(upstream (\S+) \{([^}]*)\})");
+    for (std::sregex_iterator i(conf.begin(), conf.end(), block), end; i != end; ++i)
+        out[(*i)[1]] = (*i)[2];
+    return out;
+}
+
+TEST(NginxConfDestination, EachDestinationIsAnUpstreamOfOneServerWithKeepalive)
+{
+    std::string conf = nginx_conf(destination_options());
+    auto blocks = upstream_blocks(conf);
+    ASSERT_EQ(blocks.size(), 256u);
+    std::set<std::string> servers;
+    for (const auto& [name, body] : blocks) {
+        EXPECT_TRUE(name.starts_with("sio_steer_5001_")) << name;
+        std::smatch m;
+        ASSERT_TRUE(std::regex_search(
+            body, m, std::regex(R"(^ server (127\.\d+\.\d+\.\d+):5001 max_fails=0; server \1:5001 max_fails=0 backup; )")))
+            << body;
+        servers.insert(m[1]);
+        EXPECT_EQ(body.find("server", m.length()), std::string::npos) << "one address: a retry stays on it";
+        EXPECT_THAT(body, HasSubstr("keepalive 8;"));
+        EXPECT_THAT(body, HasSubstr("keepalive_timeout 4s;")) << "below Node's keepAliveTimeout (5 s)";
+        EXPECT_THAT(body, HasSubstr("keepalive_time 300s;"));
+    }
+    EXPECT_EQ(servers.size(), 256u) << "a destination address per upstream";
+    EXPECT_EQ(blocks.count("sio_steer_5001_0"), 1u);
+    EXPECT_THAT(blocks["sio_steer_5001_0"], HasSubstr("server 127.1.0.1:5001 max_fails=0;"));
+    EXPECT_THAT(blocks["sio_steer_5001_255"], HasSubstr("server 127.1.1.0:5001 max_fails=0;"));
+
+    EXPECT_THAT(conf, HasSubstr("split_clients \"$sio_steer_client\" $sio_steer_upstream {"));
+    EXPECT_THAT(conf, HasSubstr("proxy_pass http://$sio_steer_upstream;"));
+    EXPECT_THAT(conf, HasSubstr("proxy_next_upstream error non_idempotent;"));
+    EXPECT_THAT(conf, HasSubstr("\"\"      \"\";")) << "a plain request keeps its upstream connection";
+    EXPECT_THAT(conf, HasSubstr("proxy_set_header Upgrade $http_upgrade;"));
+    EXPECT_THAT(conf, Not(HasSubstr("proxy_bind")));
+    EXPECT_THAT(conf, Not(HasSubstr("$sio_steer_src")));
+}
+
+TEST(NginxConfDestination, KeptAliveConnectionsReconnectWithinTheSessionTtl)
+{
+    // A destination in use opens a new connection at least every keepalive_time (plus the longest
+    // request, proxy_read_timeout 75 s): each SYN refreshes its session, so it never expires while a
+    // kept-alive connection to its worker is open. The default --session-ttl is 600 s.
+    EXPECT_LT(nginx_keepalive_time_s + 75 + 1, 600u);
+    EXPECT_LT(nginx_keepalive_timeout_s, 5u) << "nginx closes idle connections before Node does";
+}
+
+TEST(NginxConfDestination, TheSplitGivesEveryDestinationAnEqualShare)
+{
+    for (unsigned n : {1u, 2u, 3u, 7u, 256u, 1000u, 4096u, 10000u}) {
+        auto shares = nginx_destination_shares(n);
+        ASSERT_EQ(shares.size(), n);
+        unsigned sum = 0, lo = 10000, hi = 0;
+        for (unsigned x : shares) {
+            sum += x;
+            lo = std::min(lo, x);
+            hi = std::max(hi, x);
+        }
+        EXPECT_EQ(sum, 10000u) << n;
+        EXPECT_LE(hi - lo, 1u) << n;
+        EXPECT_GE(lo, 1u) << n;
+    }
+    // In the configuration: the shares as percentages, the last one "*", every upstream named once.
+    nginx_conf_options o = destination_options();
+    o.destinations = 7;
+    std::string conf = nginx_conf(o);
+    std::size_t at = conf.find("split_clients");
+    std::string split = conf.substr(at, conf.find('}', at) - at);
+    std::regex entry(R"((\d+\.\d\d%|\*) (sio_steer_5001_\d+);)");
+    unsigned sum = 0, entries = 0;
+    std::set<std::string> names;
+    for (std::sregex_iterator i(split.begin(), split.end(), entry), end; i != end; ++i, ++entries) {
+        names.insert((*i)[2]);
+        std::string share = (*i)[1];
+        if (share == "*")
+            EXPECT_EQ(entries, 6u) << "the last share is the rest";
+        else
+            sum += static_cast<unsigned>(std::lround(std::stod(share) * 100));
+    }
+    EXPECT_EQ(entries, 7u);
+    EXPECT_EQ(names.size(), 7u);
+    EXPECT_EQ(sum, 10000u - nginx_destination_shares(7).back());
+}
+
+TEST(NginxConfDestination, DestinationsFollowTheFirstAddress)
+{
+    nginx_conf_options o = destination_options();
+    o.upstream = "127.0.0.254:6000";
+    o.destinations = 4;
+    EXPECT_EQ(nginx_destinations(o), (std::vector<std::string>{"127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"}));
+    o.upstream = "127.255.255.200:6000";
+    o.destinations = 54;
+    EXPECT_EQ(nginx_destinations(o).back(), "127.255.255.253");
+}
+
+TEST(NginxConfDestination, TheClientIsItsIPv4AddressOrItsIPv6Network)
+{
+    std::string conf = nginx_conf(destination_options());
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(conf, m, std::regex(R"re(map \$remote_addr \$sio_steer_client \{\n    "~([^"]+)"\s+\$1;)re")));
+    std::vector<nginx_map_rule> rules = {{m[1], "$1"}};
+    EXPECT_EQ(map_value(rules, "203.0.113.7"), "203.0.113.7");
+    EXPECT_EQ(map_value(rules, "::ffff:203.0.113.7"), "203.0.113.7") << "IPv4 on a dual-stack listener";
+    EXPECT_EQ(map_value(rules, "2001:db8::1"), "") << "IPv6: the default, $sio_steer_v6_net";
+    EXPECT_THAT(conf, HasSubstr("default                                         $sio_steer_v6_net;"));
+    EXPECT_THAT(conf, HasSubstr("map $remote_addr $sio_steer_v6_net {"));
+}
+
+TEST(NginxConfDestination, TheSnippetAndTheHttpPartWithoutListen)
+{
+    nginx_conf_options o = destination_options();
+    o.listen.clear();
+    std::string conf = nginx_conf(o);
+    EXPECT_THAT(conf, Not(HasSubstr("server {")));
+    EXPECT_THAT(conf, HasSubstr("#     proxy_pass http://$sio_steer_upstream;"));
+    EXPECT_EQ(upstream_blocks(conf).size(), 256u);
+    std::string snippet = nginx_location_snippet(o);
+    EXPECT_THAT(snippet, HasSubstr("\nproxy_pass http://$sio_steer_upstream;"));
+    EXPECT_THAT(snippet, Not(HasSubstr("upstream sio_steer")));
+    EXPECT_THAT(snippet, HasSubstr("--key destination"));
+    EXPECT_THAT(snippet, Not(HasSubstr("proxy_bind")));
+}
+
+TEST(NginxConf, TlsOnTheListenWithTheGivenCertificate)
+{
+    nginx_conf_options o = destination_options();
+    o.ssl_certificate = "/etc/ssl/chat.pem";
+    o.ssl_certificate_key = "/etc/ssl/private/chat.key";
+    std::string conf = nginx_conf(o);
+    EXPECT_THAT(conf, HasSubstr("    listen 127.0.0.1:8443 ssl;\n    ssl_certificate /etc/ssl/chat.pem;\n"
+                                "    ssl_certificate_key /etc/ssl/private/chat.key;\n"));
+    o.destination_key = false;
+    EXPECT_THAT(nginx_conf(o), HasSubstr("listen 127.0.0.1:8443 ssl;"));
+}
+
 exit_code usage_error(const nginx_conf_options& o)
 {
     try {
@@ -263,6 +414,52 @@ TEST(NginxConf, BadOptionsAreUsageErrorsThatSayWhatToDo)
                   o.trusted = {"10.0.0.0/8"};
               }),
               exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.destination_key = true;
+                  o.destinations = 0;
+              }),
+              exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.destination_key = true;
+                  o.destinations = 10001;
+              }),
+              exit_code::usage) << "split_clients counts in hundredths of a percent";
+    EXPECT_EQ(with([](auto& o) {
+                  o.destination_key = true;
+                  o.upstream = "127.255.255.200:5001";
+                  o.destinations = 56;
+              }),
+              exit_code::usage) << "the last destination would be the loopback broadcast address";
+    EXPECT_EQ(with([](auto& o) {
+                  o.destination_key = true;
+                  o.keepalive = 0;
+              }),
+              exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.listen = "443";
+                  o.ssl_certificate = "/etc/ssl/chat.pem";
+              }),
+              exit_code::usage) << "a certificate without its key";
+    EXPECT_EQ(with([](auto& o) {
+                  o.ssl_certificate = "/etc/ssl/chat.pem";
+                  o.ssl_certificate_key = "/etc/ssl/chat.key";
+              }),
+              exit_code::usage) << "TLS without --listen";
+    EXPECT_EQ(with([](auto& o) {
+                  o.listen = "443";
+                  o.ssl_certificate = "/etc/ssl/chat.pem; include /x";
+                  o.ssl_certificate_key = "/etc/ssl/chat.key";
+              }),
+              exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.destination_key = true;
+                  o.upstream = "127.1.0.1:5001";
+                  o.destinations = 1000;
+                  o.listen = "443";
+                  o.ssl_certificate = "/etc/ssl/chat.pem";
+                  o.ssl_certificate_key = "/etc/ssl/chat.key";
+              }),
+              exit_code::ok);
     EXPECT_EQ(with([](auto& o) {
                   o.listen = "[::1]:8080";
                   o.upstream = "127.0.0.2:5001";

@@ -140,15 +140,118 @@ async function goodbye(engine, control, opts, stats, onAllTold) {
   await done;
 }
 
+// Destination mode (`sio-steer attach --key destination` behind `sio-steer nginx-conf --key
+// destination`): sio-steer keys on the address nginx connected to, which several clients share, and
+// nginx keeps connections to it alive and reuses them for any of those clients. So a destination
+// moves to the successor as a whole, and only when nginx has no kept-alive connection to this
+// worker left that a later request through it could take. Per destination:
+//   1. every response through it says `Connection: close` (nginx keeps none of them);
+//   2. goodbye to each of its sessions here, and to any that a reconnect opens here meanwhile;
+//   3. hold: a request through it for no session here (a handshake, a session elsewhere) waits;
+//   4. release it to the successor; close its idle connections, and each busy one after its
+//      response; the held requests' connections are closed unanswered, and nginx sends them once
+//      more on a new connection (the generated upstream has the destination as backup of itself),
+//      which now reaches the successor.
+// Sessions told goodbye keep their POSTs served here for graceMs, on the connections left.
+function destinationTracker(httpServer, engine) {
+  const conns = new Map(); // destination -> its HTTP connections here
+  const closing = new Set(), holding = new Map(); // destination -> sockets of held requests
+  httpServer.on('connection', (sock) => {
+    const d = sock.localAddress;
+    sock.sioDest = d;
+    sock.sioBusy = 0;
+    if (!conns.has(d)) conns.set(d, new Set());
+    conns.get(d).add(sock);
+    sock.on('close', () => conns.get(d)?.delete(sock));
+  });
+  const sessionHere = (req) => {
+    const sid = /[?&]sid=([^&]+)/.exec(req.url)?.[1];
+    return Boolean(sid && engine.clients[sid]);
+  };
+  // in front of Engine.IO's own listeners, which it installed when it attached
+  const wrap = (event, upgrade) => {
+    const listeners = httpServer.listeners(event).slice(0);
+    httpServer.removeAllListeners(event);
+    httpServer.on(event, (req, resOrSock, head) => {
+      const sock = req.socket, d = sock.sioDest;
+      if (closing.has(d)) {
+        if (holding.has(d) && req.url.startsWith('/socket.io/') && !sessionHere(req)) {
+          holding.get(d).add(sock); // answered by nginx's second attempt, after the release
+          return;
+        }
+        if (!upgrade) resOrSock.shouldKeepAlive = false; // "Connection: close"
+      }
+      if (upgrade) sock.sioUpgraded = true;
+      else {
+        sock.sioBusy++;
+        resOrSock.once('close', () => {
+          if (--sock.sioBusy === 0 && holding.get(d)?.released) sock.destroy();
+        });
+      }
+      for (const l of listeners) l.call(httpServer, req, resOrSock, head);
+    });
+  };
+  wrap('request', false);
+  wrap('upgrade', true);
+  return {
+    keyOf: (socket) => socket.request?.socket?.sioDest ?? socket.remoteAddress,
+    close: (d) => closing.add(d),
+    hold: (d) => { if (!holding.has(d)) holding.set(d, new Set()); },
+    released: (d) => {
+      const held = holding.get(d);
+      held.released = true;
+      for (const sock of held) sock.destroy();
+      for (const sock of conns.get(d) ?? []) if (!sock.sioBusy && !sock.sioUpgraded) sock.destroy();
+    },
+  };
+}
+
+// Destination mode's goodbye: per destination, steps 1-4 above; otherwise as goodbye().
+async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTold) {
+  const until = Date.now() + opts.goodbyeMs;
+  const destinations = new Set(Object.values(engine.clients).map(dests.keyOf));
+  for (const d of destinations) dests.close(d);
+  const of = (d) => Object.values(engine.clients).filter((s) => dests.keyOf(s) === d);
+  const tolds = [];
+  const done = Promise.all([...destinations].map(async (d) => {
+    const sessions = new Set();
+    // tell every session here, and those that open meanwhile, until none is left untold
+    const tellAll = async () => {
+      for (let fresh; (fresh = of(d).filter((s) => !sessions.has(s))).length && Date.now() < until;) {
+        for (const s of fresh) sessions.add(s);
+        await Promise.race([Promise.all(fresh.map((s) => sayGoodbye(s, opts.readMs))), sleep(Math.max(0, until - Date.now()))]);
+      }
+      return Date.now() < until;
+    };
+    const told = tellAll().then(async (ok) => {
+      if (!ok) return false;
+      dests.hold(d);
+      return tellAll(); // a handshake served just before the hold
+    });
+    tolds.push(told);
+    if (!(await told)) return; // left to io.close()
+    const toldAt = Date.now();
+    stats.told += sessions.size;
+    if (control) stats[(await control.request(`release ${d}`)).split(' ')[0]]++;
+    dests.released(d);
+    await sleep(Math.max(0, toldAt + opts.graceMs - Date.now())); // POSTs that crossed the goodbye
+    await Promise.all([...sessions].map((s) => closeWhenIdle(s, until + opts.graceMs)));
+  }));
+  Promise.all(tolds).then(onAllTold);
+  await done;
+}
+
 // Call before the app's io.on('connection', ...) handlers. Returns stop(options), which resolves
 // when the worker may exit. options: drainMs (10000), goodbyeMs (5000: then io.close() closes what
 // is left), readMs (400: how long a client may take to read its goodbye when it does not say so;
 // below Socket.IO's shortest default reconnection delay, 500 ms), graceMs (1000: how long a session
 // that got its goodbye takes POSTs), controlSocket (sio-steer's `<lock dir>/<port>.sock`), log (one
-// line per step).
-function gracefulStop(io, httpServer) {
+// line per step). key: 'destination' for `sio-steer attach --key destination` (call after io is
+// attached to httpServer), else clients are released by their address.
+function gracefulStop(io, httpServer, { key = 'address' } = {}) {
   io.on('connection', countAcks);
-  return (options) => drainAndClose(io, httpServer, options);
+  const dests = key === 'destination' ? destinationTracker(httpServer, io.engine) : null;
+  return (options) => drainAndClose(io, httpServer, { ...options, dests });
 }
 
 async function drainAndClose(io, httpServer, options = {}) {
@@ -165,11 +268,13 @@ async function drainAndClose(io, httpServer, options = {}) {
     if (!control) opts.log(`no sio-steer control socket at ${opts.controlSocket}: the reconnects follow the closed listener`);
     // Without a controller, the listener closes as soon as the goodbyes are out, for the
     // reconnects to find it gone (a POST of a session not told yet would then be refused).
-    await goodbye(engine, control, opts, stats, () => { if (!control) httpServer.close(); });
+    const onAllTold = () => { if (!control) httpServer.close(); };
+    if (opts.dests) await goodbyeByDestination(engine, opts.dests, control, opts, stats, onAllTold);
+    else await goodbye(engine, control, opts, stats, onAllTold);
     control?.close();
   }
   if (httpServer.listening) httpServer.close(); // whatever reconnects now goes to the successor
-  opts.log(`drained: goodbye to ${stats.told} of ${left} session(s); clients released to the successor: ${stats.ok}, ` +
+  opts.log(`drained: goodbye to ${stats.told} of ${left} session(s); ${opts.dests ? 'destinations' : 'clients'} released to the successor: ${stats.ok}, ` +
     `not released: ${stats.none + stats.error}`);
   // What is left (no goodbye within goodbyeMs, or opened meanwhile): Engine.IO closes it.
   // (io.close()'s callback waits for every HTTP connection to end: do not wait for it.)

@@ -4,11 +4,14 @@
 // (room broadcasts), both acked. Reports what a user would notice: clients fully OK, HTTP 400
 // "Session ID unknown", connect errors, acks, broadcasts, latency, and each client's worker(s).
 //
+// https:// URLs (e.g. through nginx terminating TLS) need --insecure for a self-signed certificate.
+//
 // Human summary on stderr, ONE JSON object on the last stdout line. Exit 0 unless load.js itself
 // crashes (1) or gets bad flags (2): observed 400s, timeouts etc. are results, not failures.
 // Run with --help for the flags.
 'use strict';
 const http = require('node:http');
+const https = require('node:https');
 const { parseArgs } = require('node:util');
 const { performance } = require('node:perf_hooks');
 const { io } = require('socket.io-client');
@@ -19,7 +22,9 @@ const { values: opt } = parseArgs({
     polling: { type: 'string', default: '200' },       // polling-only clients
     upgrade: { type: 'string', default: '200' },       // default clients (polling -> websocket)
     messages: { type: 'string', default: '5' },        // per client: each = typing + dm + activity
-    'src-base': { type: 'string', default: '127.1.0.0' }, // client i binds base + i; "none": no bind
+    'src-base': { type: 'string', default: '127.1.0.0' }, // client i binds base + i * stride; "none": no bind
+    'src-stride': { type: 'string', default: '1' },    // 256: every client in its own /24 (nginx ip_hash keys on the /24)
+    insecure: { type: 'boolean', default: false },     // https: accept a self-signed certificate
     'time-limit': { type: 'string', default: '60' },   // seconds, whole run
     'room-size': { type: 'string', default: '20' },    // activity broadcast group; 0 = everyone
     interval: { type: 'string', default: '100' },      // ms between a client's messages
@@ -36,8 +41,9 @@ const { values: opt } = parseArgs({
 });
 if (opt.help) {
   console.error('usage: load.js [--url U] [--polling N] [--upgrade N] [--messages M] [--src-base A|none]\n' +
-    '  [--time-limit S] [--room-size G] [--interval MS] [--ack-timeout S] [--reconnect-attempts N]\n' +
-    '  [--keepalive] [--duration S] [--wait-ack] [--name-prefix P] [--samples-out PREFIX] [--no-clients]');
+    '  [--src-stride K] [--insecure] [--time-limit S] [--room-size G] [--interval MS] [--ack-timeout S]\n' +
+    '  [--reconnect-attempts N] [--keepalive] [--duration S] [--wait-ack] [--name-prefix P]\n' +
+    '  [--samples-out PREFIX] [--no-clients]');
   process.exit(0);
 }
 const usage = (msg) => { console.error(`load: ${msg} (see --help)`); process.exit(2); };
@@ -52,6 +58,8 @@ const ROOM = num('room-size', 0, 20000) || N || 1, INTERVAL = num('interval', 0,
 const ACK_MS = num('ack-timeout', 1, 600) * 1000, RECONNECTS = num('reconnect-attempts', 0, 1000);
 const DURATION_MS = num('duration', 0, 3600) * 1000; // > 0: clients send until the phase ends
 const NP = opt['name-prefix'];
+const STRIDE = num('src-stride', 1, 1 << 16);
+const TLS = opt.url.startsWith('https:');
 const t0 = performance.now();
 const deadline = t0 + LIMIT_MS;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -60,15 +68,16 @@ function srcAddr(i) {
   if (opt['src-base'] === 'none') return undefined;
   const b = opt['src-base'].split('.').map(Number);
   if (b.length !== 4 || b[0] !== 127 || b.some((x) => !(x >= 0 && x <= 255))) usage('--src-base must be an address in 127.0.0.0/8 or "none"');
-  const v = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) + i;
+  const v = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) + i * STRIDE;
   if (v >>> 24 !== 127) usage('--src-base + clients leaves 127.0.0.0/8');
   return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
 }
 
-// An http.Agent that binds the client's source address and sniffs every response on its TCP
-// connections (polling requests and the WebSocket upgrade alike) for the 400 "Session ID unknown";
-// it counts the connections that end in an error (reset) too.
-class CountingAgent extends http.Agent {
+// An http.Agent (https.Agent for https://) that binds the client's source address and sniffs every
+// response on its connections (polling requests and the WebSocket upgrade alike; with TLS, the
+// decrypted stream) for error statuses, among them the 400 "Session ID unknown"; it counts the
+// connections that end in an error (reset) too.
+class CountingAgent extends (TLS ? https.Agent : http.Agent) {
   constructor(c, options) { super(options); this.c = c; }
   addRequest(req, options) { this.c.requests++; return super.addRequest(req, options); }
   createConnection(options, cb) {
@@ -82,6 +91,8 @@ class CountingAgent extends http.Agent {
       const s = tail + buf.toString('latin1');
       c.http400 += (s.match(/HTTP\/1\.1 400/g) || []).length - (tail.match(/HTTP\/1\.1 400/g) || []).length;
       c.unknown += (s.match(/Session ID unknown/g) || []).length - (tail.match(/Session ID unknown/g) || []).length;
+      for (const m of s.matchAll(/HTTP\/1\.1 ([45]\d\d) /g)) // statuses split across chunks: once, in s
+        if (m.index + m[0].length > tail.length) c.httpErrors[m[1]] = (c.httpErrors[m[1]] || 0) + 1;
       tail = s.slice(-24);
     });
     return sock;
@@ -96,6 +107,7 @@ for (let i = 0; i < N; i++) {
   clients.push({
     i, addr: srcAddr(i), kind: i < NPOLL ? 'polling' : 'upgrade', room, peer,
     conns: 0, requests: 0, http400: 0, unknown: 0, resets: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
+    httpErrors: {}, reconnects: 0, lastProgress: 0, maxGap: 0, // status -> count; ms without an ack, at most
     hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
   });
@@ -108,9 +120,9 @@ function seen(c, r) {
 }
 
 function connect(c) {
-  const agent = new CountingAgent(c, { localAddress: c.addr, keepAlive: opt.keepalive });
+  const agent = new CountingAgent(c, { localAddress: c.addr, keepAlive: opt.keepalive, rejectUnauthorized: !opt.insecure });
   const s = io(opt.url, {
-    forceNew: true, agent, auth: { user: `${NP}u${c.i}`, room: `${NP}r${c.room}` },
+    forceNew: true, agent, auth: { user: `${NP}u${c.i}`, room: `${NP}r${c.room}` }, rejectUnauthorized: !opt.insecure,
     transports: c.kind === 'polling' ? ['polling'] : ['polling', 'websocket'],
     reconnectionAttempts: RECONNECTS, timeout: 10000, // reconnection delay: Socket.IO's default, 0.5-1.5 s
   });
@@ -119,6 +131,7 @@ function connect(c) {
   s.on('connect_error', () => { c.connectErrors++; });
   s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') c.disconnects++; });
   s.io.on('error', () => { c.transportErrors++; });
+  s.io.on('reconnect', () => { c.reconnects++; });
   s.on('typing', () => { c.typing++; });
   s.on('unread', () => { c.unread++; });
   s.on('dm', (m) => { c.dms++; latency.push(performance.now() - m.ts); });
@@ -135,7 +148,7 @@ async function send(c) {
     const both = opt['wait-ack'] ? new Promise((r) => { acked = r; }) : null;
     const onAck = (err, r) => {
       if (err) c.ackErrors++;
-      else { c.acks++; seen(c, r); ackLatency.push(performance.now() - ts); }
+      else { c.acks++; seen(c, r); ackLatency.push(performance.now() - ts); progress(c); }
       if (--pending === 0 && acked) acked();
     };
     s.emit('typing', { to: `${NP}u${c.peer}` });
@@ -150,6 +163,14 @@ async function send(c) {
 // every client got everything. events = Socket.IO events delivered to clients (acks, dm, unread,
 // typing, activity); requests = HTTP requests issued (each long-polling GET and POST, the upgrade).
 let phaseStart = 0, phaseEnd = Infinity, atStart = null, atEnd = null;
+// The longest time a client could not get a message through (from one ack to the next), within the
+// messaging phase: a deploy shows up here even when nothing fails.
+function progress(c) {
+  const now = Math.min(performance.now(), phaseEnd);
+  if (!phaseStart || now <= phaseStart) return;
+  c.maxGap = Math.max(c.maxGap, now - (c.lastProgress || phaseStart));
+  c.lastProgress = now;
+}
 const counters = () => ({
   t: performance.now(),
   requests: clients.reduce((a, c) => a + c.requests, 0),
@@ -183,6 +204,10 @@ let reported = false;
 function report(timedOut) {
   if (reported) return;
   reported = true;
+  if (DURATION_MS && phaseStart) { // a client stuck at the end of the phase: the gap up to its end
+    const end = Math.min(performance.now(), phaseEnd);
+    for (const c of clients) c.maxGap = Math.max(c.maxGap, end - (c.lastProgress || phaseStart));
+  }
   const per = clients.map((c) => {
     const e = expected(c);
     const ws = [...c.workers.keys()];
@@ -194,7 +219,8 @@ function report(timedOut) {
       i: c.i, addr: c.addr ?? null, kind: c.kind, transport: c.finalTransport, ok,
       pids: ws.map((w) => Number(w.split('/')[0])), instances: ws.map((w) => Number(w.split('/')[1])),
       sessions: c.hellos, conns: c.conns, http_400: c.http400, session_unknown: c.unknown, resets: c.resets,
-      connect_errors: c.connectErrors, disconnects: c.disconnects,
+      connect_errors: c.connectErrors, disconnects: c.disconnects, reconnects: c.reconnects,
+      http_errors: Object.values(c.httpErrors).reduce((a, n) => a + n, 0), max_gap_ms: Math.round(c.maxGap),
       acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
       dms: c.dms, dms_expected: e.dm,
     };
@@ -221,6 +247,13 @@ function report(timedOut) {
     connect_errors: sum((p) => p.connect_errors),
     transport_errors: clients.reduce((a, c) => a + c.transportErrors, 0),
     disconnects: sum((p) => p.disconnects),
+    reconnects: sum((p) => p.reconnects),
+    // every HTTP response with a 4xx or 5xx status, by status (nginx's 502s and 504s, Engine.IO's 400s)
+    http_errors: clients.reduce((m, c) => { for (const [k, n] of Object.entries(c.httpErrors)) m[k] = (m[k] || 0) + n; return m; }, {}),
+    // requests that failed: error statuses, and connections that ended in an error (reset, refused)
+    failed_requests: sum((p) => p.http_errors + p.resets),
+    acks_lost: sum((p) => p.acks_expected - p.acks),
+    max_gap_ms: per.reduce((a, p) => Math.max(a, p.max_gap_ms), 0),
     clients_connected: sum((p) => p.sessions > 0),
     clients_single_worker: sum((p) => p.pids.length === 1),
     clients_websocket: sum((p) => p.transport === 'websocket'),
@@ -254,6 +287,8 @@ function report(timedOut) {
     `${timedOut ? ' [time limit hit]' : ''} in ${(out.duration_ms / 1000).toFixed(1)} s\n` +
     `  400 "Session ID unknown": ${out.session_unknown_400} (all 400s: ${out.http_400}), resets: ${out.resets}, connect errors: ${out.connect_errors}, ` +
     `disconnects: ${out.disconnects}, TCP connections: ${out.tcp_connections}\n` +
+    `  failed requests: ${out.failed_requests} (statuses ${JSON.stringify(out.http_errors)}), reconnects: ${out.reconnects}, ` +
+    `acks lost: ${out.acks_lost}, longest time without an ack: ${out.max_gap_ms} ms\n` +
     `  acks ${out.acks.received}/${out.acks.expected}, broadcasts ${out.broadcasts.received}/${out.broadcasts.expected}, ` +
     `dms ${out.dms.received}/${out.dms.expected}, latency p50 ${out.latency_ms.p50} ms p99 ${out.latency_ms.p99} ms\n` +
     `  connected ${out.clients_connected}, on one worker ${out.clients_single_worker}, websocket ${out.clients_websocket}; workers: ${w || 'none'}\n` +

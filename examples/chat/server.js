@@ -6,7 +6,12 @@
 //      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections,
 //      SIO_DRAIN_MS (10000): how long a stopping worker keeps serving its sessions (drain.js),
 //      SIO_STOP=close: stop the way most apps do instead (httpServer.close(); io.close()), to compare,
-//      SIO_STEER_LOCK_DIR (/run/sio-steer): `sio-steer attach --lock-dir`, where its control socket is.
+//      SIO_STEER_LOCK_DIR (/run/sio-steer): `sio-steer attach --lock-dir`, where its control socket is,
+//      SIO_STEER_KEY=destination: attached with `--key destination` (behind `nginx-conf --key destination`):
+//        a stopping worker hands its destinations over instead of its client addresses (drain.js),
+//      SIO_STICKY_MODULE: the @socket.io/sticky whose setupWorker to use (its primary's version, e.g.
+//        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
+//        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis.
 'use strict';
 const http = require('node:http');
 const { Server } = require('socket.io');
@@ -22,6 +27,9 @@ const STICKY = process.env.SIO_STICKY === '1';
 const DRAIN_MS = Number(process.env.SIO_DRAIN_MS ?? 10000);
 const ABRUPT_STOP = process.env.SIO_STOP === 'close';
 const CONTROL_SOCKET = `${process.env.SIO_STEER_LOCK_DIR || '/run/sio-steer'}/${PORT}.sock`;
+const STEER_KEY = process.env.SIO_STEER_KEY || 'address';
+const STICKY_MODULE = process.env.SIO_STICKY_MODULE || '@socket.io/sticky';
+const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE };
@@ -44,9 +52,10 @@ async function main() {
     res.statusCode = 404;
     res.end();
   });
-  const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
+  const adapter = CLUSTER_ADAPTER ? require(CLUSTER_ADAPTER).createAdapter() : createAdapter(pub, sub);
+  const io = new Server(httpServer, { adapter });
   io.engine.on('connection_error', () => { engineErrors++; });
-  const drainAndClose = gracefulStop(io, httpServer);
+  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY });
 
   io.on('connection', async (socket) => {
     const user = String(socket.handshake.auth?.user ?? socket.id);
@@ -82,7 +91,7 @@ async function main() {
   });
 
   if (STICKY) {
-    require('@socket.io/sticky').setupWorker(io);
+    require(STICKY_MODULE).setupWorker(io);
     console.log(`chat: pid ${me.pid} instance ${INSTANCE} served by the sticky primary`);
     process.send('ready');
   } else {

@@ -24,9 +24,14 @@
 #   {"bpf_ns": {...}, "polling": {"sio_steer": {"rps", "p50_ms", "p99_ms", "errors", ...}, ...},
 #    "upgrade": {...}, ...}
 # Needs root (BPF), loopback only. docs/benchmarks.md says what the numbers mean.
+#
+# scripts/bench.sh --behind-nginx [--quick] [...]: the production path instead, nginx terminating TLS
+# in front of sio-steer, nginx sticky sessions, @socket.io/pm2 and fork mode, and a deploy under
+# load for each (scripts/bench/behind-nginx.sh; its options: --behind-nginx --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+for arg in "$@"; do [[ "$arg" == --behind-nginx ]] && exec scripts/bench/behind-nginx.sh "$@"; done
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 quick=0 workers="" rounds="" duration="" clients="" loadgens=2 bpf=1 out="" publish=0 loads="" attempts=3 max_others=30
@@ -126,61 +131,6 @@ cc -O2 -Wall -o "$BENCH_TMP/bpf-stats" scripts/bench/bpf-stats.c
 "$BENCH_TMP/bpf-stats" >"$BENCH_TMP/bpf-stats.out" 2>&1 &
 STATS_PID=$!
 redis_start
-
-# measure_once CONTENDER N LOAD ROUND PREFIX: one measurement, its JSON line to PREFIX.record
-measure_once() {
-  local c="$1" n="$2" kind="$3" r="$4" prefix="$5" g ok=1
-  redis-cli -u "$REDIS_URL" flushall >/dev/null
-  local god="" w0 p0 r0 g0 m0 w1 p1 r1 g1 m1 b0 b1 t0 t1
-  [[ -n "${PM2_HOME:-}" ]] && god="$(cat "$PM2_HOME/pm2.pid" 2>/dev/null || true)"
-  read -r -a b0 <<<"$(bpf_prog)"
-  w0=$(cpu_s $BENCH_WORKER_PIDS) p0=$(cpu_s $BENCH_PROXY_PIDS) r0=$(cpu_s "$REDIS_PID") g0=$(cpu_s $god) m0=$(machine_busy_s)
-  t0=$(date +%s.%N)
-  run_load "$kind" "$prefix" "$clients" "$duration"
-  t1=$(date +%s.%N)
-  w1=$(cpu_s $BENCH_WORKER_PIDS) p1=$(cpu_s $BENCH_PROXY_PIDS) r1=$(cpu_s "$REDIS_PID") g1=$(cpu_s $god) m1=$(machine_busy_s)
-  read -r -a b1 <<<"$(bpf_prog)"
-  for ((g = 0; g < BENCH_LOADGENS; g++)); do
-    jq -e .rate "$prefix.$g.json" >/dev/null 2>&1 || { ok=0; log "load.js $g printed no summary: $(tail -n 3 "$prefix.$g.log")"; }
-  done
-  ((ok)) || return 1
-  local meta
-  meta="$(jq -cn --arg c "$c" --argjson n "$n" --arg kind "$kind" --argjson r "$r" \
-    --argjson wall "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson w "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson p "$(awk -v a="$p0" -v b="$p1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson rd "$(awk -v a="$r0" -v b="$r1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson gd "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson md "$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b - a}')" \
-    --argjson bns "$((b1[0] - b0[0]))" --argjson bcnt "$((b1[1] - b0[1]))" \
-    '{contender: $c, workers: $n, load: $kind, round: $r, wall_s: $wall,
-      cpu_s: {workers: $w, proxy: $p, redis: $rd, pm2_god: $gd, machine: $md},
-      bpf: (if $c == "sio_steer" then {run_cnt: $bcnt, run_time_ms: ($bns / 1e6),
-            ns_per_run: (if $bcnt > 0 then ($bns / $bcnt | floor) else null end)} else null end)}')"
-  "$NODE24" scripts/bench/record.js "$meta" $(for ((g = 0; g < BENCH_LOADGENS; g++)); do echo "$prefix.$g"; done) \
-    >"$prefix.record"
-}
-
-# measure CONTENDER N LOAD ROUND: measure_once, again (up to --attempts in all) while other jobs on
-# the machine took more than --max-others % of one core meanwhile; keeps the least disturbed one
-measure() {
-  local c="$1" n="$2" kind="$3" r="$4" a best="" best_others="" others prefix
-  mkdir -p "$out/raw"
-  for ((a = 1; a <= attempts; a++)); do
-    prefix="$out/raw/$c-n$n-$kind-r$r-a$a"
-    measure_once "$c" "$n" "$kind" "$r" "$prefix" || continue
-    others="$(jq -r '100 * .other_cpu_s / .wall_s | floor' "$prefix.record")"
-    if [[ -z "$best" ]] || ((others < best_others)); then best="$prefix.record" best_others="$others"; fi
-    if ((others <= max_others)); then break; fi
-    if ((a < attempts)); then
-      log "  other jobs used $others % of a core meanwhile (> $max_others): measuring again"
-      sleep 3
-    fi
-  done
-  [[ -n "$best" ]] || { log "  $c N=$n $kind: no measurement"; return 0; }
-  jq -c --argjson a "$((a > attempts ? attempts : a))" '. + {attempts: $a}' "$best" >>"$out/results.jsonl"
-  tail -n 1 "$out/results.jsonl" | jq -r '"bench:   \(.contender) N=\(.workers) \(.load): \(.events_per_s) events/s, \(.requests_per_s) HTTP req/s, p50 \(.p50_ms) ms p99 \(.p99_ms) ms, 400s \(.errors), clients ok \(.clients_ok)/\(.clients), per worker \(.clients_per_worker), CPU workers \(.cpu_s.workers) s proxy \(.cpu_s.proxy) s load.js \(.loadgen_cpu_s) s others \(.other_cpu_s) s in \(.wall_s) s, \(.events_per_server_cpu_s) events per server CPU-s"' >&2
-}
 
 # a plan: per round, per worker count, every contender (fork once per round: it has 1 worker)
 plan=()

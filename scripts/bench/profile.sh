@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Where the CPU goes for one contender of scripts/bench.sh under its load: perf samples of the whole
 # machine during the messaging phase (call graphs), split by process and by symbol, and for sio-steer
-# the program's own bpf_stats. For "why is this contender slower".
+# the program's own bpf_stats; also, from /proc, the CPU seconds of each process group over the
+# same window, the TCP connections each side accepted, and `ss -s`. For "why is this contender slower".
 #
 #   scripts/bench/profile.sh sio_steer|nginx_hash|socketio_sticky|fork [--workers N]
 #       [--load polling|upgrade|polling_close] [--clients N] [--duration S] [--out DIR]
+#   scripts/bench/profile.sh --behind-nginx sio_steer|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|
+#       socketio_pm2|fork [same options]     the contender behind nginx with TLS (scripts/bench.sh --behind-nginx)
 #
-# Writes DIR/perf.data and DIR/profile.txt (printed too). Needs root and perf (linux-perf).
+# BENCH_SIO_EXEC_MODE=fork: sio-steer's workers in PM2 fork mode (each listening with reusePort)
+# instead of cluster mode. Writes DIR/perf.data and DIR/profile.txt (printed too). Needs root and
+# perf (linux-perf).
 # On loopback, the kernel's TCP receive work of a connection runs in the *sender's* context, so a
 # client's SYN and requests are partly charged to load.js, and nginx's upstream traffic to nginx.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+behind=0
+if [[ "${1:-}" == --behind-nginx ]]; then behind=1; shift; fi
 c="${1:-}"
-[[ "$c" =~ ^(sio_steer|nginx_hash|socketio_sticky|fork)$ ]] || { sed -n '2,12p' "$0" >&2; exit 2; }
+if ((behind)); then
+  [[ "$c" =~ ^(sio_steer|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|socketio_pm2|fork)$ ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
+else
+  [[ "$c" =~ ^(sio_steer|nginx_hash|socketio_sticky|fork)$ ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
+fi
 shift
 n=2 kind=polling clients=200 duration=10 out=""
 while (($#)); do
@@ -22,7 +33,7 @@ while (($#)); do
     --clients) clients=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
   esac
 done
 [[ "$n" =~ ^[0-9]+$ && "$clients" =~ ^[0-9]+$ && "$duration" =~ ^[0-9]+$ && "$kind" =~ ^(polling|upgrade|polling_close)$ ]] ||
@@ -31,8 +42,9 @@ done
 [ "$(id -u)" = 0 ] || { echo "profile: run as root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "profile: perf not found (apt-get install linux-perf)" >&2; exit 1; }
 
+ROOT="$PWD"
 SIO_STEER="${SIO_STEER:-$PWD/build/userspace/sio-steer}"
-[[ "$c" != sio_steer || -x "$SIO_STEER" ]] || SIO_STEER="$PWD/$(scripts/build.sh)"
+[[ "$c" != sio_steer* || -x "$SIO_STEER" ]] || SIO_STEER="$PWD/$(scripts/build.sh)"
 export SIO_STEER STICKY_LB="${STICKY_LB:-least-connection}" NGINX_UPSTREAM_KEEPALIVE="${NGINX_UPSTREAM_KEEPALIVE:-0}" BENCH_LOADGENS=2
 . scripts/node-env.sh
 . scripts/bench/lib.sh
@@ -52,6 +64,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+if ((behind)); then
+  [[ "$c" == fork ]] && n=1
+  BENCH_BEHIND_NGINX=1 BENCH_LOAD_EXTRA="--insecure --src-stride 256"
+  export BENCH_BEHIND_NGINX
+  bench_tls_cert "$BENCH_TMP"
+  [[ "$c" == socketio_pm2 ]] && socketio_pm2_install
+fi
 
 cc -O2 -Wall -o "$BENCH_TMP/bpf-stats" scripts/bench/bpf-stats.c
 "$BENCH_TMP/bpf-stats" >/dev/null 2>&1 &
@@ -63,7 +82,20 @@ read -r -a b0 <<<"$(bpf_prog)"
 run_load "$kind" "$out/load" "$clients" "$duration" &
 LOAD_PID=$!
 sleep 3 # clients connected, messaging under way
+loadgen_pids() { children "$LOAD_PID"; }
+god="$(cat "$PM2_HOME/pm2.pid" 2>/dev/null || true)"
+cpu_groups() { # workers nginx controller/router redis pm2-god load.js machine
+  echo "$(cpu_s $BENCH_WORKER_PIDS) $(cpu_s ${BENCH_NGINX_PIDS:-}) $(cpu_s $(for p in $BENCH_PROXY_PIDS; do [[ " ${BENCH_NGINX_PIDS:-} " == *" $p "* ]] || echo "$p"; done)) $(cpu_s "$REDIS_PID") $(cpu_s $god) $(cpu_s $LOADGEN_PIDS) $(machine_busy_s)"
+}
+LOADGEN_PIDS="$(loadgen_pids)"
+read -r -a c0 <<<"$(cpu_groups)"
+accepted() { nstat -asz TcpPassiveOpens 2>/dev/null | awk '/TcpPassiveOpens/ {print $2}'; }
+a0="$(accepted)"
 perf record -a -g -F 499 -o "$out/perf.data" -- sleep $((duration - 4)) 2>"$out/perf-record.log" >/dev/null
+read -r -a c1 <<<"$(cpu_groups)"
+a1="$(accepted)"
+ss -s >"$out/ss-s.txt" 2>&1
+ss -Htn state established "( sport = :${BENCH_PORT} )" 2>/dev/null | wc -l >"$out/established-to-workers.txt"
 wait "$LOAD_PID" || true
 LOAD_PID=""
 read -r -a b1 <<<"$(bpf_prog)"
@@ -75,13 +107,18 @@ read -r -a b1 <<<"$(bpf_prog)"
     echo "   steering program: $((b1[1] - b0[1])) runs, $(((b1[0] - b0[0]) / (b1[1] - b0[1]))) ns per run (bpf_stats)"
   fi
   echo
+  echo "== CPU seconds over the $((duration - 4)) s window (/proc): workers ${c1[0]}-${c0[0]}, nginx ${c1[1]}-${c0[1]}, controller/router ${c1[2]}-${c0[2]}, redis ${c1[3]}-${c0[3]}, pm2 God ${c1[4]}-${c0[4]}, load.js ${c1[5]}-${c0[5]}, machine busy ${c1[6]}-${c0[6]}" |
+    awk '{ while (match($0, /[0-9.]+-[0-9.]+/)) { split(substr($0, RSTART, RLENGTH), v, "-"); $0 = substr($0, 1, RSTART - 1) sprintf("%.2f", v[1] - v[2]) substr($0, RSTART + RLENGTH) } print }'
+  echo "   TCP connections accepted on the machine meanwhile (TcpPassiveOpens): $((a1 - a0)); established to the workers' port at the end: $(cat "$out/established-to-workers.txt")"
+  echo "   ss -s: $(grep -E '^TCP:' "$out/ss-s.txt")"
+  echo
   echo "== samples by process (pid:comm), kernel and user"
   perf report -i "$out/perf.data" --no-children --sort pid --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
   top_symbols() { # title pids
     [[ -n "$2" ]] || return 0
     echo
     echo "== top symbols of the $1 ($2)"
-    perf report -i "$out/perf.data" --no-children --pid "$(echo $2 | tr ' ' ,)" --sort dso,sym --stdio -g none 2>/dev/null |
+    perf report -i "$out/perf.data" --no-children --pid "$(echo $2 | tr -s ' ' ,)" --sort dso,sym --stdio -g none 2>/dev/null |
       grep -v '^#' | grep -v '^$' | head -25 || true
   }
   top_symbols workers "$BENCH_WORKER_PIDS"

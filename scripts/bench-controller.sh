@@ -5,7 +5,7 @@
 #
 #   scripts/bench-controller.sh [--quick] [--duration S] [--procs 100,1000,5000] [--busy-procs 1000]
 #                               [--rate 1000] [--runs 50] [--follow auto,polling] [--tracefs unmounted,mounted]
-#                               [--sio-steer PATH] [--no-build] [--label TEXT]
+#                               [--only idle,storm,reaction] [--sio-steer PATH] [--no-build] [--label TEXT]
 #
 # For each state (a --follow mode × tracefs mounted or not, in a private mount namespace; tracefs is
 # only varied where it matters: not for a forced `polling`), one controller is measured:
@@ -22,6 +22,7 @@
 # and the controller), its own port below the ephemeral range, pin root under /sys/fs/bpf and
 # lock folder; everything is stopped by pid and removed on exit, failure or Ctrl-C.
 #
+# --only: some of the measurements (e.g. the reaction alone, with --busy-procs extra processes).
 # The mode the controller reached is read from `status --json` ("follow": {"mode": …}) or else from
 # its "following port" log line. `--follow` is passed only if this sio-steer's attach has it; a
 # forced mode it lacks is skipped with a line saying so.
@@ -39,7 +40,7 @@ log() { echo "$*" >&2; }
 [ "$(id -u)" = 0 ] || die "run as root (BPF, network and mount namespaces)"
 
 duration=60 procs_list=100,1000,5000 busy_procs=1000 rate=1000 runs=50
-follow_list=auto,polling tracefs_list=unmounted,mounted
+follow_list=auto,polling tracefs_list=unmounted,mounted only=idle,storm,reaction
 build=${BUILD_DIR:-build} sio_steer="" do_build=1 label=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -51,6 +52,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift ;;
         --follow) follow_list=$2; shift ;;
         --tracefs) tracefs_list=$2; shift ;;
+        --only) only=$2; shift ;;
         --sio-steer) sio_steer=$2; shift ;;
         --no-build) do_build=0 ;;
         --label) label=$2; shift ;;
@@ -66,6 +68,9 @@ for n in "${levels[@]}" "$busy_procs" "$duration" "$rate" "$runs"; do
     [[ $n =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 [[ ,$procs_list, == *,$busy_procs,* ]] || die "--busy-procs $busy_procs must be one of --procs $procs_list"
+wants() { [[ ,$only, == *,$1,* ]]; }
+for m in ${only//,/ }; do case $m in idle|storm|reaction) ;; *) die "--only: idle, storm or reaction, not $m" ;; esac; done
+wants idle || levels=("$busy_procs")  # without idle windows, only the level the others run at
 
 if [ "$do_build" = 1 ]; then
     cmake -S . -B "$build" >/dev/null
@@ -315,8 +320,8 @@ run_state() {
             have=$n
         fi
         sleep 5  # let the controller see them (a resync or two) before the window opens
-        measure "idle $n"
-        if [ "$n" = "$busy_procs" ]; then
+        if wants idle; then measure "idle $n"; fi
+        if [ "$n" = "$busy_procs" ] && wants storm; then
             "$helper" storm --port "$storm_port" --rate "$rate" --seconds "$duration" </dev/null \
                 >"$tmp/storm-port-$run.json" 2>&1 &
             local s=$!; pids+=("$s")
@@ -328,6 +333,8 @@ run_state() {
             measure "storm netns" "$s"
             log "    storm: $(cat "$tmp/storm-netns-$run.json")"
             sleep 3
+        fi
+        if [ "$n" = "$busy_procs" ] && wants reaction; then
             local r load0; load0=$(cut -d' ' -f1-3 /proc/loadavg)
             nsenter --net="/run/netns/$ns" "$helper" react --port "$port" --pin-dir "$pin_root/$port" --runs "$runs" \
                 </dev/null >"$tmp/react-$run.json" 2>"$tmp/react-$run.log" &
@@ -361,42 +368,49 @@ result=$(printf '%s\n' "${all_states[@]}" | jq -sc \
     --arg machine "$machine" --arg git "$git_rev" --arg lbl "$label" --arg bin "$sio_steer" \
     --argjson duration "$duration" --argjson rate "$rate" --argjson busy "$busy_procs" \
     --arg maxl "idle $max_level" --arg minl "idle $min_level" '
-    def m($n): .measurements[] | select(.name == $n);
+    def m($n): [.measurements[] | select(.name == $n)][0];
     def storm($p): [.measurements[] | select(.name | startswith($p))][0];
-    {controller_cost: {"label": $lbl, tree: $git, sio_steer: $bin, machine: $machine, window_s: $duration,
+    def le($x; $goal): if $x == null then null else $x <= $goal end;
+    {controller_cost: {"label": $lbl, repo_head: $git, sio_steer: $bin, machine: $machine, window_s: $duration,
       storm_rate: $rate, busy_procs: $busy,
-      states: [.[] | . as $s | {follow, tracefs, mode, reason,
+      states: [.[] | {follow, tracefs, mode, reason,
         idle: ([.measurements[] | select(.name | startswith("idle ")) | {key: (.name | ltrimstr("idle ")), value: .}] | from_entries),
-        storm_port: storm("storm port"), storm_netns: storm("storm netns"), reaction: m("reaction"),
-        goals: {
-          idle_at_max: {procs: ($maxl | ltrimstr("idle ") | tonumber), pct: m($maxl).cpu_pct, goal: 0.1, met: (m($maxl).cpu_pct <= 0.1)},
-          idle_flat: {growth_pp: ((m($maxl).cpu_pct - m($minl).cpu_pct) * 1000 | round / 1000), goal: 0.05,
-                      met: ((m($maxl).cpu_pct - m($minl).cpu_pct) <= 0.05)},
-          storm: {port_pct: storm("storm port").cpu_pct, netns_pct: storm("storm netns").cpu_pct, goal: 1,
-                  met: ((storm("storm port").cpu_pct // 1e9) <= 1 and (storm("storm netns").cpu_pct // 1e9) <= 1)},
-          reaction: {p50_ms: m("reaction").p50_ms, p99_ms: m("reaction").p99_ms, goal_p50: 10, goal_p99: 50,
-                     met: ((m("reaction").p50_ms // 1e9) <= 10 and (m("reaction").p99_ms // 1e9) <= 50)}}}]}}')
+        storm_port: storm("storm port"), storm_netns: storm("storm netns"), reaction: m("reaction")}
+        | . + {goals: {
+          idle_at_max: {procs: ($maxl | ltrimstr("idle ") | tonumber), pct: .idle[$maxl | ltrimstr("idle ")].cpu_pct, goal: 0.1,
+                        met: le(.idle[$maxl | ltrimstr("idle ")].cpu_pct; 0.1)},
+          idle_flat: (.idle[$maxl | ltrimstr("idle ")].cpu_pct as $hi | .idle[$minl | ltrimstr("idle ")].cpu_pct as $lo |
+                      (if $hi == null or $lo == null then null else ($hi - $lo) * 1000 | round / 1000 end) as $g |
+                      {growth_pp: $g, goal: 0.05, met: le($g; 0.05)}),
+          storm: {port_pct: .storm_port.cpu_pct, netns_pct: .storm_netns.cpu_pct, goal: 1,
+                  met: (if .storm_port == null then null else le(.storm_port.cpu_pct; 1) and le(.storm_netns.cpu_pct; 1) end)},
+          reaction: {p50_ms: .reaction.p50_ms, p99_ms: .reaction.p99_ms, goal_p50: 10, goal_p99: 50,
+                     met: (if .reaction == null then null else le(.reaction.p50_ms; 10) and le(.reaction.p99_ms; 50) end)}}}]}}')
 
 echo
 echo "Controller CPU in % of one core (utime+stime over ${duration} s); reaction in ms. Load average (1 min) after each window in brackets."
 jq -r --argjson levels "$(printf '%s\n' "${levels[@]}" | jq -sc .)" '
-    def f: if . == null then "–" else tostring end;
-    def load: (.loadavg // "" | split(" ")[0]);
+    def cell($v): if $v == null then "–" else "\($v) [\(.loadavg | split(" ")[0])]" end;
     .controller_cost.states as $st |
     ("| follow | tracefs | mode | " + ([$levels[] | "idle \(.) procs"] | join(" | ")) + " | storm other port | storm other netns | reaction p50 / p99 |"),
     ("|" + ([range(0; 6 + ($levels | length))] | map("---") | join("|")) + "|"),
     ($st[] | "| \(.follow) | \(.tracefs) | \(.mode) | " +
-        ([.idle[$levels[] | tostring] | "\(.cpu_pct | f) [\(load)]"] | join(" | ")) +
-        " | \(.storm_port.cpu_pct | f) [\(.storm_port | load)] | \(.storm_netns.cpu_pct | f) [\(.storm_netns | load)] | \(.reaction.p50_ms | f) / \(.reaction.p99_ms | f) [\(.reaction | load)] |")
+        ([.idle[$levels[] | tostring] | cell(.cpu_pct?)] | join(" | ")) +
+        " | \(.storm_port | cell(.cpu_pct?)) | \(.storm_netns | cell(.cpu_pct?)) | " +
+        "\(.reaction | cell(if . == null then null else "\(.p50_ms) / \(.p99_ms)" end)) |")
     ' <<<"$result"
 echo
 echo "Goals (issue #11): idle ≤ 0.1 % of a core at $max_level processes and flat in the process count (≤ +0.05 pp from $min_level);" \
      "storm on another port ≤ 1 %; reaction p50 ≤ 10 ms, p99 ≤ 50 ms"
 jq -r '
-    def v($b): if $b then "met" else "MISSED" end;
+    def v($b): if $b == null then "not measured" elif $b then "met" else "MISSED" end;
+    def signed: if . == null then "–" elif . >= 0 then "+\(.)" else tostring end;
     .controller_cost.states[] | .goals as $g |
-    "  follow=\(.follow) tracefs=\(.tracefs) (\(.mode)): idle \($g.idle_at_max.pct) % at \($g.idle_at_max.procs) — \(v($g.idle_at_max.met)); " +
-    "flat: +\($g.idle_flat.growth_pp) pp — \(v($g.idle_flat.met)); storm \($g.storm.port_pct) % / netns \($g.storm.netns_pct) % — \(v($g.storm.met)); " +
-    "reaction \($g.reaction.p50_ms) / \($g.reaction.p99_ms) ms — \(v($g.reaction.met))"' <<<"$result"
+    "  follow=\(.follow) tracefs=\(.tracefs) (\(.mode)): " + ([
+      (select($g.idle_at_max.met != null) | "idle \($g.idle_at_max.pct) % at \($g.idle_at_max.procs) — \(v($g.idle_at_max.met))"),
+      (select($g.idle_flat.met != null) | "flat: \($g.idle_flat.growth_pp | signed) pp — \(v($g.idle_flat.met))"),
+      (select($g.storm.met != null) | "storm \($g.storm.port_pct) % / netns \($g.storm.netns_pct) % — \(v($g.storm.met))"),
+      (select($g.reaction.met != null) | "reaction \($g.reaction.p50_ms) / \($g.reaction.p99_ms) ms — \(v($g.reaction.met))")
+    ] | join("; "))' <<<"$result"
 failed=0
 echo "$result"

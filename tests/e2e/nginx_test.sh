@@ -3,7 +3,7 @@
 # chat example under a PM2 cluster (Node 24, reusePort, Redis adapter), steered by sio-steer; and the
 # same behind a CDN-style hop. Runs in a fresh network namespace; nginx is started here with its own
 # prefix folder and stopped by pid.
-#   tests/e2e/nginx_test.sh affinity|no-proxy-bind|keepalive|cdn
+#   tests/e2e/nginx_test.sh affinity|no-proxy-bind|keepalive|cdn|destination|destination-no-key|destination-reload
 #     affinity       300 clients (half polling, half upgrading to WebSocket) through nginx: all OK,
 #                    0 x 400, every worker used, no proxy warning in `sio-steer status`
 #     no-proxy-bind  the same configuration without its proxy_bind line: every client lands on one
@@ -13,6 +13,13 @@
 #     cdn            a CDN stand-in in front (every request leaves from a random edge address, with
 #                    the visitor in X-Forwarded-For): with --real-ip-header/--trusted all OK; without
 #                    them, "Session ID unknown" 400s (the visitor's requests hop between workers)
+#     destination    `nginx-conf --key destination` (upstream keepalive, one upstream per destination) and
+#                    `attach --key destination`: 300 clients all OK, 0 x 400, every worker used, and the
+#                    workers accepted far fewer connections than nginx proxied requests (kept alive)
+#     destination-no-key  the same nginx configuration with the workers unsteered (the kernel's own
+#                    reuseport hash): "Session ID unknown" 400s (kept-alive connections reach any worker)
+#     destination-reload  `pm2 reload` under load in destination mode: 0 failed requests, 0 x 400 (each
+#                    replaced worker hands its destinations over whole: drain.js)
 if [[ -z "${SIO_STEER_E2E_NETNS:-}" ]]; then
   # npm ci (if node_modules is stale) needs the network: before leaving it
   . "$(dirname "$0")/../../scripts/node-env.sh" >/dev/null || exit 1
@@ -186,9 +193,72 @@ scenario_cdn() {
   expect_all_ok "$E2E_TMP/cdn.json" "behind the CDN hop"
 }
 
+# Connections the workers accepted (the program steered each one) and requests load.js made.
+connections_steered() { e2e_status --json | jq '[.workers[].selections] | add'; }
+
+scenario_destination() {
+  SIO_STEER_KEY=destination e2e_start_stack 4
+  e2e_attach --key destination
+  local port f="$E2E_TMP/destination.json"
+  port="$(free_port)"
+  nginx_conf --listen "127.0.0.1:$port" --key destination --destinations 64 >"$E2E_TMP/destination.conf"
+  nginx_start destination "$port"
+  e2e_load "$f" --url "http://127.0.0.1:$port" "${LOAD[@]}" --keepalive
+  expect_all_ok "$f" "through nginx, --key destination"
+  expect_no_warning
+  local conns requests
+  conns="$(connections_steered)"
+  requests="$(jq .rate.requests_total "$f")"
+  e2e_log "nginx proxied $requests requests over $conns connections to the workers (kept alive)"
+  [[ "$conns" =~ ^[0-9]+$ && "$requests" =~ ^[0-9]+$ ]] || e2e_fail "could not count connections and requests"
+  ((conns * 3 < requests)) || e2e_fail "upstream connections were not reused: $conns connections for $requests requests"
+  e2e_log "ok: upstream connections reused ($conns for $requests requests)"
+  "$SIO_STEER" sessions --port "$CHAT_PORT" --pin-root "$E2E_PINS" --json >"$E2E_TMP/sessions.json"
+  e2e_expect "$E2E_TMP/sessions.json" \
+    'length > 0 and length <= 64 and all(.[]; .client | test("^127\\.0\\.0\\.([1-9]|[1-5][0-9]|6[0-4])$"))' \
+    "the recorded sessions are the destinations (127.0.0.1 ... 127.0.0.64), not clients"
+}
+
+scenario_destination-no-key() {
+  # The same nginx configuration, the workers on the kernel's own reuseport hash: a kept-alive
+  # connection, and each new one, reaches whichever worker.
+  SIO_STEER_KEY=destination e2e_start_stack 4
+  local port f="$E2E_TMP/destination-no-key.json"
+  port="$(free_port)"
+  nginx_conf --listen "127.0.0.1:$port" --key destination --destinations 64 >"$E2E_TMP/destination.conf"
+  nginx_start destination "$port"
+  e2e_load "$f" --url "http://127.0.0.1:$port" --polling 50 --upgrade 0 --messages 3 --interval 500 \
+    --time-limit 20 --no-clients --keepalive
+  e2e_log "destination configuration without sio-steer: $(e2e_summary "$f")"
+  e2e_expect "$f" '.session_unknown_400 > 0' "without --key destination steering, 'Session ID unknown' (the failure)"
+}
+
+scenario_destination-reload() {
+  SIO_STEER_KEY=destination SIO_DRAIN_MS=2000 e2e_start_stack 4
+  e2e_attach --key destination
+  local port f="$E2E_TMP/destination-reload.json"
+  port="$(free_port)"
+  nginx_conf --listen "127.0.0.1:$port" --key destination --destinations 64 >"$E2E_TMP/destination.conf"
+  nginx_start destination "$port"
+  e2e_load_bg "$f" --url "http://127.0.0.1:$port" --polling 100 --upgrade 100 --messages 24 --interval 500 \
+    --time-limit 120 --keepalive --src-base 127.2.0.0
+  sleep 3
+  e2e_log "pm2 reload chat under load, through nginx, --key destination"
+  $PM2 reload chat >"$E2E_TMP/reload.out" 2>&1 || { cat "$E2E_TMP/reload.out" >&2; e2e_fail "pm2 reload failed"; }
+  wait "$E2E_LOAD_PID"
+  e2e_log "during pm2 reload, --key destination: $(e2e_summary "$f"); failed requests $(jq -c '[.failed_requests, .http_errors]' "$f")"
+  e2e_expect "$f" '.failed_requests == 0 and .http_400 == 0 and .resets == 0' "0 failed requests: no error status, no reset"
+  e2e_expect "$f" '.connect_errors == 0' "0 connect errors"
+  e2e_expect "$f" 'all(.per_client[]; (.instances | length) < 2 or .instances[0] == .instances[1])' \
+    "a client that moved went to its own instance's replacement (the successor)"
+  grep -h "drained:" "$PM2_HOME"/logs/*.log | sed 's/^/e2e:   /' >&2 || true
+  grep -qh "destinations released to the successor: [1-9]" "$PM2_HOME"/logs/*.log ||
+    e2e_fail "no worker handed a destination over"
+}
+
 case "${1:-}" in
-  affinity | no-proxy-bind | keepalive | cdn) "scenario_$1" ;;
-  *) echo "usage: $0 affinity|no-proxy-bind|keepalive|cdn" >&2; exit 2 ;;
+  affinity | no-proxy-bind | keepalive | cdn | destination | destination-no-key | destination-reload) "scenario_$1" ;;
+  *) echo "usage: $0 affinity|no-proxy-bind|keepalive|cdn|destination|destination-no-key|destination-reload" >&2; exit 2 ;;
 esac
 nginx_stop
 e2e_log "PASS: $1"

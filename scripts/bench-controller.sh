@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Controller cost (issue #11, "Benchmark"): what a following `sio-steer attach` costs the host.
-# A benchmark, not a test. Needs root. Full run ≈ 6 min per state (3 states by default), --quick
-# ≈ 2 min per state.
+# A benchmark, not a test. Needs root. Full run ≈ 8 min per state (3 states by default), --quick
+# ≈ 3 min per state. Results and what they mean: docs/benchmarks.md, "Controller cost".
 #
 #   scripts/bench-controller.sh [--quick] [--duration S] [--procs 100,1000,5000] [--busy-procs 1000]
 #                               [--rate 1000] [--runs 50] [--follow auto,polling] [--tracefs unmounted,mounted]
@@ -342,6 +342,7 @@ run_state() {
             wait "$r" || log "    reaction: some runs timed out (logs in $tmp/react-$run.log)"
             forget "$r"  # reaped
             [ -s "$tmp/react-$run.json" ] || die "reaction probe failed: $(tail -5 "$tmp/react-$run.log")"
+            sed 's/^/      /' "$tmp/react-$run.log" >&2  # every run, for the tail
             local rj; rj=$(jq -c --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg load0 "$load0" \
                 '{name: "reaction"} + . + {loadavg: $load, loadavg_before: $load0}' "$tmp/react-$run.json")
             state_json+=("$rj")

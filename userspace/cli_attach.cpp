@@ -42,7 +42,9 @@ int run_attach(const args& a)
     steer_options o;
     std::string port, key = "address", ttl = "600", config_path, metrics_listen;
     bool once = false;
-    unsigned resync_ms = 2000;
+    // Numbers as text, parsed strictly below: an unsigned option would wrap "-1" silently.
+    std::string v4_prefix = "32", v6_prefix = "64", max_sessions = std::to_string(o.max_sessions), resync = "2000";
+    std::chrono::milliseconds resync_interval{2000};
     std::string follow_with = "auto";
     po::options_description options("attach options");
     options.add_options()
@@ -50,11 +52,11 @@ int run_attach(const args& a)
         ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
         ("once", po::bool_switch(&once), "attach and exit, without following the workers")
         ("key", po::value(&key)->default_value(key), "client key: address | address,port")
-        ("v4-prefix", po::value(&o.v4_prefix)->default_value(o.v4_prefix), "leading bits of an IPv4 client address in the key")
-        ("v6-prefix", po::value(&o.v6_prefix)->default_value(o.v6_prefix), "leading bits of an IPv6 client address in the key")
-        ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions), "clients the sessions map remembers (LRU)")
+        ("v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix), "leading bits of an IPv4 client address in the key")
+        ("v6-prefix", po::value(&v6_prefix)->default_value(v6_prefix), "leading bits of an IPv6 client address in the key")
+        ("max-sessions", po::value(&max_sessions)->default_value(max_sessions), "clients the sessions map remembers (LRU)")
         ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
-        ("resync-interval", po::value(&resync_ms)->default_value(resync_ms), "ms between full resyncs (listener events trigger one at once)")
+        ("resync-interval", po::value(&resync)->default_value(resync), "ms between resyncs that no listener event asked for (100 to 3600000)")
         ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
         ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
@@ -73,6 +75,10 @@ int run_attach(const args& a)
         o.port = parse_port(port);
         o.key_mode = parse_key_mode(key);
         o.session_ttl = parse_duration("--session-ttl", ttl);
+        o.v4_prefix = static_cast<std::uint32_t>(parse_number("--v4-prefix", v4_prefix, 0, UINT32_MAX));
+        o.v6_prefix = static_cast<std::uint32_t>(parse_number("--v6-prefix", v6_prefix, 0, UINT32_MAX));
+        o.max_sessions = static_cast<std::uint32_t>(parse_number("--max-sessions", max_sessions, 0, UINT32_MAX));
+        resync_interval = std::chrono::milliseconds(parse_number("--resync-interval", resync, 100, 3'600'000));
         follow_choice = parse_follow_mode(follow_with);
         validate(o);
         if (!once)
@@ -116,7 +122,7 @@ int run_attach(const args& a)
 
     follow_settings settings;
     settings.mode = follow_choice;
-    settings.resync_interval = std::chrono::milliseconds(std::max(resync_ms, 100u));
+    settings.resync_interval = resync_interval;
     settings.after_sync = [&, st = &state](bool changed) {
         counters.syncs++;
         if (changed) {

@@ -49,6 +49,22 @@ std::string key_mode_name(std::uint32_t mode)
                                                 : "address";
 }
 
+std::uint64_t parse_number(const std::string& option, const std::string& text, std::uint64_t min, std::uint64_t max)
+{
+    // Digits only: a "-1" that an unsigned parser would wrap to 4294967295 is refused, not taken.
+    std::uint64_t value = 0;
+    std::size_t used = 0;
+    bool digits = parse_uint(text, value, used) && used == text.size();
+    if (digits && value >= min && value <= max)
+        return value;
+    if (!digits)
+        throw steer_error(exit_code::usage, option + " " + text + " is not a whole number",
+                          "it takes digits only: no sign, no unit, no space", "write it like " + option + " " + std::to_string(min));
+    throw steer_error(exit_code::usage, option + " " + text + " is not a number from " + std::to_string(min) + " to " +
+                          std::to_string(max),
+                      "the value is checked before anything changes", "write it like " + option + " " + std::to_string(min));
+}
+
 std::chrono::seconds parse_duration(const std::string& option, const std::string& text)
 {
     std::uint64_t value = 0;

@@ -26,6 +26,8 @@ struct steer_options {
 std::uint16_t parse_port(const std::string& text);
 sio_steer_key_mode parse_key_mode(const std::string& text);  // "address" | "address,port" | "destination"
 std::string key_mode_name(std::uint32_t mode);
+// A whole number in [min, max] written with digits only (no sign, no space, no suffix).
+std::uint64_t parse_number(const std::string& option, const std::string& text, std::uint64_t min, std::uint64_t max);
 std::chrono::seconds parse_duration(const std::string& option, const std::string& text);  // 600, 600s, 10m, 1h
 
 // Range checks of the combination (prefixes, sizes); throws steer_error(usage).

@@ -244,6 +244,20 @@ TEST_F(BadInputTest, PrefixOutOfRangeIsUsageError)
     expect_nothing_pinned();
 }
 
+// A negative number is not wrapped into a huge one (-1 ms was 49.7 days; -4294967272 was /24).
+TEST_F(BadInputTest, NegativeNumbersAreUsageErrors)
+{
+    start_workers(1);
+    expect_refused(sio_steer(attach_args({"--resync-interval", "-1"})), exit_usage,
+                   {"--resync-interval -1 is not a whole number", "digits only"});
+    expect_refused(sio_steer(attach_args({"--v4-prefix", "-4294967272"})), exit_usage,
+                   {"--v4-prefix -4294967272 is not a whole number"});
+    expect_refused(sio_steer(attach_args({"--max-sessions", "-1"})), exit_usage, {"--max-sessions -1 is not a whole number"});
+    expect_refused(sio_steer(attach_args({"--resync-interval", "50"})), exit_usage,
+                   {"--resync-interval 50 is not a number from 100 to 3600000"});
+    expect_nothing_pinned();
+}
+
 TEST_F(BadInputTest, UnknownKeyModeIsUsageError)
 {
     start_workers(1);

@@ -126,7 +126,8 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
     const std::vector<mistake> mistakes = {
         {"v4-prefix 16", "\"v4-prefix 16\" is not a `name = value` line"},
         {"v4-prefx = 16", "unknown option \"v4-prefx\""},
-        {"v4-prefix = abc", "v4-prefix = abc: the argument ('abc') for option 'v4-prefix' is invalid"},
+        {"v4-prefix = abc", "--v4-prefix abc is not a whole number"},
+        {"resync-interval = -1", "--resync-interval -1 is not a whole number"},
         {"v4-prefix = 40", "--v4-prefix 40 is out of range"},
         {"session-ttl = forever", "--session-ttl forever is not a duration"},
         {"key = ip", "--key ip is not a key mode"},

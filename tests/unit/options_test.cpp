@@ -66,6 +66,15 @@ TEST(Options, PrefixesAndSizesAreRangeChecked)
     EXPECT_EQ(code_of([&] { validate(steer_options{}); }), exit_code::ok);
 }
 
+TEST(Options, NumbersAreDigitsOnlyAndNeverWrap)
+{
+    EXPECT_EQ(parse_number("--resync-interval", "2000", 100, 3600000), 2000u);
+    for (const char* bad : {"-1", "-4294967272", "+5", " 5", "5 ", "5ms", "", "0x10", "99999999999999999999999"})
+        EXPECT_EQ(code_of([&] { parse_number("--v4-prefix", bad, 0, UINT32_MAX); }), exit_code::usage) << bad;
+    EXPECT_EQ(code_of([&] { parse_number("--resync-interval", "99", 100, 3600000); }), exit_code::usage);
+    EXPECT_EQ(code_of([&] { parse_number("--resync-interval", "3600001", 100, 3600000); }), exit_code::usage);
+}
+
 TEST(ClientKey, Ipv4IsMappedAndMaskedToItsPrefix)
 {
     steer_options o;

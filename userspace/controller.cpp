@@ -110,7 +110,8 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
     return ws;
 }
 
-sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets)
+sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets,
+                 const std::vector<std::uint32_t>& ring_now)
 {
     config old = state.read_config();
     config wanted = make_config(options, old.hash_seed);
@@ -182,11 +183,12 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
                                                                     : "slot " + std::to_string(plan.slots[s].successor));
     }
 
-    std::vector<std::uint32_t> ring_now = state.read_ring();
+    const std::vector<std::uint32_t> ring_before = ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
     std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
     for (std::size_t i = 0; i < ring.size(); i++)
-        report.ring_changes += ring[i] != ring_now[i];
-    state.write_ring(ring, ring_now);
+        report.ring_changes += ring[i] != ring_before[i];
+    state.write_ring(ring, ring_before);
+    report.ring = std::move(ring);
 
     for (std::uint32_t s = 0; s < plan.slots.size(); s++)
         if (plan.slots[s].cookie)

@@ -41,13 +41,17 @@ struct sync_report {
     std::vector<std::uint32_t> removed;  // slots whose socket closed
     std::size_t ring_changes = 0;        // ring entries rewritten
     std::map<std::uint64_t, std::uint32_t> recorded;  // cookie -> slot of each socket the slots map records
+    std::vector<std::uint32_t> ring;                  // the ring map as this sync left it
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
 };
 
 // Puts every socket into the workers map (keeping those already there), rebuilds the ring,
 // writes the config from `options` (keeping the pinned hash seed) and attaches the program to
 // the reuseport group. Logs one line per socket that came or went.
-sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets);
+// `ring_now`: the ring map as the caller knows it (the last sync's report.ring), which spares
+// reading 65,537 entries back; empty: read it.
+sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets,
+                 const std::vector<std::uint32_t>& ring_now = {});
 
 // One line naming a listener's owner, e.g. "pid 812 (PM2 v7.0.4: God), instance 2".
 std::string describe_owner(const listener& l);

@@ -65,7 +65,9 @@ std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hi
             in_map.insert(cookie);
     try {
         worker_sockets sockets = take_sockets(options_.port, listeners, take_mode::follow, in_map);
-        sync_report report = sync(state_, options_, sockets);
+        // Only this controller writes the ring (the port lock): what it wrote last is what is there.
+        sync_report report = sync(state_, options_, sockets, ring_);
+        ring_ = report.ring;
         recorded_ = report.recorded;
         synced_ = true;
         refused_.clear();

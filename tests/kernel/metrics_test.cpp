@@ -247,7 +247,10 @@ TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
     EXPECT_EQ(after[syncs], before[syncs]) << "connections woke the controller";
 
     w[2]->kill_now();
-    samples gone = scrape_until([&](const samples& s) { return s.at(syncs) > after.at(syncs); });
+    // Noticed without a periodic resync (a minute away): within scrape_until's 5 s.
+    samples gone = scrape_until([&](const samples& s) {
+        return s.at(metric("sio_steer_workers_live")) == 3 && s.at(metric("sio_steer_in_sync")) == 1;
+    });
     EXPECT_GT(gone[syncs], after[syncs]) << "the closing listener went unnoticed";
     EXPECT_EQ(gone[metric("sio_steer_workers_live")], 3);
     EXPECT_EQ(gone[metric("sio_steer_in_sync")], 1);

@@ -34,6 +34,7 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+ARGS=("$@")
 quick=0 workers=2 rounds="" duration="" clients=200 loadgens=2 out="" publish=0 loads="" attempts=3 max_others=30
 deploy=1 throughput=1 deploy_duration="" drain_ms=3000
 contenders="sio_steer,sio_steer_bind,nginx_hash_keepalive,nginx_ip_hash,socketio_pm2,fork"
@@ -79,10 +80,21 @@ for l in "${LOADS[@]}"; do [[ "$l" =~ ^(polling|upgrade|polling_close)$ ]] || us
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it loads BPF programs)" >&2; exit 1; }
 
 log() { echo "bench: $*" >&2; }
-log "installing what is missing, building"
-scripts/install-deps.sh >&2
-if [[ -z "${SIO_STEER:-}" ]]; then SIO_STEER="$ROOT/$(scripts/build.sh)"; fi
-export SIO_STEER
+if [[ -z "${SIO_STEER_BENCH_NETNS:-}" ]]; then
+  # what needs the network first; then the benchmark runs in a network namespace of its own, where
+  # the machine's other traffic neither competes for its ports nor shows in its connection counts
+  log "installing what is missing, building"
+  scripts/install-deps.sh >&2
+  if [[ -z "${SIO_STEER:-}" ]]; then SIO_STEER="$ROOT/$(scripts/build.sh)"; fi
+  export SIO_STEER
+  . scripts/node-env.sh
+  . scripts/bench/lib.sh
+  if [[ " ${CONTENDERS[*]} " == *" socketio_pm2 "* ]]; then
+    socketio_pm2_install || log "@socket.io/pm2 could not be installed: socketio_pm2 is left out"
+  fi
+  SIO_STEER_BENCH_NETNS=1 exec unshare --net -- "$0" "${ARGS[@]}"
+fi
+ip link set lo up
 . scripts/node-env.sh
 . scripts/bench/lib.sh
 BENCH_LOADGENS=$loadgens BENCH_BEHIND_NGINX=1
@@ -114,7 +126,7 @@ trap 'exit 130' INT TERM
 bench_tls_cert "$BENCH_TMP"
 siopm2_version="not installed"
 if [[ " ${CONTENDERS[*]} " == *" socketio_pm2 "* ]]; then
-  if socketio_pm2_install; then
+  if [[ -f "$ROOT/scripts/bench/socketio-pm2/node_modules/.package-lock.json" ]] && socketio_pm2_install; then
     siopm2_version="$("$NODE24" -p "require('$BENCH_SIOPM2_DIR/@socket.io/pm2/package.json').version")"
   else
     log "@socket.io/pm2 could not be installed: socketio_pm2 is left out"

@@ -268,6 +268,8 @@ cpu_s() {
 machine_busy_s() {
   awk -v hz="$CLK_TCK" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
 }
+# passive_opens: TCP connections accepted in this network namespace since boot (TcpPassiveOpens)
+passive_opens() { nstat -asz TcpPassiveOpens 2>/dev/null | awk '$1 == "TcpPassiveOpens" {print $2; exit}' | grep . || echo 0; }
 # bpf_prog: "run_time_ns run_cnt" of the pinned steering program (0 0 without one)
 bpf_prog() {
   bpftool prog show pinned "$BENCH_PINS/$BENCH_PORT/program" -j 2>/dev/null |
@@ -312,18 +314,18 @@ run_load_wait() {
 measure_once() {
   local c="$1" n="$2" kind="$3" r="$4" prefix="$5" g ok=1
   redis-cli -u "$REDIS_URL" flushall >/dev/null
-  local god="" w0 p0 r0 g0 m0 n0 w1 p1 r1 g1 m1 n1 b0 b1 t0 t1 load
+  local god="" w0 p0 r0 g0 m0 n0 o0 w1 p1 r1 g1 m1 n1 o1 b0 b1 t0 t1 load
   [[ -n "${PM2_HOME:-}" ]] && god="$(cat "$PM2_HOME/pm2.pid" 2>/dev/null || true)"
   [[ " $BENCH_PROXY_PIDS " == *" $god "* ]] && god="" # @socket.io/pm2: the God daemon is the router (proxy)
   read -r -a b0 <<<"$(bpf_prog)"
   load="$(cut -d' ' -f1-3 /proc/loadavg)"
   w0=$(cpu_s $BENCH_WORKER_PIDS) p0=$(cpu_s $BENCH_PROXY_PIDS) r0=$(cpu_s "$REDIS_PID") g0=$(cpu_s $god) m0=$(machine_busy_s)
-  n0=$(cpu_s $BENCH_NGINX_PIDS)
+  n0=$(cpu_s $BENCH_NGINX_PIDS) o0=$(passive_opens)
   t0=$(date +%s.%N)
   run_load "$kind" "$prefix" "$clients" "$duration"
   t1=$(date +%s.%N)
   w1=$(cpu_s $BENCH_WORKER_PIDS) p1=$(cpu_s $BENCH_PROXY_PIDS) r1=$(cpu_s "$REDIS_PID") g1=$(cpu_s $god) m1=$(machine_busy_s)
-  n1=$(cpu_s $BENCH_NGINX_PIDS)
+  n1=$(cpu_s $BENCH_NGINX_PIDS) o1=$(passive_opens)
   read -r -a b1 <<<"$(bpf_prog)"
   for ((g = 0; g < BENCH_LOADGENS; g++)); do
     jq -e .rate "$prefix.$g.json" >/dev/null 2>&1 || { ok=0; log "load.js $g printed no summary: $(tail -n 3 "$prefix.$g.log")"; }
@@ -338,11 +340,11 @@ measure_once() {
     --argjson gd "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.2f", b - a}')" \
     --argjson md "$(awk -v a="$m0" -v b="$m1" 'BEGIN{printf "%.2f", b - a}')" \
     --argjson nd "$(awk -v a="$n0" -v b="$n1" 'BEGIN{printf "%.2f", b - a}')" \
-    --arg load "$load" --arg loadend "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --arg load "$load" --arg loadend "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson opens "$((o1 - o0))" \
     --argjson bns "$((b1[0] - b0[0]))" --argjson bcnt "$((b1[1] - b0[1]))" \
     '{contender: $c, workers: $n, load: $kind, round: $r, wall_s: $wall,
       cpu_s: {workers: $w, proxy: $p, nginx: $nd, redis: $rd, pm2_god: $gd, machine: $md},
-      load_average: {start: $load, end: $loadend},
+      load_average: {start: $load, end: $loadend}, tcp_passive_opens: $opens,
       bpf: (if ($c | startswith("sio_steer")) then {run_cnt: $bcnt, run_time_ms: ($bns / 1e6),
             ns_per_run: (if $bcnt > 0 then ($bns / $bcnt | floor) else null end)} else null end)}')"
   "$NODE24" scripts/bench/record.js "$meta" $(for ((g = 0; g < BENCH_LOADGENS; g++)); do echo "$prefix.$g"; done) \

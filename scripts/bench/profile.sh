@@ -16,6 +16,7 @@
 # client's SYN and requests are partly charged to load.js, and nginx's upstream traffic to nginx.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ORIG_ARGS=("$@")
 behind=0
 if [[ "${1:-}" == --behind-nginx ]]; then behind=1; shift; fi
 c="${1:-}"
@@ -45,6 +46,14 @@ command -v perf >/dev/null || { echo "profile: perf not found (apt-get install l
 ROOT="$PWD"
 SIO_STEER="${SIO_STEER:-$PWD/build/userspace/sio-steer}"
 [[ "$c" != sio_steer* || -x "$SIO_STEER" ]] || SIO_STEER="$PWD/$(scripts/build.sh)"
+export SIO_STEER
+if [[ -z "${SIO_STEER_BENCH_NETNS:-}" ]]; then
+  # npm ci (if needed) first; then a network namespace of its own: clean connection counts
+  . scripts/node-env.sh
+  if [[ "$c" == socketio_pm2 ]]; then . scripts/bench/lib.sh; socketio_pm2_install; fi
+  SIO_STEER_BENCH_NETNS=1 exec unshare --net -- "$0" "${ORIG_ARGS[@]}"
+fi
+ip link set lo up
 export SIO_STEER STICKY_LB="${STICKY_LB:-least-connection}" NGINX_UPSTREAM_KEEPALIVE="${NGINX_UPSTREAM_KEEPALIVE:-0}" BENCH_LOADGENS=2
 . scripts/node-env.sh
 . scripts/bench/lib.sh
@@ -82,14 +91,12 @@ read -r -a b0 <<<"$(bpf_prog)"
 run_load "$kind" "$out/load" "$clients" "$duration" &
 LOAD_PID=$!
 sleep 3 # clients connected, messaging under way
-loadgen_pids() { children "$LOAD_PID"; }
 god="$(cat "$PM2_HOME/pm2.pid" 2>/dev/null || true)"
-cpu_groups() { # workers nginx controller/router redis pm2-god load.js machine
-  echo "$(cpu_s $BENCH_WORKER_PIDS) $(cpu_s ${BENCH_NGINX_PIDS:-}) $(cpu_s $(for p in $BENCH_PROXY_PIDS; do [[ " ${BENCH_NGINX_PIDS:-} " == *" $p "* ]] || echo "$p"; done)) $(cpu_s "$REDIS_PID") $(cpu_s $god) $(cpu_s $LOADGEN_PIDS) $(machine_busy_s)"
+cpu_groups() { # workers nginx controller/router redis pm2-god machine
+  echo "$(cpu_s $BENCH_WORKER_PIDS) $(cpu_s ${BENCH_NGINX_PIDS:-}) $(cpu_s $(for p in $BENCH_PROXY_PIDS; do [[ " ${BENCH_NGINX_PIDS:-} " == *" $p "* ]] || echo "$p"; done)) $(cpu_s "$REDIS_PID") $(cpu_s $god) $(machine_busy_s)"
 }
-LOADGEN_PIDS="$(loadgen_pids)"
 read -r -a c0 <<<"$(cpu_groups)"
-accepted() { nstat -asz TcpPassiveOpens 2>/dev/null | awk '/TcpPassiveOpens/ {print $2}'; }
+accepted() { passive_opens; }
 a0="$(accepted)"
 perf record -a -g -F 499 -o "$out/perf.data" -- sleep $((duration - 4)) 2>"$out/perf-record.log" >/dev/null
 read -r -a c1 <<<"$(cpu_groups)"
@@ -102,14 +109,14 @@ read -r -a b1 <<<"$(bpf_prog)"
 {
   echo "== $c, $n worker(s), $kind load, $clients clients; perf: all CPUs, $((duration - 4)) s of messaging"
   echo "   worker pids: $BENCH_WORKER_PIDS   proxy/primary/controller pids: ${BENCH_PROXY_PIDS:-none}"
-  for f in "$out"/load.*.json; do jq -r '"   load.js: \(.rate.events_per_s) events/s, \(.rate.requests_per_s) HTTP req/s, p99 \(.latency_ms.p99) ms, \(.tcp_connections) TCP connections"' "$f"; done
+  for f in "$out"/load.*.json; do jq -r '"   load.js: \(.rate.events_per_s) events/s, \(.rate.requests_per_s) HTTP req/s, p99 \(.latency_ms.p99) ms, \(.tcp_connections) TCP connections, its own CPU \(.cpu_ms.user + .cpu_ms.system) ms (whole run)"' "$f"; done
   if [[ "$c" == sio_steer ]] && ((b1[1] > b0[1])); then
     echo "   steering program: $((b1[1] - b0[1])) runs, $(((b1[0] - b0[0]) / (b1[1] - b0[1]))) ns per run (bpf_stats)"
   fi
   echo
-  echo "== CPU seconds over the $((duration - 4)) s window (/proc): workers ${c1[0]}-${c0[0]}, nginx ${c1[1]}-${c0[1]}, controller/router ${c1[2]}-${c0[2]}, redis ${c1[3]}-${c0[3]}, pm2 God ${c1[4]}-${c0[4]}, load.js ${c1[5]}-${c0[5]}, machine busy ${c1[6]}-${c0[6]}" |
+  echo "== CPU seconds over the $((duration - 4)) s window (/proc): workers ${c1[0]}-${c0[0]}, nginx ${c1[1]}-${c0[1]}, controller/router ${c1[2]}-${c0[2]}, redis ${c1[3]}-${c0[3]}, pm2 God ${c1[4]}-${c0[4]}, machine busy ${c1[5]}-${c0[5]}" |
     awk '{ while (match($0, /[0-9.]+-[0-9.]+/)) { split(substr($0, RSTART, RLENGTH), v, "-"); $0 = substr($0, 1, RSTART - 1) sprintf("%.2f", v[1] - v[2]) substr($0, RSTART + RLENGTH) } print }'
-  echo "   TCP connections accepted on the machine meanwhile (TcpPassiveOpens): $((a1 - a0)); established to the workers' port at the end: $(cat "$out/established-to-workers.txt")"
+  echo "   TCP connections accepted in the benchmark's network namespace meanwhile (TcpPassiveOpens: by nginx and by the workers): $((a1 - a0)); established to the workers' port at the end: $(cat "$out/established-to-workers.txt")"
   echo "   ss -s: $(grep -E '^TCP:' "$out/ss-s.txt")"
   echo
   echo "== samples by process (pid:comm), kernel and user"

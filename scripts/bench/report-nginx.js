@@ -53,6 +53,8 @@ function summarize(c, load) {
     other_cpu_pct: f((r) => (100 * r.other_cpu_s) / r.wall_s),
     events_per_server_cpu_s: f((r) => r.events_per_server_cpu_s),
     tcp_connections: f((r) => r.tcp_connections),
+    // connections accepted by nginx and by the workers: minus the clients' own, those nginx opened
+    upstream_connections: f((r) => (r.tcp_passive_opens != null ? Math.max(0, r.tcp_passive_opens - r.tcp_connections) : null)),
     bpf_runs: f((r) => r.bpf?.run_cnt ?? null),
     load_average: rs.map((r) => r.load_average?.start ?? null),
     clients_per_worker: rs.map((r) => r.clients_per_worker),
@@ -73,6 +75,7 @@ const flat = (s) => s && {
   nginx_cpu_pct: Math.round(s.nginx_cpu_pct.median), router_cpu_pct: +s.router_cpu_pct.median.toFixed(1),
   workers_cpu_pct: Math.round(s.workers_cpu_pct.median), other_cpu_pct: Math.round(s.other_cpu_pct.median),
   events_per_server_cpu_s: s.events_per_server_cpu_s?.median ?? null, rounds: s.rounds,
+  upstream_connections: s.upstream_connections?.median ?? null,
   load_average: s.load_average,
 };
 const out = { behind_nginx: {}, deploy: {} };
@@ -124,14 +127,14 @@ md.push(`${run.quick ? 'quick' : 'full'} run behind nginx (TLS): ${run.rounds} r
   `${run.deploy_duration_s} s, workers drain for ${run.drain_ms} ms`);
 for (const load of LOADS) {
   md.push('', `**${load}, behind nginx** (median (min–max) over rounds; CPU in % of one core)`, '');
-  md.push('| contender | events/s | HTTP req/s | p50 ms | p99 ms | 400s | clients OK | nginx CPU % | controller/router CPU % | workers CPU % | events per server CPU-s | TCP conns (clients) | others\' CPU % | load avg |');
-  md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  md.push('| contender | events/s | HTTP req/s | p50 ms | p99 ms | 400s | clients OK | nginx CPU % | controller/router CPU % | workers CPU % | events per server CPU-s | TCP conns clients → nginx | nginx → workers | others\' CPU % | load avg |');
+  md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const c of CONTENDERS) {
     const s = full[load][c];
     if (!s) continue;
     md.push(`| ${label[c]}${c === 'fork' ? '' : ` ×${s.workers}`} | ${fmt(s.rps)} | ${fmt(s.http_rps)} | ${fmt(s.p50_ms)} | ${fmt(s.p99_ms)} | ${fmt(s.errors)} | ` +
       `${s.clients_ok.median}/${s.clients} | ${fmt(s.nginx_cpu_pct)} | ${fmt(s.router_cpu_pct, 1)} | ${fmt(s.workers_cpu_pct)} | ` +
-      `${fmt(s.events_per_server_cpu_s)} | ${fmt(s.tcp_connections)} | ${fmt(s.other_cpu_pct)} | ${s.load_average.filter(Boolean).map((l) => l.split(' ')[0]).join(', ')} |`);
+      `${fmt(s.events_per_server_cpu_s)} | ${fmt(s.tcp_connections)} | ${fmt(s.upstream_connections)} | ${fmt(s.other_cpu_pct)} | ${s.load_average.filter(Boolean).map((l) => l.split(' ')[0]).join(', ')} |`);
   }
 }
 if (Object.keys(out.deploy).length) {

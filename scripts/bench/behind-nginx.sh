@@ -74,7 +74,7 @@ fi
 IFS=, read -r -a CONTENDERS <<<"$contenders"
 IFS=, read -r -a LOADS <<<"$loads"
 for c in "${CONTENDERS[@]}"; do
-  [[ "$c" =~ ^(sio_steer|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|socketio_pm2|fork)$ ]] || usage
+  [[ "$c" =~ ^(sio_steer|sio_steer_fork|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|socketio_pm2|fork)$ ]] || usage
 done
 for l in "${LOADS[@]}"; do [[ "$l" =~ ^(polling|upgrade|polling_close)$ ]] || usage; done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it loads BPF programs)" >&2; exit 1; }

@@ -12,6 +12,7 @@
 # Behind nginx (scripts/bench.sh --behind-nginx): nginx terminating TLS on 127.0.0.1 in front of
 #   sio_steer             PM2 cluster (reusePort), `sio-steer attach --key destination`, and the
 #                         configuration `sio-steer nginx-conf --key destination` prints
+#   sio_steer_fork        the same as sio_steer with PM2 fork mode (each instance listening with reusePort)
 #   sio_steer_bind        PM2 cluster (reusePort), `sio-steer attach`, `sio-steer nginx-conf`'s default
 #                         configuration (a proxy_bind source per client, no upstream keepalive)
 #   nginx_hash_keepalive  PM2 fork mode, a port per worker, upstream hash $remote_addr consistent, keepalive 32
@@ -484,12 +485,13 @@ front_contender_start() {
   BENCH_FRONT_PORT="$(bench_port)" || return 1
   export SIO_STEER_LOCK_DIR="$BENCH_TMP/locks" SIO_STEER_KEY=address
   case "$name" in
-    sio_steer | sio_steer_bind)
+    sio_steer | sio_steer_bind | sio_steer_fork)
       BENCH_PORT="$(bench_port)" || return 1
-      local key=address first=127.0.0.1
-      [[ "$name" == sio_steer ]] && key=destination first=127.1.0.1
-      # BENCH_SIO_EXEC_MODE=fork: PM2 fork mode instead, every instance listening with reusePort
-      SIO_STEER_KEY="$key" pm2_start_cluster "$BENCH_PORT" "$n" "${BENCH_SIO_EXEC_MODE:-cluster}" || return 1
+      local key=address first=127.0.0.1 mode="${BENCH_SIO_EXEC_MODE:-cluster}"
+      [[ "$name" != sio_steer_bind ]] && key=destination first=127.1.0.1
+      # sio_steer_fork (or BENCH_SIO_EXEC_MODE=fork): PM2 fork mode, every instance listening with reusePort
+      [[ "$name" == sio_steer_fork ]] && mode=fork
+      SIO_STEER_KEY="$key" pm2_start_cluster "$BENCH_PORT" "$n" "$mode" || return 1
       _attach --key "$key" || return 1
       BENCH_WORKER_PIDS="$(pm2_worker_pids | cut -d' ' -f1 | tr '\n' ' ')"
       "$SIO_STEER" nginx-conf --key "$key" --listen "127.0.0.1:$BENCH_FRONT_PORT" --upstream "$first:$BENCH_PORT" \

@@ -12,8 +12,8 @@ set xtics nomirror scale 0 rotate by -30
 set ytics nomirror
 set yrange [0:*]
 set offsets 0.5, 0.5, 0, 0
-colors = "#1b9e77 #66c2a5 #d95f02 #fc8d62 #7570b3 #888888"
-do for [k = 1:6] { set linetype k lc rgb word(colors, k) }
+colors = "#1b9e77 #a6d854 #66c2a5 #d95f02 #fc8d62 #7570b3 #888888"
+do for [k = 1:7] { set linetype k lc rgb word(colors, k) }
 
 set output dir.'/bench-nginx-throughput.png'
 set multiplot layout 2, nloads title sprintf("behind nginx with TLS, %d workers, median of %d round(s), bars: min-max; load average at start %s\n%s", \

@@ -21,7 +21,7 @@ behind=0
 if [[ "${1:-}" == --behind-nginx ]]; then behind=1; shift; fi
 c="${1:-}"
 if ((behind)); then
-  [[ "$c" =~ ^(sio_steer|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|socketio_pm2|fork)$ ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
+  [[ "$c" =~ ^(sio_steer|sio_steer_fork|sio_steer_bind|nginx_hash_keepalive|nginx_ip_hash|socketio_pm2|fork)$ ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
 else
   [[ "$c" =~ ^(sio_steer|nginx_hash|socketio_sticky|fork)$ ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
 fi
@@ -102,6 +102,14 @@ perf record -a -g -F 499 -o "$out/perf.data" -- sleep $((duration - 4)) 2>"$out/
 read -r -a c1 <<<"$(cpu_groups)"
 a1="$(accepted)"
 ss -s >"$out/ss-s.txt" 2>&1
+# the workers' side of their established connections: what they sent and received, in how many segments
+ss -tinH state established "( sport >= :${BENCH_PORT} and sport <= :$((BENCH_PORT + n - 1)) )" 2>/dev/null |
+  awk '{ for (i = 1; i <= NF; i++) { split($i, kv, ":");
+           if (kv[1] == "bytes_sent") bs += kv[2]; else if (kv[1] == "bytes_received") br += kv[2];
+           else if (kv[1] == "data_segs_out") so += kv[2]; else if (kv[1] == "data_segs_in") si += kv[2] }
+         if ($0 ~ /bytes_/) c++ }
+       END { printf "%d connections; sent %d B in %d segments (%.0f B each), received %d B in %d segments (%.0f B each)\n",
+             c, bs, so, so ? bs / so : 0, br, si, si ? br / si : 0 }' >"$out/worker-sockets.txt"
 ss -Htn state established "( sport = :${BENCH_PORT} )" 2>/dev/null | wc -l >"$out/established-to-workers.txt"
 wait "$LOAD_PID" || true
 LOAD_PID=""
@@ -118,6 +126,7 @@ read -r -a b1 <<<"$(bpf_prog)"
     awk '{ while (match($0, /[0-9.]+-[0-9.]+/)) { split(substr($0, RSTART, RLENGTH), v, "-"); $0 = substr($0, 1, RSTART - 1) sprintf("%.2f", v[1] - v[2]) substr($0, RSTART + RLENGTH) } print }'
   echo "   TCP connections accepted in the benchmark's network namespace meanwhile (TcpPassiveOpens: by nginx and by the workers): $((a1 - a0)); established to the workers' port at the end: $(cat "$out/established-to-workers.txt")"
   echo "   ss -s: $(grep -E '^TCP:' "$out/ss-s.txt")"
+  echo "   the workers' connections at the end of the window (ss -ti, over their lifetime): $(cat "$out/worker-sockets.txt")"
   echo
   echo "== samples by process (pid:comm), kernel and user"
   perf report -i "$out/perf.data" --no-children --sort pid --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20

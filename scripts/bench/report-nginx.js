@@ -14,16 +14,16 @@ const lines = (f) => { try { return read(f).split('\n').filter(Boolean).map((l) 
 const run = JSON.parse(read('run.json'));
 const rows = lines('results.jsonl');
 const deploys = lines('deploy.jsonl');
-const ALL = ['sio_steer', 'sio_steer_bind', 'nginx_hash_keepalive', 'nginx_ip_hash', 'socketio_pm2', 'fork'];
+const ALL = ['sio_steer', 'sio_steer_fork', 'sio_steer_bind', 'nginx_hash_keepalive', 'nginx_ip_hash', 'socketio_pm2', 'fork'];
 const CONTENDERS = ALL.filter((c) => rows.some((r) => r.contender === c) || deploys.some((d) => d.contender === c));
 const LOADS = ['polling', 'upgrade', 'polling_close'].filter((l) => rows.some((r) => r.load === l));
 const label = {
-  sio_steer: 'sio-steer, --key destination', sio_steer_bind: 'sio-steer, proxy_bind (--key address)',
+  sio_steer: 'sio-steer, --key destination', sio_steer_fork: 'sio-steer, --key destination, PM2 fork mode', sio_steer_bind: 'sio-steer, proxy_bind (--key address)',
   nginx_hash_keepalive: 'nginx hash + keepalive 32', nginx_ip_hash: 'nginx ip_hash', socketio_pm2: '@socket.io/pm2',
   fork: 'PM2 fork ×1',
 };
 const short = {
-  sio_steer: 'sio-steer dest', sio_steer_bind: 'sio-steer bind', nginx_hash_keepalive: 'hash+keepalive',
+  sio_steer: 'sio-steer dest', sio_steer_fork: 'sio-steer fork', sio_steer_bind: 'sio-steer bind', nginx_hash_keepalive: 'hash+keepalive',
   nginx_ip_hash: 'ip_hash', socketio_pm2: '@socket.io/pm2', fork: 'fork x1',
 };
 
@@ -36,11 +36,21 @@ const stat = (xs) => {
   return a.length ? { median: +median(a).toFixed(3), min: Math.min(...a), max: Math.max(...a), n: a.length } : null;
 };
 
+// events of the whole run (events_per_server_cpu_s is computed over them and the server CPU)
+const eventsTotal = (r) => (r.events_per_server_cpu_s ?? 0) * (r.cpu_s.workers + r.cpu_s.proxy + r.cpu_s.redis);
+const msPerKEvent = (r, cpu) => (eventsTotal(r) > 0 ? (1e6 * cpu) / eventsTotal(r) : null);
+
 function summarize(c, load) {
   const rs = rows.filter((r) => r.contender === c && r.load === load);
   if (!rs.length) return null;
   const f = (k) => stat(rs.map(k));
   return {
+    // CPU milliseconds per 1,000 events delivered: where the time goes, per process group
+    workers_ms_per_kevent: f((r) => msPerKEvent(r, r.cpu_s.workers)),
+    nginx_ms_per_kevent: f((r) => msPerKEvent(r, r.cpu_s.nginx ?? 0)),
+    router_ms_per_kevent: f((r) => msPerKEvent(r, r.cpu_s.proxy - (r.cpu_s.nginx ?? 0))),
+    upstream_conns_per_krequest: f((r) => (r.tcp_passive_opens != null && r.requests_per_s > 0
+      ? (1000 * Math.max(0, r.tcp_passive_opens - r.tcp_connections)) / (r.requests_per_s * r.window_s) : null)),
     rps: f((r) => r.events_per_s), http_rps: f((r) => r.requests_per_s),
     p50_ms: f((r) => r.p50_ms), p99_ms: f((r) => r.p99_ms),
     errors: f((r) => r.errors), clients_ok: f((r) => r.clients_ok), clients: rs[0].clients,
@@ -136,6 +146,14 @@ for (const load of LOADS) {
       `${s.clients_ok.median}/${s.clients} | ${fmt(s.nginx_cpu_pct)} | ${fmt(s.router_cpu_pct, 1)} | ${fmt(s.workers_cpu_pct)} | ` +
       `${fmt(s.events_per_server_cpu_s)} | ${fmt(s.tcp_connections)} | ${fmt(s.upstream_connections)} | ${fmt(s.other_cpu_pct)} | ${s.load_average.filter(Boolean).map((l) => l.split(' ')[0]).join(', ')} |`);
   }
+}
+md.push('', '**where the time goes** (CPU ms per 1,000 events delivered, medians; nginx → workers: connections nginx opened per 1,000 client requests, long-polling loads)', '');
+md.push(`| contender | ${LOADS.map((l) => `${l}: workers / nginx / controller or router`).join(' | ')} | ${LOADS.filter((l) => l !== 'upgrade').map((l) => `${l}: nginx → workers per 1,000 requests`).join(' | ')} |`);
+md.push(`|---|${LOADS.map(() => '---').join('|')}|${LOADS.filter((l) => l !== 'upgrade').map(() => '---').join('|')}|`);
+for (const c of CONTENDERS) {
+  const cell = (l) => { const s = full[l][c]; return s ? `${fmt(s.workers_ms_per_kevent)} / ${fmt(s.nginx_ms_per_kevent)} / ${fmt(s.router_ms_per_kevent)}` : '–'; };
+  const conns = (l) => fmt(full[l][c]?.upstream_conns_per_krequest);
+  md.push(`| ${label[c]} | ${LOADS.map(cell).join(' | ')} | ${LOADS.filter((l) => l !== 'upgrade').map(conns).join(' | ')} |`);
 }
 if (Object.keys(out.deploy).length) {
   md.push('', `**deploy under load** (${run.clients} clients, half long-polling, half WebSocket; \`pm2 reload\` 6 s in, then in a second run one worker SIGKILLed)`, '');

@@ -12,7 +12,7 @@
 #   scripts/bench.sh [--quick] [--workers 1,2,4] [--rounds R] [--duration S] [--clients N]
 #                    [--loadgens K] [--contenders a,b,...] [--loads polling,upgrade,polling_close]
 #                    [--sticky-lb round-robin|least-connection|random] [--nginx-keepalive N]
-#                    [--attempts N] [--max-others PCT] [--no-bpf] [--out DIR] [--publish]
+#                    [--attempts N] [--max-others PCT] [--no-bpf] [--out DIR] [--publish] [--keep-autogroup]
 #
 # --quick: a few minutes (1 round, N=2, 8 s per load, fewer BPF rounds). Full (default): 3 rounds,
 # N = 1,2,4. Contenders alternate within a round in a rotating order; tables give the median and
@@ -23,6 +23,9 @@
 # The last line printed is one JSON object:
 #   {"bpf_ns": {...}, "polling": {"sio_steer": {"rps", "p50_ms", "p99_ms", "errors", ...}, ...},
 #    "upgrade": {...}, ...}
+# The scheduler weighs every process by itself while it runs (kernel.sched_autogroup_enabled=0,
+# restored after): with autogroups, PM2 cluster mode's workers share one CPU share and fork mode's
+# get one each (scripts/bench/lib.sh); --keep-autogroup measures the host's setting as it is.
 # Needs root (BPF), loopback only. docs/benchmarks.md says what the numbers mean.
 #
 # scripts/bench.sh --behind-nginx [--quick] [...]: the production path instead, nginx terminating TLS
@@ -34,7 +37,7 @@ ROOT="$PWD"
 for arg in "$@"; do [[ "$arg" == --behind-nginx ]] && exec scripts/bench/behind-nginx.sh "$@"; done
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
-quick=0 workers="" rounds="" duration="" clients="" loadgens=2 bpf=1 out="" publish=0 loads="" attempts=3 max_others=30
+quick=0 workers="" rounds="" duration="" clients="" loadgens=2 bpf=1 out="" publish=0 loads="" attempts=3 max_others=30 keep_autogroup=0
 contenders="sio_steer,nginx_hash,socketio_sticky,fork"
 STICKY_LB=least-connection NGINX_UPSTREAM_KEEPALIVE=0
 while (($#)); do
@@ -54,6 +57,7 @@ while (($#)); do
     --max-others) max_others=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --publish) publish=1; shift ;;
+    --keep-autogroup) keep_autogroup=1; shift ;;
     *) usage ;;
   esac
 done
@@ -100,20 +104,23 @@ cleanup() {
   redis_stop
   rmdir "$BENCH_PINS" 2>/dev/null || true
   rm -rf "$BENCH_TMP"
+  bench_scheduler_end
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+bench_scheduler_begin "$keep_autogroup"
 
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/^Mem:/{print $2}') GiB, Linux $(uname -r)"
 versions="Node $("$NODE24" --version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), pm2 $("$NODE24" -p "require('$CHAT_DIR/node_modules/pm2/package.json').version"), socket.io 4.8.4, @socket.io/sticky 2.0.1"
 log "machine: $machine; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "$versions"
-jq -n --arg machine "$machine" --arg versions "$versions" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+log "scheduler: $BENCH_SCHEDULER"
+jq -n --arg machine "$machine" --arg versions "$versions" --arg scheduler "$BENCH_SCHEDULER" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --arg args "$*" --argjson quick "$quick" --arg workers "$workers" --argjson rounds "$rounds" \
   --argjson duration "$duration" --argjson clients "$clients" --argjson loadgens "$loadgens" \
   --arg sticky_lb "$STICKY_LB" --argjson nginx_keepalive "$NGINX_UPSTREAM_KEEPALIVE" \
   --argjson attempts "$attempts" --argjson max_others "$max_others" \
-  '{machine: $machine, versions: $versions, load_at_start: $load, quick: ($quick == 1), workers: $workers,
+  '{machine: $machine, versions: $versions, scheduler: $scheduler, load_at_start: $load, quick: ($quick == 1), workers: $workers,
     rounds: $rounds, duration_s: $duration, clients: $clients, loadgens: $loadgens,
     sticky_lb: $sticky_lb, nginx_upstream_keepalive: $nginx_keepalive, attempts: $attempts,
     max_others_pct: $max_others}' >"$out/run.json"

@@ -16,7 +16,7 @@
 #   scripts/bench.sh --behind-nginx [--quick] [--workers N] [--rounds R] [--duration S] [--clients N]
 #       [--loadgens K] [--contenders a,b,...] [--loads polling,upgrade,polling_close] [--no-deploy]
 #       [--deploy-only] [--deploy-duration S] [--drain-ms MS] [--attempts N] [--max-others PCT]
-#       [--out DIR] [--publish]
+#       [--out DIR] [--publish] [--keep-autogroup]
 #
 # Throughput: per round, every contender in a rotating order, each load as scripts/bench.sh measures it.
 # Deploy: per contender, under the `deploy` load (half the clients long-polling, half on WebSocket),
@@ -28,6 +28,9 @@
 #   {"behind_nginx": {"<load>": {"<contender>": {"rps", "p99_ms", "errors", ...}}},
 #    "deploy": {"<contender>": {"failed_requests", "http_400", "disconnects", "acks_lost", "max_gap_ms",
 #               ..., "sigkill": {...}}}, "goals": {...}}
+# The scheduler weighs every process by itself while it runs (kernel.sched_autogroup_enabled=0,
+# restored after): with autogroups, PM2 cluster mode's workers share one CPU share and fork mode's
+# get one each (scripts/bench/lib.sh); --keep-autogroup measures the host's setting as it is.
 # docs/benchmarks.md ("Behind nginx") says what the numbers mean.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,7 +38,7 @@ ROOT="$PWD"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 ARGS=("$@")
-quick=0 workers=2 rounds="" duration="" clients=200 loadgens=2 out="" publish=0 loads="" attempts=3 max_others=30
+quick=0 workers=2 rounds="" duration="" clients=200 loadgens=2 out="" publish=0 loads="" attempts=3 max_others=30 keep_autogroup=0
 deploy=1 throughput=1 deploy_duration="" drain_ms=3000
 contenders="sio_steer,sio_steer_bind,nginx_hash_keepalive,nginx_ip_hash,socketio_pm2,fork"
 while (($#)); do
@@ -57,6 +60,7 @@ while (($#)); do
     --max-others) max_others=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --publish) publish=1; shift ;;
+    --keep-autogroup) keep_autogroup=1; shift ;;
     *) usage ;;
   esac
 done
@@ -119,9 +123,11 @@ cleanup() {
   redis_stop
   rmdir "$BENCH_PINS" 2>/dev/null || true
   rm -rf "$BENCH_TMP"
+  bench_scheduler_end
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+bench_scheduler_begin "$keep_autogroup"
 
 bench_tls_cert "$BENCH_TMP"
 siopm2_version="not installed"
@@ -137,12 +143,13 @@ machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | s
 versions="Node $("$NODE24" --version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(openssl version | cut -d' ' -f1-2), redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), pm2 $("$NODE24" -p "require('$CHAT_DIR/node_modules/pm2/package.json').version"), @socket.io/pm2 $siopm2_version, socket.io 4.8.4"
 log "machine: $machine; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "$versions"
-jq -n --arg machine "$machine" --arg versions "$versions" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+log "scheduler: $BENCH_SCHEDULER"
+jq -n --arg machine "$machine" --arg versions "$versions" --arg scheduler "$BENCH_SCHEDULER" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --argjson quick "$quick" --argjson workers "$workers" --argjson rounds "$rounds" \
   --argjson duration "$duration" --argjson clients "$clients" --argjson loadgens "$loadgens" \
   --argjson deploy_duration "$deploy_duration" --argjson drain_ms "$drain_ms" \
   --argjson attempts "$attempts" --argjson max_others "$max_others" --arg contenders "$contenders" \
-  '{machine: $machine, versions: $versions, load_at_start: $load, quick: ($quick == 1), workers: $workers,
+  '{machine: $machine, versions: $versions, scheduler: $scheduler, load_at_start: $load, quick: ($quick == 1), workers: $workers,
     rounds: $rounds, duration_s: $duration, clients: $clients, loadgens: $loadgens,
     deploy_duration_s: $deploy_duration, drain_ms: $drain_ms, attempts: $attempts,
     max_others_pct: $max_others, contenders: ($contenders | split(","))}' >"$out/run.json"

@@ -563,3 +563,24 @@ front_contender_stop() {
   if [[ -n "$BENCH_PM2_SAVED" ]]; then PM2="$BENCH_PM2_SAVED" BENCH_PM2_SAVED=""; fi
   BENCH_PROXY_PIDS="" BENCH_WORKER_PIDS="" BENCH_NGINX_PIDS=""
 }
+
+# The scheduler's autogroups (kernel.sched_autogroup_enabled, on in Debian's kernels): the CPU is
+# shared fairly between sessions, then between the processes of a session. PM2 cluster mode's workers
+# are children of the PM2 daemon in its session, so all of them together weigh one share; PM2 fork
+# mode's workers each start a session of their own and weigh one share each; nginx, Redis and the
+# load generators one each. On a machine the load saturates, that alone decides who gets the CPU
+# (docs/benchmarks.md, "Behind nginx"). The benchmarks weigh every process by itself (autogroups off
+# while they run, restored after) unless --keep-autogroup. Only processes started meanwhile are
+# affected: the kernel picks a task's group when it forks.
+bench_scheduler_begin() { # keep(0|1)
+  BENCH_AUTOGROUP_WAS="$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo absent)"
+  BENCH_SCHEDULER="autogroups $([[ "$BENCH_AUTOGROUP_WAS" == 1 ]] && echo on || echo off) on this host"
+  if [[ "$1" == 0 && "$BENCH_AUTOGROUP_WAS" == 1 ]]; then
+    echo 0 >/proc/sys/kernel/sched_autogroup_enabled
+    BENCH_SCHEDULER="autogroups off for the run (on on this host): every process weighs by itself"
+  fi
+}
+bench_scheduler_end() {
+  if [[ "${BENCH_AUTOGROUP_WAS:-}" == 1 ]]; then echo 1 >/proc/sys/kernel/sched_autogroup_enabled; fi
+  return 0
+}

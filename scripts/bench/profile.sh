@@ -98,8 +98,17 @@ cpu_groups() { # workers nginx controller/router redis pm2-god machine
 read -r -a c0 <<<"$(cpu_groups)"
 accepted() { passive_opens; }
 a0="$(accepted)"
+# system calls (reads, writes: /proc/PID/io) and context switches of a process group
+sys_calls() { local p r=0 w=0 x=0; for p in "$@"; do
+    r=$((r + $(awk '/^syscr/ {print $2}' "/proc/$p/io" 2>/dev/null || echo 0)))
+    w=$((w + $(awk '/^syscw/ {print $2}' "/proc/$p/io" 2>/dev/null || echo 0)))
+    x=$((x + $(awk '/ctxt_switches/ {s += $2} END {print s + 0}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done; echo "$r $w $x"; }
+io_groups() { echo "$(sys_calls $BENCH_WORKER_PIDS) $(sys_calls ${BENCH_NGINX_PIDS:-}) $(sys_calls "$REDIS_PID")"; }
+read -r -a s0 <<<"$(io_groups)"
 perf record -a -g -F 499 -o "$out/perf.data" -- sleep $((duration - 4)) 2>"$out/perf-record.log" >/dev/null
 read -r -a c1 <<<"$(cpu_groups)"
+read -r -a s1 <<<"$(io_groups)"
 a1="$(accepted)"
 ss -s >"$out/ss-s.txt" 2>&1
 # the workers' side of their established connections: what they sent and received, in how many segments
@@ -125,6 +134,7 @@ read -r -a b1 <<<"$(bpf_prog)"
   echo "== CPU seconds over the $((duration - 4)) s window (/proc): workers ${c1[0]}-${c0[0]}, nginx ${c1[1]}-${c0[1]}, controller/router ${c1[2]}-${c0[2]}, redis ${c1[3]}-${c0[3]}, pm2 God ${c1[4]}-${c0[4]}, machine busy ${c1[5]}-${c0[5]}" |
     awk '{ while (match($0, /[0-9.]+-[0-9.]+/)) { split(substr($0, RSTART, RLENGTH), v, "-"); $0 = substr($0, 1, RSTART - 1) sprintf("%.2f", v[1] - v[2]) substr($0, RSTART + RLENGTH) } print }'
   echo "   TCP connections accepted in the benchmark's network namespace meanwhile (TcpPassiveOpens: by nginx and by the workers): $((a1 - a0)); established to the workers' port at the end: $(cat "$out/established-to-workers.txt")"
+  echo "   system calls over the window (/proc/PID/io), reads / writes / context switches: workers $((s1[0] - s0[0])) / $((s1[1] - s0[1])) / $((s1[2] - s0[2])), nginx $((s1[3] - s0[3])) / $((s1[4] - s0[4])) / $((s1[5] - s0[5])), redis $((s1[6] - s0[6])) / $((s1[7] - s0[7])) / $((s1[8] - s0[8]))"
   echo "   ss -s: $(grep -E '^TCP:' "$out/ss-s.txt")"
   echo "   the workers' connections at the end of the window (ss -ti, over their lifetime): $(cat "$out/worker-sockets.txt")"
   echo

@@ -119,7 +119,7 @@ fs.writeFileSync(path.join(dir, 'summary-full.json'), JSON.stringify({ run, full
 // --- tables (markdown) ---
 const fmt = (s, d = 0) => (s ? (s.n > 1 ? `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})` : s.median.toFixed(d)) : '–');
 const md = [];
-md.push(`machine: ${run.machine}; ${run.versions}; load average at start ${run.load_at_start}`);
+md.push(`machine: ${run.machine}; ${run.versions}; load average at start ${run.load_at_start}${run.scheduler ? `; scheduler: ${run.scheduler}` : ''}`);
 md.push(`${run.quick ? 'quick' : 'full'} run: ${run.rounds} round(s), ${run.clients} clients from ${run.loadgens} load.js processes, ` +
   `${run.duration_s} s of closed-loop messaging per load; @socket.io/sticky ${run.sticky_lb}; nginx upstream keepalive ${run.nginx_upstream_keepalive || 'off'}`);
 if (bpf) {

@@ -15,51 +15,10 @@
 #include <bpf/bpf_endian.h>
 
 #include "sio_steer.h"
+#include "sio_steer_maps.bpf.h"
 #include "read_client.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} workers SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, struct slot);
-} slots SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144); /* resized by the controller (--max-sessions) before load */
-	__type(key, struct client_key);
-	__type(value, struct session);
-} sessions SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SIO_STEER_RING_SIZE);
-	__type(key, __u32);
-	__type(value, __u32);
-} ring SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct stats);
-} stats SEC(".maps");
 
 static __always_inline int select_slot(struct sk_reuseport_md *ctx, __u32 slot)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * What the benchmark variants (bpf/bench/) share with the steering program: its maps, as
- * declared there (the benchmark reuses the pinned ones, bpf_map__reuse_fd), and its
+ * What the benchmark variants (bpf/bench/) share with the steering program: its maps
+ * (bpf/sio_steer_maps.bpf.h; the benchmark reuses the pinned ones, bpf_map__reuse_fd), and its
  * read_client() (bpf/read_client.bpf.h).
  */
 #ifndef SIO_STEER_BENCH_COMMON_H
@@ -13,27 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "../sio_steer.h"
+#include "../sio_steer_maps.bpf.h"
 #include "../read_client.bpf.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} workers SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SIO_STEER_RING_SIZE);
-	__type(key, __u32);
-	__type(value, __u32);
-} ring SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
 
 #endif /* SIO_STEER_BENCH_COMMON_H */

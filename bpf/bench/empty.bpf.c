@@ -8,21 +8,15 @@
  *   select_fixed  selects slot 0 of the workers map: the floor of any program that steers, since
  *                 every steering program pays one bpf_sk_select_reuseport().
  *
- * The benchmark reuses the pinned workers map of the real program (bpf_map__reuse_fd).
+ * The benchmark reuses the pinned maps of the real program (bpf_map__reuse_fd).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 #include "../sio_steer.h"
+#include "../sio_steer_maps.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} workers SEC(".maps");
 
 /* The slot select_fixed picks; the benchmark sets it to a live slot before load. */
 const volatile __u32 fixed_slot = 0;

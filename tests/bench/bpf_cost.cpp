@@ -294,6 +294,24 @@ void reuse(bpf_map* map, int fd)
         fail(std::string("reusing the pinned ") + bpf_map__name(map) + " map");
 }
 
+// The real program's pinned maps, by fd.
+struct pinned_maps {
+    int workers, slots, sessions, ring, config, stats;
+};
+
+// A benchmark variant declares every map of the real program (bpf/sio_steer_maps.bpf.h) and runs
+// on the pinned ones: nothing is created twice, and both choose the same worker for a new client.
+template <class Maps>
+void reuse_pinned(const Maps& maps, const pinned_maps& fds)
+{
+    reuse(maps.workers, fds.workers);
+    reuse(maps.slots, fds.slots);
+    reuse(maps.sessions, fds.sessions);
+    reuse(maps.ring, fds.ring);
+    reuse(maps.config, fds.config);
+    reuse(maps.stats, fds.stats);
+}
+
 template <class T, void (*Destroy)(T*)>
 struct skel_deleter {
     void operator()(T* p) const { Destroy(p); }
@@ -509,6 +527,8 @@ int main(int argc, char** argv)
                   slots_map = pinned(dir + "/slots"), sessions_map = pinned(dir + "/sessions"),
                   ring_map = pinned(dir + "/ring"), config_map = pinned(dir + "/config"),
                   stats_map = pinned(dir + "/stats");
+        const pinned_maps maps{workers_map.get(), slots_map.get(), sessions_map.get(),
+                               ring_map.get(),    config_map.get(), stats_map.get()};
         const config base_config = read_config(config_map.get());
         std::vector<std::uint32_t> ring(SIO_STEER_RING_SIZE);
         for (std::uint32_t i = 0; i < ring.size(); i++)
@@ -525,20 +545,18 @@ int main(int argc, char** argv)
         sio_steer::worker_sockets group = sio_steer::take_listeners(port);
         const int member = group.fds.front().get();
 
-        // The floors and the hash-only variant, on the pinned workers/ring/config maps.
+        // The floors and the hash-only variant, on the pinned maps.
         empty_skel floors(bench_empty_bpf__open());
         if (!floors)
             fail("opening bench_empty");
         floors->rodata->fixed_slot = ring[0];
-        reuse(floors->maps.workers, workers_map.get());
+        reuse_pinned(floors->maps, maps);
         if (bench_empty_bpf__load(floors.get()))
             fail("loading bench_empty");
         hash_skel hashed(bench_hash_only_bpf__open());
         if (!hashed)
             fail("opening bench_hash_only");
-        reuse(hashed->maps.workers, workers_map.get());
-        reuse(hashed->maps.ring, ring_map.get());
-        reuse(hashed->maps.config, config_map.get());
+        reuse_pinned(hashed->maps, maps);
         if (bench_hash_only_bpf__load(hashed.get()))
             fail("loading bench_hash_only");
         profile_skel steps;
@@ -552,9 +570,7 @@ int main(int argc, char** argv)
                 if (slots[i].generation && std::find(ring.begin(), ring.end(), i) != ring.end())
                     steps->rodata->live_slots[live++] = i;
             steps->rodata->live_count = std::max(live, 1u);
-            reuse(steps->maps.workers, workers_map.get());
-            reuse(steps->maps.ring, ring_map.get());
-            reuse(steps->maps.config, config_map.get());
+            reuse_pinned(steps->maps, maps);
             if (bench_profile_bpf__load(steps.get()))
                 fail("loading bench_profile");
             const int small = bpf_map__fd(steps->maps.ring_small);

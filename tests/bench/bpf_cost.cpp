@@ -66,6 +66,7 @@
 #include "bench_profile.skel.h"
 #include "controller.h"
 #include "harness.h"
+#include "pinned_state.h"
 #include "sio_steer.h"
 #include "sio_steer.skel.h"
 #include "unique_fd.h"
@@ -325,24 +326,6 @@ struct object_deleter {
 };
 using object_ptr = std::unique_ptr<bpf_object, object_deleter>;
 
-stats read_stats(int fd)
-{
-    int cpus = libbpf_num_possible_cpus();
-    std::vector<stats> per_cpu(static_cast<std::size_t>(std::max(cpus, 1)));
-    std::uint32_t zero = 0;
-    if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()))
-        fail("reading the stats map");
-    stats sum{};
-    for (const stats& s : per_cpu) {
-        sum.session_hits += s.session_hits;
-        sum.new_sessions += s.new_sessions;
-        sum.expired += s.expired;
-        sum.fallbacks += s.fallbacks;
-        sum.errors += s.errors;
-    }
-    return sum;
-}
-
 config read_config(int fd)
 {
     config c{};
@@ -529,6 +512,10 @@ int main(int argc, char** argv)
                   stats_map = pinned(dir + "/stats");
         const pinned_maps maps{workers_map.get(), slots_map.get(), sessions_map.get(),
                                ring_map.get(),    config_map.get(), stats_map.get()};
+        // The stats summed over CPUs as `sio-steer status` sums them.
+        const std::optional<sio_steer::pinned_state> state = sio_steer::pinned_state::open(dir);
+        if (!state)
+            throw std::runtime_error("nothing pinned in " + dir + " after attach");
         const config base_config = read_config(config_map.get());
         std::vector<std::uint32_t> ring(SIO_STEER_RING_SIZE);
         for (std::uint32_t i = 0; i < ring.size(); i++)
@@ -765,7 +752,7 @@ int main(int argc, char** argv)
                             write_config(config_map.get(), c);
                             current_refresh = refresh;
                         }
-                        const stats s0 = v.sessions_fd >= 0 ? read_stats(stats_map.get()) : stats{};
+                        const stats s0 = v.sessions_fd >= 0 ? state->read_stats() : stats{};
                         const prog_counters c0 = read_counters(v.prog_fd);
                         std::uint64_t failures = 0;
                         for (std::size_t i = vi * per + from; i < vi * per + to; i++) {
@@ -786,7 +773,7 @@ int main(int argc, char** argv)
                         ph.connections += to - from;
                         ph.failures += failures;
                         if (v.sessions_fd >= 0) {  // the path the counters say it took is the one we mean
-                            const stats s1 = read_stats(stats_map.get());
+                            const stats s1 = state->read_stats();
                             taken[vi] += pass == 0 ? s1.new_sessions - s0.new_sessions : s1.session_hits - s0.session_hits;
                             expected[vi] += to - from - failures;
                             if (s1.errors != s0.errors || s1.expired != s0.expired)

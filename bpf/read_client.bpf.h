@@ -17,8 +17,8 @@
  * address it connected to (IPv4 mapped into IPv6), and the client's source port. From the packet
  * for a SYN; from the request or child socket when a closing listener hands its queue over (no
  * packet): there the client is the socket's peer (dst_*) and the destination its own end (src_*). */
-static __always_inline int read_connection(struct sk_reuseport_md *ctx, struct client_key *key,
-					   __u32 *port, int *is_v4, int destination)
+static __always_inline int read_connection(struct sk_reuseport_md *ctx, struct client_key *key, __u32 *port,
+					   int *is_v4, int destination)
 {
 	struct bpf_sock *msk = ctx->migrating_sk;
 
@@ -93,8 +93,8 @@ static __always_inline int read_connection(struct sk_reuseport_md *ctx, struct c
 }
 
 /* The client's address (as IPv6, IPv4 mapped) and source port: read_connection() of the source. */
-static __always_inline int read_client(struct sk_reuseport_md *ctx, struct client_key *key,
-				       __u32 *port, int *is_v4)
+static __always_inline int read_client(struct sk_reuseport_md *ctx, struct client_key *key, __u32 *port,
+				       int *is_v4)
 {
 	return read_connection(ctx, key, port, is_v4, 0);
 }

@@ -135,33 +135,18 @@ std::vector<std::string> entries(const std::string& dir)
     return names;
 }
 
-class BadInputTest : public ::testing::Test {
+class BadInputTest : public kernel_test {
 protected:
-    void SetUp() override
+    // `attach --once` on `port_value` (not a port, perhaps) with the test's pin root and lock folder.
+    std::vector<std::string> attach_on(const std::string& port_value) const
     {
-        enter_fresh_netns();
-        port = free_port();
+        return {"attach", "--once", "--port", port_value, "--pin-root", pins().path(), "--lock-dir", pins().lock_dir()};
     }
-
-    std::string port_text() const { return std::to_string(port); }
-
-    // `attach --once` on `port_value` with the test's pin root and lock folder.
-    std::vector<std::string> attach_on(const std::string& port_value, std::vector<std::string> extra = {}) const
+    std::vector<std::string> attach_args(const std::vector<std::string>& extra = {}) const
     {
-        std::vector<std::string> a = {"attach", "--once", "--port", port_value, "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir()};
+        std::vector<std::string> a = {"--once"};
         a.insert(a.end(), extra.begin(), extra.end());
-        return a;
-    }
-    std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
-    {
-        return attach_on(port_text(), std::move(extra));
-    }
-
-    void start_workers(int n)
-    {
-        for (int i = 0; i < n; i++)
-            w.push_back(worker_process::instance(port, i));
+        return args("attach", a);
     }
 
     // The refusal: the exit code, one message on stderr with every word of `words`, and (with
@@ -183,7 +168,7 @@ protected:
     // No pin folder (nor a half-built one) in the test's pin root.
     void expect_nothing_pinned() const
     {
-        EXPECT_EQ(entries(pins.path()), std::vector<std::string>{}) << "in " << pins.path();
+        EXPECT_EQ(entries(pins().path()), std::vector<std::string>{}) << "in " << pins().path();
     }
 
     // Where a few clients go now, to compare before and after a refused attach.
@@ -194,10 +179,6 @@ protected:
             answers.push_back(ask_worker(client, "127.0.0.1", port));
         return answers;
     }
-
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
 };
 
 TEST_F(BadInputTest, PortOutOfRangeIsUsageError)
@@ -216,7 +197,7 @@ TEST_F(BadInputTest, UnknownOrMissingOptionIsUsageError)
     start_workers(1);
     // Boost.Program_options words these; sio-steer adds only where to read more.
     expect_refused(sio_steer(attach_args({"--bogus"})), exit_usage, {"--bogus", "sio-steer attach --help"}, false);
-    expect_refused(sio_steer({"attach", "--once", "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()}),
+    expect_refused(sio_steer({"attach", "--once", "--pin-root", pins().path(), "--lock-dir", pins().lock_dir()}),
                    exit_usage, {"--port", "required", "sio-steer attach --help"}, false);
     expect_refused(sio_steer(attach_args({"--v4-prefix", "twelve"})), exit_usage, {"--v4-prefix", "twelve"}, false);
     expect_nothing_pinned();
@@ -276,7 +257,7 @@ TEST_F(BadInputTest, NothingListeningOnThePort)
 TEST_F(BadInputTest, ListenerWithoutReuseportNamesItsOwnerAndTheNodeOption)
 {
     // What PM2 cluster mode without reusePort looks like: the God daemon's one plain listener.
-    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, "::", false));
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, {.reuseport = false}));
     expect_refused(sio_steer(attach_args()), exit_not_steerable,
                    {"port " + port_text() + " has one listener without SO_REUSEPORT",
                     "pid " + std::to_string(w[0]->pid()) + " (test_worker)", "God daemon", "reusePort: true",
@@ -286,8 +267,8 @@ TEST_F(BadInputTest, ListenerWithoutReuseportNamesItsOwnerAndTheNodeOption)
 
 TEST_F(BadInputTest, ListenersInTwoGroupsAreBothNamed)
 {
-    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, "127.0.0.1"));
-    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=1"}, "::1"));
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, {.address = "127.0.0.1"}));
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=1"}, {.address = "::1"}));
     expect_refused(sio_steer(attach_args()), exit_not_steerable,
                    {"port " + port_text() + " has several listening groups", "127.0.0.1:" + port_text(),
                     "[::1]:" + port_text(), "reusePort: true"});
@@ -311,8 +292,8 @@ TEST_F(BadInputTest, WithoutPrivilegesNamesTheMissingCapabilities)
 TEST_F(BadInputTest, LockDirTooLongForTheControlSocket)
 {
     start_workers(2);
-    const std::string deep = pins.lock_dir() + "/" + std::string(100, 'd');
-    run_result r = sio_steer({"attach", "--port", port_text(), "--pin-root", pins.path(), "--lock-dir", deep});
+    const std::string deep = pins().lock_dir() + "/" + std::string(100, 'd');
+    run_result r = sio_steer({"attach", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", deep});
     expect_refused(r, exit_usage, {"control socket path", "too long for a Unix socket", "use a shorter --lock-dir"});
     expect_nothing_pinned();
 }
@@ -326,18 +307,15 @@ TEST_F(BadInputTest, StatusAndSessionsWithoutPrivilegesSayWhatIsWrong)
     ASSERT_EQ(sio_steer(attach_args()).code, 0);
     const std::vector<std::string> nobody = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                              "--inh-caps=-all"};
-    const std::vector<std::string> pin_root = {"--pin-root", pins.path()};
-    for (std::vector<std::string> args : {std::vector<std::string>{"status", "--port", port_text()},
-                                          std::vector<std::string>{"status"},
-                                          std::vector<std::string>{"sessions", "--port", port_text()}}) {
-        args.insert(args.end(), pin_root.begin(), pin_root.end());
-        run_result r = sio_steer_under(nobody, args);
-        EXPECT_EQ(r.code, exit_environment) << args[0] << "\n" << r.err;
+    const std::vector<std::string> every_port = {"status", "--pin-root", pins().path()};
+    for (const std::vector<std::string>& verb : {args("status"), every_port, args("sessions")}) {
+        run_result r = sio_steer_under(nobody, verb);
+        EXPECT_EQ(r.code, exit_environment) << verb[0] << "\n" << r.err;
         EXPECT_NE(r.err.find("cannot read the pinned state"), std::string::npos) << r.err;
         EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
         EXPECT_NE(r.err.find("run it as root"), std::string::npos) << r.err;
     }
-    EXPECT_EQ(sio_steer({"status", "--port", port_text(), "--pin-root", pins.path()}).code, 0) << "root reads it";
+    EXPECT_EQ(sio_steer(args("status")).code, 0) << "root reads it";
 }
 
 TEST_F(BadInputTest, PinRootNotOnBpffs)
@@ -345,13 +323,13 @@ TEST_F(BadInputTest, PinRootNotOnBpffs)
     start_workers(2);
     tmp_dir plain;
     run_result r = sio_steer({"attach", "--once", "--port", port_text(), "--pin-root", plain.path(), "--lock-dir",
-                              pins.lock_dir()});
+                              pins().lock_dir()});
     expect_refused(r, exit_environment, {plain.path() + " is not on a BPF filesystem", "mount -t bpf"});
     EXPECT_EQ(entries(plain.path()), std::vector<std::string>{});
 
     // A pin root that does not exist yet is judged by its nearest existing folder, and not created.
     const std::string missing = plain.path() + "/not/yet";
-    r = sio_steer({"attach", "--once", "--port", port_text(), "--pin-root", missing, "--lock-dir", pins.lock_dir()});
+    r = sio_steer({"attach", "--once", "--port", port_text(), "--pin-root", missing, "--lock-dir", pins().lock_dir()});
     expect_refused(r, exit_environment, {missing + " is not on a BPF filesystem", "mount -t bpf"});
     EXPECT_FALSE(fs::exists(plain.path() + "/not"));
     expect_nothing_pinned();
@@ -361,25 +339,19 @@ TEST_F(BadInputTest, SecondControllerOnTheSamePortIsRefusedAndChangesNothing)
 {
     start_workers(3);
     // The first controller follows the port (attach without --once) and holds its lock meanwhile.
-    std::vector<std::string> args = attach_args();
-    args.erase(args.begin() + 1);  // --once
-    background_process first(args);
-    for (int i = 0; i < 500 && first.output().find("following port") == std::string::npos; i++) {
-        ASSERT_EQ(first.wait_exit(0), -1) << first.output();
-        usleep(10'000);
-    }
-    ASSERT_NE(first.output().find("following port"), std::string::npos) << first.output();
-    const pinned_snapshot before = snapshot(pins.dir(port));
+    ASSERT_NO_FATAL_FAILURE(start_controller());
+    background_process& first = *controller;
+    const pinned_snapshot before = snapshot(pins().dir(port));
     const std::vector<std::string> placed = placement();
 
     const std::string holder = std::to_string(first.pid());
     for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"--v4-prefix", "16"}}) {
         expect_refused(sio_steer(attach_args(extra)), exit_busy,
-                       {"(pid " + holder + ") is already managing " + pins.dir(port), "sio-steer status"});
+                       {"(pid " + holder + ") is already managing " + pins().dir(port), "sio-steer status"});
     }
-    EXPECT_TRUE(snapshot(pins.dir(port)) == before) << "the refused controller changed the pinned state";
+    EXPECT_TRUE(snapshot(pins().dir(port)) == before) << "the refused controller changed the pinned state";
     EXPECT_EQ(placement(), placed);
-    EXPECT_EQ(entries(pins.path()), std::vector<std::string>{port_text()});
+    EXPECT_EQ(entries(pins().path()), std::vector<std::string>{port_text()});
     EXPECT_EQ(first.wait_exit(0), -1) << "the first controller stopped: " << first.output();
 }
 
@@ -387,27 +359,24 @@ TEST_F(BadInputTest, IncompatiblePinnedStateIsRefusedReportedAndDetachable)
 {
     start_workers(4);
     ASSERT_EQ(sio_steer(attach_args()).code, 0);
-    set_abi_version(pins.dir(port), 99);
-    const pinned_snapshot before = snapshot(pins.dir(port));
+    set_abi_version(pins().dir(port), 99);
+    const pinned_snapshot before = snapshot(pins().dir(port));
     const std::vector<std::string> placed = placement();
 
     expect_refused(sio_steer(attach_args()), exit_incompatible,
                    {"ABI version 99", "speaks version " + std::to_string(SIO_STEER_ABI_VERSION), "sio-steer detach"});
-    EXPECT_TRUE(snapshot(pins.dir(port)) == before) << "the refused attach changed the pinned state";
+    EXPECT_TRUE(snapshot(pins().dir(port)) == before) << "the refused attach changed the pinned state";
     EXPECT_EQ(placement(), placed);
-    EXPECT_EQ(entries(pins.path()), std::vector<std::string>{port_text()});
+    EXPECT_EQ(entries(pins().path()), std::vector<std::string>{port_text()});
 
     // The reading verbs say so too, with the same exit code.
-    expect_refused(sio_steer({"status", "--port", port_text(), "--pin-root", pins.path()}), exit_incompatible,
-                   {"ABI version 99"});
-    expect_refused(sio_steer({"status", "--port", port_text(), "--pin-root", pins.path(), "--json"}),
-                   exit_incompatible, {"ABI version 99"});
-    expect_refused(sio_steer({"sessions", "--port", port_text(), "--pin-root", pins.path()}), exit_incompatible,
-                   {"ABI version 99"});
-    EXPECT_TRUE(snapshot(pins.dir(port)) == before);
+    expect_refused(sio_steer(args("status")), exit_incompatible, {"ABI version 99"});
+    expect_refused(sio_steer(args("status", {"--json"})), exit_incompatible, {"ABI version 99"});
+    expect_refused(sio_steer(args("sessions")), exit_incompatible, {"ABI version 99"});
+    EXPECT_TRUE(snapshot(pins().dir(port)) == before);
 
     // What the message tells to do works: detach removes the state (and the program), attach again.
-    run_result r = sio_steer({"detach", "--port", port_text(), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
+    run_result r = sio_steer(args("detach"));
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_NE((r.out + r.err).find("ABI version 99; this sio-steer speaks version"), std::string::npos) << r.out << r.err;
     EXPECT_NE((r.out + r.err).find("detached from port " + port_text() + ";"), std::string::npos) << r.out << r.err;
@@ -419,9 +388,9 @@ TEST_F(BadInputTest, IncompatiblePinnedStateIsRefusedReportedAndDetachable)
 
     r = sio_steer(attach_args());
     EXPECT_EQ(r.code, 0) << r.err;
-    r = sio_steer({"status", "--port", port_text(), "--pin-root", pins.path()});
+    r = sio_steer(args("status"));
     EXPECT_EQ(r.code, 0) << r.err;
-    r = sio_steer({"detach", "--port", port_text(), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
+    r = sio_steer(args("detach"));
     EXPECT_EQ(r.code, 0) << r.err;
     expect_nothing_pinned();
 }
@@ -430,17 +399,16 @@ TEST_F(BadInputTest, ReadingOrDetachingAPortWithNothingPinned)
 {
     start_workers(1);
     // status prints its report (here: one line) on stdout, so a script can run it on every port.
-    run_result r = sio_steer({"status", "--port", port_text(), "--pin-root", pins.path()});
+    run_result r = sio_steer(args("status"));
     EXPECT_EQ(r.code, exit_not_attached) << r.err;
     EXPECT_NE(r.out.find("port " + port_text() + ": not attached"), std::string::npos) << r.out;
-    r = sio_steer({"status", "--pin-root", pins.path()});
+    r = sio_steer({"status", "--pin-root", pins().path()});
     EXPECT_EQ(r.code, exit_not_attached) << r.err;
     EXPECT_NE(r.out.find("no port is steered"), std::string::npos) << r.out;
 
-    expect_refused(sio_steer({"sessions", "--port", port_text(), "--pin-root", pins.path()}), exit_not_attached,
+    expect_refused(sio_steer(args("sessions")), exit_not_attached,
                    {"nothing is pinned for port " + port_text(), "sio-steer attach --port " + port_text()});
-    expect_refused(sio_steer({"detach", "--port", port_text(), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()}),
-                   exit_not_attached, {"nothing is pinned for port " + port_text(), "sio-steer status"});
+    expect_refused(sio_steer(args("detach")), exit_not_attached, {"nothing is pinned for port " + port_text(), "sio-steer status"});
     expect_nothing_pinned();
 }
 

@@ -18,23 +18,17 @@
 #include "harness.h"
 #include "pinned_state.h"
 
-#ifndef SIO_STEER_SOURCE_DIR
-#error "SIO_STEER_SOURCE_DIR must name the source tree"
-#endif
-
 namespace sio_steer::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ConfigFileTest : public ::testing::Test {
+class ConfigFileTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
-        for (int i = 0; i < 3; i++)
-            w.push_back(worker_process::instance(port, i));
+        kernel_test::SetUp();
+        start_workers(3);
         file = "/tmp/sio-steer-test-" + std::to_string(getpid()) + ".conf";
     }
     void TearDown() override { fs::remove(file); }
@@ -43,15 +37,13 @@ protected:
 
     std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
     {
-        std::vector<std::string> a = {"attach", "--once", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir(), "--config", file};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
+        extra.insert(extra.begin(), {"--once", "--config", file});
+        return args("attach", extra);
     }
 
     nlohmann::json config() const
     {
-        run_result r = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+        run_result r = sio_steer(args("status", {"--json"}));
         EXPECT_EQ(r.code, 0) << r.err;
         return r.code == 0 ? nlohmann::json::parse(r.out)["config"] : nlohmann::json();
     }
@@ -67,7 +59,7 @@ protected:
     steering current() const
     {
         steering s;
-        std::optional<pinned_state> state = pinned_state::open(pins.dir(port));
+        std::optional<pinned_state> state = pinned_state::open(pins().dir(port));
         if (!state)
             return s;
         bpf_prog_info info{};
@@ -82,9 +74,6 @@ protected:
         return s;
     }
 
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
     std::string file;
 };
 
@@ -159,7 +148,7 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
 // The example shipped in the package, every option uncommented, is a valid config file.
 TEST_F(ConfigFileTest, ThePackagedExampleIsValidWithEveryOptionSet)
 {
-    std::ifstream in(SIO_STEER_SOURCE_DIR "/packaging/sio-steer.conf");
+    std::ifstream in(source_file("packaging/sio-steer.conf"));
     std::string text, line;
     int options = 0;
     static const std::regex commented(R"(^#([a-z0-9-]+ = .*)$)");
@@ -173,17 +162,12 @@ TEST_F(ConfigFileTest, ThePackagedExampleIsValidWithEveryOptionSet)
     }
     EXPECT_GE(options, 10);
     write(text);
-    std::vector<std::string> args = attach_args();
-    args.erase(args.begin() + 1);  // a following attach: the example sets metrics-listen
-    background_process attach(args);  // --pin-root and --lock-dir on the command line win
-    for (int i = 0; i < 500 && attach.output().find("following port") == std::string::npos; i++) {
-        ASSERT_EQ(attach.wait_exit(0), -1) << attach.output();
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_NE(attach.output().find("serving metrics at http://127.0.0.1:9477/metrics"), std::string::npos)
-        << attach.output();
-    EXPECT_NE(attach.output().find("resync every 2000 ms"), std::string::npos) << attach.output();
-    EXPECT_TRUE(fs::exists(pins.dir(port)));
+    // A following attach: the example sets metrics-listen. --pin-root and --lock-dir on the command line win.
+    ASSERT_NO_FATAL_FAILURE(start_controller({"--config", file}));
+    EXPECT_NE(controller->output().find("serving metrics at http://127.0.0.1:9477/metrics"), std::string::npos)
+        << controller->output();
+    EXPECT_NE(controller->output().find("resync every 2000 ms"), std::string::npos) << controller->output();
+    EXPECT_TRUE(fs::exists(pins().dir(port)));
 }
 
 }  // namespace

@@ -46,20 +46,18 @@ std::uint16_t local_port(int fd)
     return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-class DiscoveryTest : public ::testing::Test {
+class DiscoveryTest : public kernel_test {
 protected:
     void SetUp() override
     {
         if (geteuid() != 0)
             GTEST_SKIP() << "needs root";
-        enter_fresh_netns();
+        kernel_test::SetUp();
     }
 };
 
 TEST_F(DiscoveryTest, FindsEachWorkerWithPidInstanceAndAddress)
 {
-    const std::uint16_t port = free_port();
-    workers w;
     // Started out of instance order: the result is sorted by instance, not by start.
     for (int instance : {2, 0, 1})
         w.push_back(worker_process::start(port, {instance_env(instance)}));
@@ -90,9 +88,7 @@ TEST_F(DiscoveryTest, FindsEachWorkerWithPidInstanceAndAddress)
 
 TEST_F(DiscoveryTest, ListenerOnAnotherPortIsNotReturned)
 {
-    const std::uint16_t port = free_port();
     const std::uint16_t other = free_port(port);
-    workers w;
     w.push_back(worker_process::start(port, {instance_env(0)}));
     w.push_back(worker_process::start(other, {instance_env(1)}));
 
@@ -109,15 +105,13 @@ TEST_F(DiscoveryTest, ListenerOnAnotherPortIsNotReturned)
 
 TEST_F(DiscoveryTest, NothingOnAnUnusedPort)
 {
-    EXPECT_TRUE(find_listeners(free_port()).empty());
+    EXPECT_TRUE(find_listeners(port).empty());
 }
 
 TEST_F(DiscoveryTest, LoopbackListenersOfBothFamilies)
 {
-    const std::uint16_t port = free_port();
-    workers w;
-    w.push_back(worker_process::start(port, {}, "127.0.0.1"));
-    w.push_back(worker_process::start(port, {}, "::1"));
+    w.push_back(worker_process::start(port, {}, {.address = "127.0.0.1"}));
+    w.push_back(worker_process::start(port, {}, {.address = "::1"}));
 
     const auto found = find_listeners(port);
     ASSERT_EQ(found.size(), 2u);
@@ -137,8 +131,6 @@ TEST_F(DiscoveryTest, LoopbackListenersOfBothFamilies)
 // instance inside pm2_env, and a NODE_UNIQUE_ID that must not be taken for it.
 TEST_F(DiscoveryTest, InstanceFromPm2EnvDocument)
 {
-    const std::uint16_t port = free_port();
-    workers w;
     w.push_back(worker_process::start(
         port, {"NODE_UNIQUE_ID=9",
                R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","env":{"NODE_ENV":"production"},)"
@@ -151,8 +143,6 @@ TEST_F(DiscoveryTest, InstanceFromPm2EnvDocument)
 
 TEST_F(DiscoveryTest, DuplicatedSocketIsTheListener)
 {
-    const std::uint16_t port = free_port();
-    workers w;
     for (int instance : {0, 1})
         w.push_back(worker_process::start(port, {instance_env(instance)}));
 
@@ -196,8 +186,7 @@ TEST_F(DiscoveryTest, DuplicateFromGoneProcessFails)
 
 TEST_F(DiscoveryTest, DuplicateOfUnusedFdFails)
 {
-    workers w;
-    w.push_back(worker_process::start(free_port(), {instance_env(0)}));
+    w.push_back(worker_process::start(port, {instance_env(0)}));
     try {
         duplicate_socket(w[0]->pid(), 999);
         FAIL() << "expected steer_error";
@@ -213,35 +202,28 @@ TEST_F(DiscoveryTest, DuplicateOfUnusedFdFails)
 // which must come out as an environment error that says what to grant.
 TEST_F(DiscoveryTest, DuplicateWithoutPtraceIsEnvironmentError)
 {
-    const std::uint16_t port = free_port();
-    workers w;
     w.push_back(worker_process::start(port, {instance_env(0)}));
     const auto found = find_listeners(port);
     ASSERT_EQ(found.size(), 1u);
 
-    pid_t child = fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        // Exit status: 0 = the expected error, else which check failed.
-        if (setgroups(0, nullptr) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
-            _exit(10);
-        try {
-            duplicate_socket(found[0].pid, found[0].fd);
-            _exit(11);
-        } catch (const steer_error& e) {
-            if (e.code() != exit_code::environment)
-                _exit(12);
-            if (e.fix().find("CAP_SYS_PTRACE") == std::string::npos || e.fix().find("root") == std::string::npos)
-                _exit(13);
-            _exit(0);
-        } catch (...) {
-            _exit(14);
-        }
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    // Exit code: 0 = the expected error, else which check failed.
+    EXPECT_EQ(in_child([&] {
+                  if (setgroups(0, nullptr) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+                      return 10;
+                  try {
+                      duplicate_socket(found[0].pid, found[0].fd);
+                      return 11;
+                  } catch (const steer_error& e) {
+                      if (e.code() != exit_code::environment)
+                          return 12;
+                      if (e.fix().find("CAP_SYS_PTRACE") == std::string::npos || e.fix().find("root") == std::string::npos)
+                          return 13;
+                      return 0;
+                  } catch (...) {
+                      return 14;
+                  }
+              }),
+              0);
 }
 
 }  // namespace

@@ -86,38 +86,11 @@ std::string locks_device_of(pid_t pid, ino_t ino)
     return "";
 }
 
-class DoctorTest : public ::testing::Test {
+class DoctorTest : public kernel_test {
 protected:
-    void SetUp() override
-    {
-        enter_fresh_netns();
-        port = free_port();
-    }
+    void attach_once() { ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0); }
 
-    void start_workers(int n)
-    {
-        for (int i = 0; i < n; i++)
-            w.push_back(worker_process::instance(port, i));
-    }
-
-    std::vector<std::string> with_pins(std::vector<std::string> a) const
-    {
-        a.insert(a.end(), {"--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
-        return a;
-    }
-
-    void attach_once() { ASSERT_EQ(sio_steer(with_pins({"attach", "--once"})).code, 0); }
-
-    void start_controller(std::vector<std::string> extra = {})
-    {
-        extra.insert(extra.begin(), "attach");
-        controller = std::make_unique<background_process>(with_pins(extra));
-        for (int i = 0; i < 500 && controller->output().find("following port") == std::string::npos; i++)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        ASSERT_NE(controller->output().find("following port"), std::string::npos) << controller->output();
-    }
-
-    run_result doctor() { return sio_steer(with_pins({"doctor"})); }
+    run_result doctor() { return sio_steer(args("doctor")); }
 
     // The line of one check: "  <verdict> <check> <detail>", and its fix line if any.
     static std::string line_of(const run_result& r, const std::string& check)
@@ -137,17 +110,12 @@ protected:
     }
 
     static std::string verdict_of(const std::string& line) { return line.substr(2, line.find(' ', 2) - 2); }
-
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
-    std::unique_ptr<background_process> controller;
 };
 
 TEST_F(DoctorTest, AllIsWellWithAFollowingAttachAndClientsOfTheirOwn)
 {
     start_workers(4);
-    start_controller();
+    ASSERT_NO_FATAL_FAILURE(start_controller());
     probe(client_addresses(120, 0), port, 2);  // 240 connections from 120 addresses: no proxy
     run_result r = doctor();
     EXPECT_EQ(r.code, 0) << r.out << r.err;
@@ -175,7 +143,7 @@ TEST_F(DoctorTest, NothingAttachedIsAProblemWithItsFix)
 TEST_F(DoctorTest, OneListenerWithoutReuseportSaysHowToFixTheApp)
 {
     // What PM2 cluster mode without reusePort looks like: one socket for every worker.
-    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, "::", false));
+    w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, {.reuseport = false}));
     run_result r = doctor();
     EXPECT_EQ(r.code, exit_unhealthy);
     std::string listeners = line_of(r, "listeners");
@@ -239,7 +207,7 @@ TEST_F(DoctorTest, AttachWithoutAFollowingControllerIsAWarning)
 TEST_F(DoctorTest, TheControllerSaysItFollowsByEvents)
 {
     start_workers(2);
-    start_controller();
+    ASSERT_NO_FATAL_FAILURE(start_controller());
     std::string controller_line;
     for (int i = 0; i < 100; i++) {  // it publishes its mode once its watch is attached
         controller_line = line_of(doctor(), "controller");
@@ -258,7 +226,7 @@ TEST_F(DoctorTest, TheControllerSaysItFollowsByEvents)
 TEST_F(DoctorTest, AControllerThatPollsIsAWarningSayingWhy)
 {
     start_workers(2);
-    start_controller({"--follow", "polling"});
+    ASSERT_NO_FATAL_FAILURE(start_controller({"--follow", "polling"}));
     std::string controller_line;
     for (int i = 0; i < 100; i++) {  // published once it follows
         controller_line = line_of(doctor(), "controller");
@@ -288,7 +256,7 @@ TEST_F(DoctorTest, AControllerWhoseWatchWasRefusedSaysWhy)
 {
     start_workers(2);
     attach_once();
-    port_lock lock(pins.lock_dir(), pins.dir(port));
+    port_lock lock(pins().lock_dir(), pins().dir(port));
     const std::string why = "cannot attach a listener watch: the kernel has no BTF; to fix: run a kernel with CONFIG_DEBUG_INFO_BTF";
     lock.publish({"polling", why});
     std::string controller_line = line_of(doctor(), "controller");
@@ -306,13 +274,11 @@ TEST_F(DoctorTest, AControllerWithItsLockFolderOnOverlayfsIsFound)
     start_workers(2);
     overlay_mount overlay;
     const std::string locks = overlay.merged() + "/locks";
-    background_process attach({"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
-    for (int i = 0; i < 500 && attach.output().find("following port") == std::string::npos; i++)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_NE(attach.output().find("following port"), std::string::npos) << attach.output();
+    background_process attach({"attach", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", locks});
+    ASSERT_TRUE(attach.wait_for_output("following port")) << attach.output();
 
     // The condition itself: stat() and /proc/locks disagree on the lock file's device.
-    std::string pin_name = pins.dir(port);
+    std::string pin_name = pins().dir(port);
     std::replace(pin_name.begin(), pin_name.end(), '/', '-');
     struct stat st {};
     ASSERT_EQ(stat((locks + "/" + pin_name + ".lock").c_str(), &st), 0);
@@ -322,13 +288,13 @@ TEST_F(DoctorTest, AControllerWithItsLockFolderOnOverlayfsIsFound)
     ASSERT_FALSE(seen.empty()) << "no flock of pid " << attach.pid() << " in /proc/locks";
     ASSERT_NE(seen, stat_device) << "the overlay did not reproduce the device mismatch";
 
-    run_result r = sio_steer({"doctor", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
+    run_result r = sio_steer({"doctor", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", locks});
     std::string controller_line = line_of(r, "controller");
     EXPECT_EQ(verdict_of(controller_line), "ok") << r.out;
     EXPECT_NE(controller_line.find("pid " + std::to_string(attach.pid()) + " (sio-steer) follows the workers"),
               std::string::npos)
         << r.out;
-    run_result status = sio_steer({"status", "--json", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", locks});
+    run_result status = sio_steer({"status", "--json", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", locks});
     nlohmann::json follow = nlohmann::json::parse(status.out, nullptr, false).value("follow", nlohmann::json());
     EXPECT_EQ(follow.value("pid", nlohmann::json()), attach.pid()) << status.out << status.err;
     EXPECT_NE(follow.value("mode", ""), "none") << status.out;
@@ -350,7 +316,7 @@ TEST_F(DoctorTest, ANewListenerNotInTheMapIsOutOfSync)
 TEST_F(DoctorTest, EveryClientFromOneAddressLooksLikeAProxy)
 {
     start_workers(4);
-    start_controller();
+    ASSERT_NO_FATAL_FAILURE(start_controller());
     for (int i = 0; i < 250; i++)  // nginx without proxy_bind: every connection from 127.0.0.1
         ASSERT_FALSE(ask_worker("127.0.0.1", "127.0.0.1", port).empty());
     run_result r = doctor();
@@ -366,7 +332,7 @@ TEST_F(DoctorTest, WithoutCapabilitiesItSaysWhichAreMissing)
     start_workers(2);
     attach_once();
     // Root, but with every capability dropped from the bounding set (as a too strict unit would).
-    run_result r = sio_steer_under({"setpriv", "--bounding-set=-all", "--inh-caps=-all"}, with_pins({"doctor"}));
+    run_result r = sio_steer_under({"setpriv", "--bounding-set=-all", "--inh-caps=-all"}, args("doctor"));
     EXPECT_EQ(r.code, exit_unhealthy) << r.out << r.err;
     std::string privileges = line_of(r, "privileges");
     EXPECT_EQ(verdict_of(privileges), "FAIL") << r.out;

@@ -36,37 +36,26 @@ const std::string hide_tracefs = "umount -l /sys/kernel/tracing 2>/dev/null; umo
                                  "mount -t tmpfs none /sys/kernel/tracing";
 const std::string mount_tracefs = "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing";
 
-class FollowTest : public ::testing::Test {
+class FollowTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
+        kernel_test::SetUp();
         metrics_port = free_port(port);
-        for (int i = 0; i < 2; i++)
-            w.push_back(worker_process::instance(port, i));
+        start_workers(2);
     }
 
     // A following attach that resyncs on its own only once a minute: what it does sooner, it
     // does because an event woke it.
-    void start_controller(const std::vector<std::string>& prefix = {})
+    void start_following(const std::vector<std::string>& prefix = {})
     {
-        controller = std::make_unique<background_process>(
-            std::vector<std::string>{"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir",
-                                     pins.lock_dir(), "--resync-interval", "60000", "--metrics-listen",
-                                     "127.0.0.1:" + std::to_string(metrics_port)},
-            prefix);
-        for (int i = 0; i < 500 && controller->output().find("control socket") == std::string::npos; i++) {
-            ASSERT_EQ(controller->wait_exit(0), -1) << controller->output();
-            std::this_thread::sleep_for(milliseconds(10));
-        }
-        ASSERT_NE(controller->output().find("control socket"), std::string::npos) << controller->output();
+        start_controller({"--resync-interval", "60000", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)},
+                         prefix, "control socket");
     }
 
     nlohmann::json follow_status() const
     {
-        run_result r = sio_steer({"status", "--json", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                  "--lock-dir", pins.lock_dir()});
+        run_result r = sio_steer(args("status", {"--json"}));
         auto doc = nlohmann::json::parse(r.out, nullptr, false);
         return doc.is_object() && doc.contains("follow") ? doc["follow"] : nlohmann::json();
     }
@@ -89,7 +78,7 @@ protected:
     {
         auto deadline = steady_clock::now() + limit;
         do {
-            std::optional<pinned_state> state = pinned_state::open(pins.dir(port));
+            std::optional<pinned_state> state = pinned_state::open(pins().dir(port));
             std::set<std::uint32_t> held;
             if (state) {
                 std::vector<slot> slots = state->read_slots();
@@ -125,21 +114,18 @@ protected:
         EXPECT_TRUE(map_holds_pids(worker_pids())) << "a worker's exit went unnoticed\n" << controller->output();
     }
 
-    pin_root pins;
-    std::uint16_t port = 0, metrics_port = 0;
-    workers w;
-    std::unique_ptr<background_process> controller;
+    std::uint16_t metrics_port = 0;
 };
 
 TEST_F(FollowTest, EventsWithoutTracefs)
 {
-    start_controller(in_private_mounts(hide_tracefs));
+    ASSERT_NO_FATAL_FAILURE(start_following(in_private_mounts(hide_tracefs)));
     expect_events_followed();
 }
 
 TEST_F(FollowTest, EventsWithTracefsMounted)
 {
-    start_controller(in_private_mounts(mount_tracefs));
+    ASSERT_NO_FATAL_FAILURE(start_following(in_private_mounts(mount_tracefs)));
     expect_events_followed();
 }
 
@@ -147,11 +133,8 @@ TEST_F(FollowTest, EventsWithTracefsMounted)
 // (within the 100 ms poll), so the tests above can tell the modes apart.
 TEST_F(FollowTest, PollingIsSaidAndStillFollows)
 {
-    controller = std::make_unique<background_process>(std::vector<std::string>{
-        "attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir(), "--follow",
-        "polling"});
-    for (int i = 0; i < 500 && controller->output().find("control socket") == std::string::npos; i++)
-        std::this_thread::sleep_for(milliseconds(10));
+    controller = std::make_unique<background_process>(args("attach", {"--follow", "polling"}));
+    controller->wait_for_output("control socket");
     EXPECT_NE(controller->output().find("following port " + std::to_string(port) + " by polling every 100 ms"),
               std::string::npos)
         << controller->output();
@@ -162,11 +145,10 @@ TEST_F(FollowTest, PollingIsSaidAndStillFollows)
 
 TEST_F(FollowTest, AnUnknownFollowModeIsAUsageError)
 {
-    run_result r = sio_steer({"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir",
-                              pins.lock_dir(), "--follow", "sometimes"});
+    run_result r = sio_steer(args("attach", {"--follow", "sometimes"}));
     EXPECT_EQ(r.code, 2) << r.err;
     EXPECT_NE(r.err.find("--follow sometimes"), std::string::npos) << r.err;
-    EXPECT_FALSE(std::filesystem::exists(pins.dir(port))) << "refused before anything changed";
+    EXPECT_FALSE(std::filesystem::exists(pins().dir(port))) << "refused before anything changed";
 }
 
 // listen() then close() on a socket, `count` times, on `on_port`.
@@ -190,7 +172,7 @@ void listen_storm(std::uint16_t on_port, int count)
 // are filtered out in the kernel: they do not wake the controller at all.
 TEST_F(FollowTest, AListenStormElsewhereDoesNotWakeIt)
 {
-    start_controller();
+    ASSERT_NO_FATAL_FAILURE(start_following());
     ASSERT_TRUE(map_holds_pids(worker_pids())) << controller->output();
     long before = syncs();
     for (int i = 0; i < 200 && before < 1; i++, before = syncs())  // the follower's first resync
@@ -198,16 +180,13 @@ TEST_F(FollowTest, AListenStormElsewhereDoesNotWakeIt)
     ASSERT_GE(before, 1) << controller->output();
 
     listen_storm(free_port(port), 1000);
-    pid_t other_netns = fork();
-    if (other_netns == 0) {
-        if (unshare(CLONE_NEWNET))
-            _exit(1);
-        listen_storm(port, 1000);  // the steered port number, but another namespace's
-        _exit(0);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(other_netns, &status, 0), other_netns);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ASSERT_EQ(in_child([&] {
+                  if (unshare(CLONE_NEWNET))
+                      return 1;
+                  listen_storm(port, 1000);  // the steered port number, but another namespace's
+                  return 0;
+              }),
+              0);
     std::this_thread::sleep_for(milliseconds(300));
     EXPECT_EQ(syncs(), before) << "listeners elsewhere woke the controller";
 
@@ -256,7 +235,7 @@ TEST_F(FollowTest, AWorkerRestartIsFollowedOnACrowdedHost)
 {
     crowd extra(2000);
     ASSERT_EQ(extra.size(), 2000u);
-    start_controller();
+    ASSERT_NO_FATAL_FAILURE(start_following());
     ASSERT_TRUE(map_holds_pids(worker_pids())) << controller->output();
     w[1] = nullptr;  // killed: a restart, as PM2 does it
     w[1] = worker_process::instance(port, 1);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <algorithm>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -32,6 +34,9 @@
 #ifndef SIO_STEER_BIN
 #error "SIO_STEER_BIN must name the sio-steer binary"
 #endif
+#ifndef SIO_STEER_SOURCE_DIR
+#error "SIO_STEER_SOURCE_DIR must name the source tree"
+#endif
 
 namespace sio_steer::test {
 
@@ -43,19 +48,97 @@ void check(bool ok, const std::string& what)
         throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-int run_shell(const std::string& command)
-{
-    int rc = std::system(command.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 void reap(pid_t pid)
 {
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
 }
 
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
 }  // namespace
+
+std::string read_text(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+pid_t spawn(const spawn_options& o)
+{
+    std::vector<const char*> argv, envp;
+    for (const auto& a : o.argv)
+        argv.push_back(a.c_str());
+    argv.push_back(nullptr);
+    if (o.env) {
+        for (const auto& e : *o.env)
+            envp.push_back(e.c_str());
+        envp.push_back(nullptr);
+    }
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        if ((o.in >= 0 && dup2(o.in, STDIN_FILENO) < 0) || (o.out >= 0 && dup2(o.out, STDOUT_FILENO) < 0) ||
+            (o.err >= 0 && dup2(o.err, STDERR_FILENO) < 0))
+            _exit(126);
+        if (o.uid && (setgroups(0, nullptr) || setresgid(*o.uid, *o.uid, *o.uid) || setresuid(*o.uid, *o.uid, *o.uid)))
+            _exit(126);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind (after setresuid, which clears it)
+        if (o.env)
+            execvpe(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
+        else
+            execvp(argv[0], const_cast<char* const*>(argv.data()));
+        _exit(127);
+    }
+    return pid;
+}
+
+run_result run(const std::vector<std::string>& argv)
+{
+    static int counter = 0;
+    std::string base = "/tmp/sio-steer-test-run-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    unique_fd out(::open((base + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    unique_fd err(::open((base + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    pid_t pid = spawn({.argv = argv, .out = out.get(), .err = err.get()});
+    int status = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            reap(pid);
+            throw std::runtime_error(argv[0] + " did not finish within 60 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    run_result r{exit_code(status), read_text(base + ".out"), read_text(base + ".err")};
+    std::remove((base + ".out").c_str());
+    std::remove((base + ".err").c_str());
+    return r;
+}
+
+run_result capture(const std::string& command) { return run({"/bin/sh", "-c", command}); }
+
+int in_child(const std::function<int()>& body)
+{
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        int code = 125;
+        try {
+            code = body();
+        } catch (...) {
+        }
+        _exit(code);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return exit_code(status);
+}
+
+std::string source_file(const std::string& relative) { return std::string(SIO_STEER_SOURCE_DIR) + "/" + relative; }
 
 void enter_fresh_netns(int v6_subnets)
 {
@@ -65,58 +148,48 @@ void enter_fresh_netns(int v6_subnets)
         batch += "addr add fd00:0:0:" + std::to_string(i) + "::1/128 dev lo nodad\n";
     std::string file = "/tmp/sio-steer-test-ip-" + std::to_string(getpid());
     std::ofstream(file) << batch;
-    int rc = run_shell("ip -batch " + file);
+    run_result r = run({"ip", "-batch", file});
     std::remove(file.c_str());
-    if (rc != 0)
-        throw std::runtime_error("ip -batch failed setting up the test network namespace");
+    if (r.code != 0)
+        throw std::runtime_error("ip -batch failed setting up the test network namespace: " + r.err);
 }
 
 std::uint16_t free_port(std::uint16_t avoid)
 {
-    for (;;) {
+    unsigned ephemeral_low = 32768, ephemeral_high = 60999;
+    std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low >> ephemeral_high;
+    // Below the ephemeral range, and above the ports the docs and tests name (5001, 9477, ...).
+    const unsigned low = ephemeral_low > 20000 + 1000 ? 20000 : 1024, high = std::max(ephemeral_low, low + 1) - 1;
+    static std::mt19937 pick{std::random_device{}()};
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        const auto port = static_cast<std::uint16_t>(std::uniform_int_distribution<unsigned>(low, high)(pick));
+        if (port == avoid)
+            continue;
         unique_fd s(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
         int zero = 0;
         setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
         sockaddr_in6 a{};
         a.sin6_family = AF_INET6;
-        socklen_t len = sizeof(a);
-        check(bind(s.get(), reinterpret_cast<sockaddr*>(&a), len) == 0 &&
-                  getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0,
-              "free_port");
-        std::uint16_t port = ntohs(a.sin6_port);
-        if (port != avoid)
+        a.sin6_port = htons(port);
+        if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0)
             return port;
     }
+    throw std::runtime_error("free_port: no free port from " + std::to_string(low) + " to " + std::to_string(high));
 }
 
 std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const std::vector<std::string>& env,
-                                                      const std::string& address, bool reuseport, bool http)
+                                                      const worker_options& options)
 {
     int p[2], q[2];
     check(pipe2(p, O_CLOEXEC) == 0 && pipe2(q, O_CLOEXEC) == 0, "pipe2");
     unique_fd read_end(p[0]), write_end(p[1]), stdin_read(q[0]), stdin_write(q[1]);
 
-    const std::string port_text = std::to_string(port);
-    std::vector<const char*> argv = {TEST_WORKER_BIN, "--port", port_text.c_str(), "--address", address.c_str()};
-    if (!reuseport)
+    std::vector<std::string> argv = {TEST_WORKER_BIN, "--port", std::to_string(port), "--address", options.address};
+    if (!options.reuseport)
         argv.push_back("--no-reuseport");
-    if (http)
+    if (options.http)
         argv.push_back("--http");
-    argv.push_back(nullptr);
-    std::vector<const char*> envp;
-    for (const auto& e : env)
-        envp.push_back(e.c_str());
-    envp.push_back(nullptr);
-
-    pid_t pid = fork();
-    check(pid >= 0, "fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind
-        dup2(write_end.get(), STDOUT_FILENO);
-        dup2(stdin_read.get(), STDIN_FILENO);
-        execve(argv[0], const_cast<char* const*>(argv.data()), const_cast<char* const*>(envp.data()));
-        _exit(127);
-    }
+    pid_t pid = spawn({.argv = argv, .env = env, .in = stdin_read.get(), .out = write_end.get(), .uid = options.uid});
     std::unique_ptr<worker_process> w(new worker_process(pid));  // owns the child from here on
     write_end.reset();
     stdin_read.reset();
@@ -135,7 +208,7 @@ std::unique_ptr<worker_process> worker_process::instance(std::uint16_t port, int
 
 std::unique_ptr<worker_process> worker_process::http_instance(std::uint16_t port, int instance)
 {
-    return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, "::", true, true);
+    return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, {.http = true});
 }
 
 worker_process::~worker_process() { kill_now(); }
@@ -196,6 +269,7 @@ pin_root::pin_root()
     path_ = "/sys/fs/bpf/sio-steer-test-" + id;  // bpffs names may not contain dots
     lock_dir_ = "/tmp/sio-steer-test-locks-" + id;
     check(mkdir(path_.c_str(), 0700) == 0, "mkdir " + path_);
+    check(mkdir(lock_dir_.c_str(), 0755) == 0, "mkdir " + lock_dir_);  // as attach creates it
 }
 
 pin_root::~pin_root()
@@ -205,63 +279,14 @@ pin_root::~pin_root()
     std::filesystem::remove_all(lock_dir_, ec);
 }
 
-namespace {
-
-pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd, const std::vector<std::string>& prefix = {})
-{
-    std::vector<const char*> argv;
-    for (const auto& p : prefix)
-        argv.push_back(p.c_str());
-    argv.push_back(SIO_STEER_BIN);
-    for (const auto& a : args)
-        argv.push_back(a.c_str());
-    argv.push_back(nullptr);
-    pid_t pid = fork();
-    check(pid >= 0, "fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no process behind
-        dup2(out_fd, STDOUT_FILENO);
-        dup2(err_fd, STDERR_FILENO);
-        execvp(argv[0], const_cast<char* const*>(argv.data()));
-        _exit(127);
-    }
-    return pid;
-}
-
-std::string slurp(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-}  // namespace
-
 run_result sio_steer(const std::vector<std::string>& args) { return sio_steer_under({}, args); }
 
 run_result sio_steer_under(const std::vector<std::string>& prefix, const std::vector<std::string>& args)
 {
-    static int counter = 0;
-    std::string base = "/tmp/sio-steer-test-run-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-    unique_fd out(::open((base + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    unique_fd err(::open((base + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    pid_t pid = spawn(args, out.get(), err.get(), prefix);
-    int status = 0;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            reap(pid);
-            throw std::runtime_error("sio-steer did not finish within 60 s");
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    run_result r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(base + ".out"),
-                 slurp(base + ".err")};
-    std::remove((base + ".out").c_str());
-    std::remove((base + ".err").c_str());
-    return r;
+    std::vector<std::string> argv = prefix;
+    argv.push_back(SIO_STEER_BIN);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
 }
 
 background_process::background_process(const std::vector<std::string>& args, const std::vector<std::string>& prefix)
@@ -269,7 +294,10 @@ background_process::background_process(const std::vector<std::string>& args, con
     static int counter = 0;
     log_ = "/tmp/sio-steer-test-bg-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log";
     unique_fd log(::open(log_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    pid_ = spawn(args, log.get(), log.get(), prefix);
+    std::vector<std::string> argv = prefix;
+    argv.push_back(SIO_STEER_BIN);
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = spawn({.argv = argv, .out = log.get(), .err = log.get()});
 }
 
 background_process::~background_process()
@@ -293,7 +321,7 @@ int background_process::wait_exit(int timeout_ms)
         int status = 0;
         if (waitpid(pid_, &status, WNOHANG) == pid_) {
             reaped_ = true;
-            code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            code_ = exit_code(status);
             return code_;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -301,7 +329,19 @@ int background_process::wait_exit(int timeout_ms)
     return -1;
 }
 
-std::string background_process::output() const { return slurp(log_); }
+std::string background_process::output() const { return read_text(log_); }
+
+bool background_process::wait_for_output(const std::string& text, std::chrono::milliseconds limit)
+{
+    for (auto deadline = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < deadline;) {
+        if (output().find(text) != std::string::npos)
+            return true;
+        if (wait_exit(0) >= 0)
+            return output().find(text) != std::string::npos;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+}
 
 namespace {
 
@@ -396,6 +436,35 @@ std::map<std::string, std::vector<std::string>> probe(const std::vector<std::str
                 v.push_back(answer);
         }
     return seen;
+}
+
+void kernel_test::SetUp()
+{
+    enter_fresh_netns(v6_subnets_);
+    port = free_port();
+    pins_.emplace();
+}
+
+std::vector<std::string> kernel_test::args(const std::string& verb, const std::vector<std::string>& extra) const
+{
+    std::vector<std::string> a = {verb, "--port", port_text(), "--pin-root", pins().path()};
+    if (verb != "sessions")  // the one verb that neither holds nor reads the port's lock
+        a.insert(a.end(), {"--lock-dir", pins().lock_dir()});
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+}
+
+void kernel_test::start_workers(int n)
+{
+    for (int i = 0; i < n; i++)
+        w.push_back(worker_process::instance(port, i));
+}
+
+void kernel_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,
+                                   const std::string& ready)
+{
+    controller = std::make_unique<background_process>(args("attach", extra), prefix);
+    ASSERT_TRUE(controller->wait_for_output(ready)) << "no \"" << ready << "\" within 5 s:\n" << controller->output();
 }
 
 }  // namespace sio_steer::test

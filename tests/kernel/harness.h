@@ -1,12 +1,17 @@
-// What the kernel tests share: a private network namespace, worker processes, a private pin root,
-// the sio-steer binary, and clients that connect from chosen source addresses.
+// What the kernel tests share: the base fixture (kernel_test: a private network namespace, a port,
+// a private pin root and lock folder, a verb's arguments), worker processes, the sio-steer binary,
+// running commands (run, capture, spawn), and clients that connect from chosen source addresses.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,22 +19,57 @@
 
 namespace sio_steer::test {
 
+// The whole of a text file ("" if it cannot be read).
+std::string read_text(const std::string& path);
+
+// The path of `relative` in the source tree (docs/runbook.md, packaging/...).
+std::string source_file(const std::string& relative);
+
 // Moves the test process into a new network namespace with lo up and `v6_subnets` IPv6 addresses
 // fd00:0:0:<i>::1 (each in its own /64). Everything the test starts afterwards lives in it, and the
 // namespace goes away with the processes: nothing to clean up, no collision with other tests.
 void enter_fresh_netns(int v6_subnets = 0);
 
-// A TCP port that is free now (dual-stack bind to port 0); `avoid` keeps two picks apart.
+// A TCP port that is free now, below the ephemeral range (net.ipv4.ip_local_port_range), so that no
+// connection's source port can take it later; `avoid` keeps two picks apart.
 std::uint16_t free_port(std::uint16_t avoid = 0);
+
+// A child process: argv[0] looked up in PATH, SIGKILLed if the test process dies first.
+struct spawn_options {
+    std::vector<std::string> argv{};
+    std::optional<std::vector<std::string>> env{};  // exactly this environment (default: the test's)
+    int in = -1, out = -1, err = -1;                // its stdin, stdout, stderr (default: the test's)
+    std::optional<uid_t> uid{};                     // runs as this uid and gid, without groups (default: root)
+};
+pid_t spawn(const spawn_options& o);
+
+struct run_result {
+    int code = -1;  // exit code, or 128 + the signal that killed it
+    std::string out, err;
+};
+
+// Runs `argv` (argv[0] looked up in PATH) and waits for it, at most 60 s.
+run_result run(const std::vector<std::string>& argv);
+
+// Runs a shell command line (sh -c) and waits for it, at most 60 s: exit code, stdout, stderr.
+run_result capture(const std::string& command);
+
+// Runs `body` in a forked child of the test process and returns its exit code (128 + signal).
+int in_child(const std::function<int()>& body);
+
+struct worker_options {
+    std::string address = "::";  // what it listens on
+    bool reuseport = true;       // false: a plain listener, as PM2's God daemon has in cluster mode
+    bool http = false;           // answers HTTP/1.1 requests (test_worker --http), e.g. behind nginx
+    std::optional<uid_t> uid{};  // runs as this user, as PM2 apps do (default: root)
+};
 
 // One running test_worker (see test_worker.cpp), killed and reaped when the object goes away.
 class worker_process {
 public:
     // Starts test_worker with exactly `env` as its environment and waits until it listens.
-    // `http`: answers HTTP/1.1 requests (test_worker --http), e.g. behind nginx.
     static std::unique_ptr<worker_process> start(std::uint16_t port, const std::vector<std::string>& env,
-                                                 const std::string& address = "::", bool reuseport = true,
-                                                 bool http = false);
+                                                 const worker_options& options = {});
     // A worker as PM2 starts it: NODE_APP_INSTANCE=<instance> in the environment.
     static std::unique_ptr<worker_process> instance(std::uint16_t port, int instance);
     // The same, speaking HTTP: 200 with body "<instance> <pid>" and header X-Peer (see test_worker.cpp).
@@ -55,23 +95,20 @@ private:
 
 using workers = std::vector<std::unique_ptr<worker_process>>;
 
-// A private pin root on bpffs, removed with everything under it when the object goes away; and a
-// private lock folder.
+// A private pin root on bpffs and a private lock folder, both created now and removed with
+// everything under them when the object goes away.
 class pin_root {
 public:
     pin_root();
     ~pin_root();
+    pin_root(const pin_root&) = delete;
+    pin_root& operator=(const pin_root&) = delete;
     const std::string& path() const { return path_; }
     const std::string& lock_dir() const { return lock_dir_; }
     std::string dir(std::uint16_t port) const { return path_ + "/" + std::to_string(port); }
 
 private:
     std::string path_, lock_dir_;
-};
-
-struct run_result {
-    int code = -1;
-    std::string out, err;
 };
 
 // Runs the sio-steer binary with `args` and waits for it (at most 60 s).
@@ -92,6 +129,8 @@ public:
     // Waits up to `timeout_ms` for the process to exit; returns its exit code or -1 if still running.
     int wait_exit(int timeout_ms);
     std::string output() const;  // what it printed so far (stdout and stderr)
+    // Waits until it has printed `text`: false if it exits or stays silent for `limit`.
+    bool wait_for_output(const std::string& text, std::chrono::milliseconds limit = std::chrono::milliseconds(5000));
 
 private:
     pid_t pid_ = -1;
@@ -123,5 +162,37 @@ std::vector<std::string> client_addresses(int v4, int v6_subnets);
 // For each client, the distinct answers it got over `connections` fresh connections.
 std::map<std::string, std::vector<std::string>> probe(const std::vector<std::string>& clients, std::uint16_t port,
                                                       int connections);
+
+// The base fixture of the kernel tests (as tubular's testutil gives each test a namespace and a
+// ready CLI): each test in a fresh network namespace, on a free port, with a pin root and a lock
+// folder of its own, created by SetUp() and removed when the test ends, passed or failed.
+class kernel_test : public ::testing::Test {
+protected:
+    explicit kernel_test(int v6_subnets = 0) : v6_subnets_(v6_subnets) {}
+    void SetUp() override;
+
+    const pin_root& pins() const { return *pins_; }
+    std::string port_text() const { return std::to_string(port); }
+
+    // A verb's command line on this test's port, pin root and lock folder, then `extra`:
+    // {verb, --port P, --pin-root R, --lock-dir L, extra...}; `sessions` takes no --lock-dir.
+    std::vector<std::string> args(const std::string& verb, const std::vector<std::string>& extra = {}) const;
+
+    // Workers of PM2 instances 0 .. n-1 on the port (NODE_APP_INSTANCE), added to `w`.
+    void start_workers(int n);
+
+    // A following `attach` (args("attach", extra), under `prefix` if given) in `controller`, once it
+    // has printed `ready` ("following port": its first sync is done); fails the test if it does not.
+    void start_controller(const std::vector<std::string>& extra = {}, const std::vector<std::string>& prefix = {},
+                          const std::string& ready = "following port");
+
+    std::uint16_t port = 0;
+    workers w;
+    std::unique_ptr<background_process> controller;
+
+private:
+    int v6_subnets_;
+    std::optional<pin_root> pins_;
+};
 
 }  // namespace sio_steer::test

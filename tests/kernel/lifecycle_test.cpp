@@ -26,29 +26,19 @@ using client_map = std::map<std::string, std::string>;  // client -> "<instance>
 
 std::string pid_of(const std::string& answer) { return answer.substr(answer.find(' ') + 1); }
 
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
-        for (int i = 0; i < 4; i++)
-            w.push_back(worker_process::instance(port, i));
+        kernel_test::SetUp();
+        start_workers(4);
         clients = client_addresses(300, 0);
     }
 
-    std::vector<std::string> attach_args(bool once) const
-    {
-        std::vector<std::string> a = {"attach", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir()};
-        if (once)
-            a.push_back("--once");
-        return a;
-    }
-
+    // A following attach, once the workers map holds the live workers.
     void start_controller()
     {
-        controller = std::make_unique<background_process>(attach_args(false));
+        controller = std::make_unique<background_process>(args("attach"));
         wait_for_workers();
     }
 
@@ -58,7 +48,7 @@ protected:
     {
         std::set<std::string> pids, instances;
         try {
-            auto state = pinned_state::open(pins.dir(port));
+            auto state = pinned_state::open(pins().dir(port));
             if (!state)
                 return {};
             std::vector<slot> slots = state->read_slots();
@@ -83,7 +73,7 @@ protected:
 
     bool ring_empty() const
     {
-        auto state = pinned_state::open(pins.dir(port));
+        auto state = pinned_state::open(pins().dir(port));
         if (!state)
             return false;
         for (std::uint32_t s : state->read_ring())
@@ -136,11 +126,7 @@ protected:
         return n;
     }
 
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
     std::vector<std::string> clients;
-    std::unique_ptr<background_process> controller;
 };
 
 TEST_F(LifecycleTest, RestartedWorkerLeavesEveryOtherClientInPlace)
@@ -202,7 +188,7 @@ TEST_F(LifecycleTest, DrainingWorkerReleasesItsClientsOneByOneToItsSuccessor)
 {
     start_controller();
     client_map before = where(clients);
-    const std::string control = pins.lock_dir() + "/" + std::to_string(port) + ".sock";
+    const std::string control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
     const std::string old_pid = std::to_string(w[2]->pid());
     auto replacement = worker_process::instance(port, 2);
     const std::string new_pid = std::to_string(replacement->pid());
@@ -306,7 +292,7 @@ TEST_F(LifecycleTest, KilledControllerLeavesSteeringAndANewOneAdoptsIt)
     controller->wait_exit(5000);
     EXPECT_EQ(moved(before, where(clients)), 0) << "steering outlives the controller";
 
-    auto state = pinned_state::open(pins.dir(port));
+    auto state = pinned_state::open(pins().dir(port));
     ASSERT_TRUE(state);
     std::size_t sessions = state->count_sessions();
     std::uint64_t hits = state->read_stats().session_hits;
@@ -321,22 +307,22 @@ TEST_F(LifecycleTest, KilledControllerLeavesSteeringAndANewOneAdoptsIt)
 
 TEST_F(LifecycleTest, PinnedProgramIsReplacedInPlaceKeepingSessions)
 {
-    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     client_map before = where(clients);
     auto program_id = [&] {
-        unique_fd fd(bpf_obj_get((pins.dir(port) + "/program").c_str()));
+        unique_fd fd(bpf_obj_get((pins().dir(port) + "/program").c_str()));
         bpf_prog_info info{};
         __u32 len = sizeof(info);
         EXPECT_EQ(bpf_obj_get_info_by_fd(fd.get(), &info, &len), 0);
         return info.id;
     };
     std::uint32_t first = program_id();
-    std::size_t sessions = pinned_state::open(pins.dir(port))->count_sessions();
+    std::size_t sessions = pinned_state::open(pins().dir(port))->count_sessions();
 
     // A new controller (another build) loads its own program onto the pinned maps.
-    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     EXPECT_NE(program_id(), first) << "the pinned program was replaced";
-    EXPECT_EQ(pinned_state::open(pins.dir(port))->count_sessions(), sessions) << "no session dropped";
+    EXPECT_EQ(pinned_state::open(pins().dir(port))->count_sessions(), sessions) << "no session dropped";
     EXPECT_EQ(moved(before, where(clients)), 0) << "and the new program serves them where they were";
 }
 
@@ -362,8 +348,7 @@ TEST_F(LifecycleTest, RestartOfAllWorkersReattachesAndKeepsClientsSticky)
 TEST_F(LifecycleTest, DetachStopsARunningController)
 {
     start_controller();
-    run_result r = sio_steer({"detach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir",
-                              pins.lock_dir()});
+    run_result r = sio_steer(args("detach"));
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(controller->wait_exit(3000), 0) << controller->output();
 }
@@ -381,7 +366,7 @@ TEST_F(LifecycleTest, SigtermLeavesSteeringAttached)
 // The same steps without following (--once): they break, so the tests above can fail.
 TEST_F(LifecycleTest, WithoutFollowingANewWorkerNeverGetsClients)
 {
-    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     w.push_back(worker_process::instance(port, 4));
     std::string fifth = std::to_string(w.back()->pid());
     int to_fifth = 0;
@@ -392,7 +377,7 @@ TEST_F(LifecycleTest, WithoutFollowingANewWorkerNeverGetsClients)
 
 TEST_F(LifecycleTest, WithoutFollowingARestartOfAllWorkersLosesSteering)
 {
-    ASSERT_EQ(sio_steer(attach_args(true)).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     for (int i = 0; i < 4; i++) {
         w[i]->kill_now();
         w[i] = worker_process::instance(port, i);

@@ -61,23 +61,19 @@ double sum_of(const samples& s, const std::string& family)
     return total;
 }
 
-class MetricsTest : public ::testing::Test {
+class MetricsTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
+        kernel_test::SetUp();
         metrics_port = free_port(port);
-        for (int i = 0; i < 4; i++)
-            w.push_back(worker_process::instance(port, i));
+        start_workers(4);
     }
 
     std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
     {
-        std::vector<std::string> a = {"attach", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir(), "--resync-interval", resync_ms};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
+        extra.insert(extra.begin(), {"--resync-interval", resync_ms});
+        return args("attach", extra);
     }
 
     void start_controller()
@@ -127,11 +123,8 @@ protected:
     std::string label() const { return "port=\"" + std::to_string(port) + "\""; }
     std::string metric(const std::string& name) const { return name + "{" + label() + "}"; }
 
-    pin_root pins;
-    std::uint16_t port = 0, metrics_port = 0;
+    std::uint16_t metrics_port = 0;
     std::string resync_ms = "200";
-    workers w;
-    std::unique_ptr<background_process> controller;
     std::string content_type;
 };
 
@@ -264,7 +257,7 @@ TEST_F(MetricsTest, ReleasesCountTheClientsADrainingWorkerHandedOver)
     std::map<std::string, std::vector<std::string>> answers = probe(clients, port, 1);
     w.push_back(worker_process::instance(port, 2));  // instance 2's replacement: a successor
     scrape_until([&](const samples& s) { return s.at(metric("sio_steer_workers_live")) == 5; });
-    const std::string old_pid = std::to_string(w[2]->pid()), control = pins.lock_dir() + "/" + std::to_string(port) + ".sock";
+    const std::string old_pid = std::to_string(w[2]->pid()), control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
     int released = 0, refused = 0;
     for (const auto& [client, answer] : answers) {
         bool mine = answer.at(0).ends_with(" " + old_pid);
@@ -283,7 +276,7 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
     probe(client_addresses(40, 0), port, 2);
     // Once the follower has said how it follows the port, every controller family is served.
     samples served = scrape_until([&](const samples& s) { return sum_of(s, "sio_steer_controller_follow_mode") == 1; });
-    run_result r = sio_steer({"status", "--prometheus", "--port", std::to_string(port), "--pin-root", pins.path()});
+    run_result r = sio_steer(args("status", {"--prometheus"}));
     ASSERT_EQ(r.code, 0) << r.err;
     samples printed = parse_exposition(r.out);
     for (const auto& [key, value] : served) {
@@ -297,7 +290,7 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
 
 TEST_F(MetricsTest, StatusPrometheusSaysZeroForAPortWithNothingPinned)
 {
-    run_result r = sio_steer({"status", "--prometheus", "--port", std::to_string(port), "--pin-root", pins.path()});
+    run_result r = sio_steer(args("status", {"--prometheus"}));
     EXPECT_EQ(r.code, 8) << r.err;
     samples s = parse_exposition(r.out);
     EXPECT_EQ(s.size(), 2u) << r.out;  // attached 0, build_info
@@ -328,7 +321,7 @@ TEST_F(MetricsTest, MalformedOrTakenMetricsAddressIsRefusedAndChangesNothing)
     EXPECT_EQ(r.code, 5) << r.err;
     EXPECT_NE(r.err.find("cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)), std::string::npos)
         << r.err;
-    EXPECT_FALSE(std::filesystem::exists(pins.dir(port))) << "nothing was pinned";
+    EXPECT_FALSE(std::filesystem::exists(pins().dir(port))) << "nothing was pinned";
 }
 
 }  // namespace

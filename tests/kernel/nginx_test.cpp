@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,14 +29,6 @@
 
 namespace sio_steer::test {
 namespace {
-
-std::string slurp(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 std::string nginx_binary()
 {
@@ -85,29 +77,22 @@ public:
     // `nginx -t`: its exit code and what it said.
     std::pair<int, std::string> check() const
     {
-        std::string cmd = nginx_binary() + " -t -q -p " + dir_ + " -c " + dir_ + "/nginx.conf -e " + dir_ +
-                          "/check.log >" + dir_ + "/check.out 2>&1";
-        int rc = std::system(cmd.c_str());
-        return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir_ + "/check.out") + slurp(dir_ + "/check.log")};
+        run_result r = run({nginx_binary(), "-t", "-q", "-p", dir_, "-c", dir_ + "/nginx.conf", "-e", dir_ + "/check.log"});
+        return {r.code, r.out + r.err + read_text(dir_ + "/check.log")};
     }
 
     // Starts nginx and waits until it accepts on 127.0.0.1:`port`; throws with its log if not in 5 s.
     void start(std::uint16_t port)
     {
-        std::string bin = nginx_binary(), prefix = dir_, conf = dir_ + "/nginx.conf", log = dir_ + "/stderr.log";
-        pid_ = fork();
-        if (pid_ == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no nginx behind
-            FILE* out = std::freopen(log.c_str(), "w", stderr);
-            (void)out;
-            dup2(STDERR_FILENO, STDOUT_FILENO);
-            execl(bin.c_str(), bin.c_str(), "-p", prefix.c_str(), "-c", conf.c_str(), "-e", log.c_str(), nullptr);
-            _exit(127);
-        }
+        const std::string log = dir_ + "/stderr.log";
+        unique_fd out(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        pid_ = spawn({.argv = {nginx_binary(), "-p", dir_, "-c", dir_ + "/nginx.conf", "-e", log},
+                      .out = out.get(),
+                      .err = out.get()});
         for (int i = 0; i < 500; i++) {
             if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
                 pid_ = -1;
-                throw std::runtime_error("nginx exited: " + slurp(log) + slurp(dir_ + "/error.log"));
+                throw std::runtime_error("nginx exited: " + read_text(log) + read_text(dir_ + "/error.log"));
             }
             unique_fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
             sockaddr_in a{};
@@ -118,7 +103,7 @@ public:
                 return;
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
-        throw std::runtime_error("nginx did not listen on " + std::to_string(port) + " within 5 s: " + slurp(log));
+        throw std::runtime_error("nginx did not listen on " + std::to_string(port) + " within 5 s: " + read_text(log));
     }
 
     void stop()
@@ -188,19 +173,42 @@ std::string expected_source(const std::string& client) { return "127" + client.s
 constexpr int clients_through_nginx = 320;
 constexpr int rounds = 3;
 
-class NginxTest : public ::testing::Test {
+// Expects each of the clients_through_nginx clients on one worker and every worker with clients;
+// returns how many clients stayed on one worker, and the clients per worker (" n n n n").
+std::pair<int, std::string> expect_each_client_on_one_worker(
+    const std::map<std::string, std::set<std::string>>& workers_of)
+{
+    int sticky = 0;
+    std::map<std::string, int> share;
+    for (const auto& [c, seen] : workers_of) {
+        sticky += seen.size() == 1;
+        share[*seen.begin()]++;
+    }
+    EXPECT_EQ(sticky, clients_through_nginx) << "each client on one worker";
+    EXPECT_EQ(share.size(), 4u) << "every worker has clients";
+    std::string spread;
+    for (const auto& [worker, n] : share)
+        spread += " " + std::to_string(n);
+    return {sticky, spread};
+}
+
+class NginxTest : public kernel_test {
 protected:
     void SetUp() override
     {
+        ASSERT_NO_FATAL_FAILURE(start_http_workers());
+        run_result r = sio_steer(args("attach", {"--once"}));
+        ASSERT_EQ(r.code, 0) << r.err;
+    }
+
+    // The test's namespace and port, with 4 workers speaking HTTP, and a port for nginx.
+    void start_http_workers()
+    {
         ASSERT_FALSE(nginx_binary().empty()) << "nginx is not installed: run scripts/install-deps.sh";
-        enter_fresh_netns();
-        port = free_port();
+        kernel_test::SetUp();
         nginx_port = free_port(port);
         for (int i = 0; i < 4; i++)
             w.push_back(worker_process::http_instance(port, i));
-        run_result r = sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                  "--lock-dir", pins.lock_dir()});
-        ASSERT_EQ(r.code, 0) << r.err;
     }
 
     std::string nginx_conf(std::vector<std::string> extra)
@@ -216,14 +224,12 @@ protected:
 
     nlohmann::json status()
     {
-        run_result r = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+        run_result r = sio_steer(args("status", {"--json"}));
         EXPECT_EQ(r.code, 0) << r.err;
         return nlohmann::json::parse(r.out);
     }
 
-    pin_root pins;
-    std::uint16_t port = 0, nginx_port = 0;
-    workers w;
+    std::uint16_t nginx_port = 0;
 };
 
 TEST_F(NginxTest, NginxAcceptsEveryGeneratedConfiguration)
@@ -268,17 +274,7 @@ TEST_F(NginxTest, EveryClientThroughNginxStaysOnOneWorkerAndEveryWorkerIsUsed)
         }
     EXPECT_EQ(failed, 0);
     EXPECT_EQ(wrong_source, 0) << "nginx connects from 127.b.c.d for client a.b.c.d";
-    int sticky = 0;
-    std::map<std::string, int> share;
-    for (const auto& [c, seen] : workers_of) {
-        sticky += seen.size() == 1;
-        share[*seen.begin()]++;
-    }
-    EXPECT_EQ(sticky, clients_through_nginx) << "each client on one worker";
-    EXPECT_EQ(share.size(), 4u) << "every worker has clients";
-    std::string spread;
-    for (const auto& [worker, n] : share)
-        spread += " " + std::to_string(n);
+    auto [sticky, spread] = expect_each_client_on_one_worker(workers_of);
     std::printf("through nginx: %d/%d clients on one worker (%d requests each), clients per worker:%s\n", sticky,
                 clients_through_nginx, rounds, spread.c_str());
     EXPECT_TRUE(status()["warnings"].empty()) << status()["warnings"].dump();
@@ -312,7 +308,7 @@ TEST_F(NginxTest, WithoutProxyBindEveryClientLandsOnTheSameWorkerAndStatusSaysWh
     std::string warning = warnings[0].get<std::string>();
     EXPECT_NE(warning.find("127.0.0.1"), std::string::npos) << warning;
     EXPECT_NE(warning.find("sio-steer nginx-conf"), std::string::npos) << warning;
-    run_result text = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path()});
+    run_result text = sio_steer(args("status"));
     EXPECT_NE(text.out.find("warning: "), std::string::npos) << text.out;
 }
 
@@ -411,20 +407,11 @@ TEST_F(NginxTest, TheLocationSnippetInTheUsersOwnServerKeepsAffinity)
 // destination addresses of the port; the program keys on the destination.
 class NginxDestinationTest : public NginxTest {
 protected:
-    void SetUp() override
-    {
-        ASSERT_FALSE(nginx_binary().empty()) << "nginx is not installed: run scripts/install-deps.sh";
-        enter_fresh_netns();
-        port = free_port();
-        nginx_port = free_port(port);
-        for (int i = 0; i < 4; i++)
-            w.push_back(worker_process::http_instance(port, i));
-    }
+    void SetUp() override { start_http_workers(); }
 
     void attach(const std::string& key)
     {
-        run_result r = sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                  "--lock-dir", pins.lock_dir(), "--key", key});
+        run_result r = sio_steer(args("attach", {"--once", "--key", key}));
         ASSERT_EQ(r.code, 0) << r.err;
     }
 
@@ -453,20 +440,10 @@ TEST_F(NginxDestinationTest, EveryClientStaysOnOneWorkerThroughKeptAliveUpstream
     int failed = 0;
     run_clients(client_addresses(clients_through_nginx, 0), workers_of, failed);
     EXPECT_EQ(failed, 0);
-    int sticky = 0;
-    std::map<std::string, int> share;
-    for (const auto& [c, seen] : workers_of) {
-        sticky += seen.size() == 1;
-        share[*seen.begin()]++;
-    }
-    EXPECT_EQ(sticky, clients_through_nginx) << "each client on one worker";
-    EXPECT_EQ(share.size(), 4u) << "every worker has clients";
-    std::string spread;
-    for (const auto& [worker, n] : share)
-        spread += " " + std::to_string(n);
+    auto [sticky, spread] = expect_each_client_on_one_worker(workers_of);
 
     // The sessions are the destinations nginx used: many of the 64, all in 127.0.0.1 ... 127.0.0.64.
-    run_result r = sio_steer({"sessions", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+    run_result r = sio_steer(args("sessions", {"--json"}));
     ASSERT_EQ(r.code, 0) << r.err;
     nlohmann::json sessions = nlohmann::json::parse(r.out);
     std::set<std::string> keys;

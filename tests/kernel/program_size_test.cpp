@@ -23,13 +23,13 @@ std::uint32_t verified_instructions(int prog)
     return info.verified_insns;
 }
 
-TEST(ProgramSizeTest, TheVerifierWalksAtMostTwelveThousandInstructions)
+class ProgramSizeTest : public kernel_test {};
+
+TEST_F(ProgramSizeTest, TheVerifierWalksAtMostTwelveThousandInstructions)
 {
-    enter_fresh_netns();
-    pin_root pins;
     steer_options o;
-    o.port = free_port();
-    o.pin_root = pins.path();
+    o.port = port;
+    o.pin_root = pins().path();
     auto [state, created] = pinned_state::load(o);
     ASSERT_TRUE(created);
     std::uint32_t walked = verified_instructions(state.program());

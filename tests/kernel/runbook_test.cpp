@@ -22,10 +22,6 @@
 
 #include "harness.h"
 
-#ifndef SIO_STEER_SOURCE_DIR
-#error "SIO_STEER_SOURCE_DIR must name the source tree"
-#endif
-
 namespace sio_steer::test {
 namespace {
 
@@ -132,34 +128,20 @@ void write_script(const fs::path& path, const std::string& text)
     fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
 }
 
-struct shell_result {
-    int code = -1;
-    std::string out;
-};
-
-shell_result run_shell(const std::string& script, const fs::path& bin)
+// Runs `script` with bash -e, the test's doubles first in PATH; its output is stdout and stderr in order.
+run_result run_shell(const std::string& script, const fs::path& bin)
 {
     const fs::path file = bin / "step.sh";
     std::ofstream(file) << script;
-    std::string command = "PATH='" + bin.string() + "':\"$PATH\" bash -e '" + file.string() + "' 2>&1";
-    shell_result r;
-    FILE* p = popen(command.c_str(), "r");
-    char buf[4096];
-    while (std::size_t n = fread(buf, 1, sizeof(buf), p))
-        r.out.append(buf, n);
-    int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return capture("PATH='" + bin.string() + "':\"$PATH\" bash -e '" + file.string() + "' 2>&1");
 }
 
-class RunbookTest : public ::testing::Test {
+class RunbookTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port(5001);
-        for (int i = 0; i < 4; i++)
-            w.push_back(worker_process::instance(port, i));
+        kernel_test::SetUp();  // a port of its own, never the runbook's 5001
+        start_workers(4);
         bin = fs::temp_directory_path() / ("sio-steer-runbook-" + std::to_string(getpid()));
         fs::create_directories(bin);
         const std::string p = std::to_string(port);
@@ -167,9 +149,9 @@ protected:
                                         "verb=$1; shift\n"
                                         "case \"$verb\" in\n"
                                         "  attach|detach|doctor) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
-                                            pins.path() + "' --lock-dir '" + pins.lock_dir() + "' ;;\n" +
+                                            pins().path() + "' --lock-dir '" + pins().lock_dir() + "' ;;\n" +
                                             "  status|sessions) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
-                                            pins.path() + "' ;;\n" + "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" +
+                                            pins().path() + "' ;;\n" + "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" +
                                             "esac\n");
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
         std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n";
@@ -214,11 +196,7 @@ protected:
         fs::remove_all(bin, ec);
     }
 
-    std::string controller_log() const
-    {
-        std::ifstream in(bin / "controller.log");
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
+    std::string controller_log() const { return read_text(bin / "controller.log"); }
 
     // 150 clients and the runbook's, twice each: enough for doctor's proxy check to judge.
     static std::vector<std::string> population()
@@ -231,22 +209,19 @@ protected:
 
     std::string localized(std::string text) const
     {
-        text = replace_all(text, "/sys/fs/bpf/sio-steer", pins.path());
+        text = replace_all(text, "/sys/fs/bpf/sio-steer", pins().path());
         text = replace_all(text, "203.0.113.9", client);
         text = replace_all(text, "203 0 113 9", "127 0 113 9");
         return replace_all(text, "5001", std::to_string(port), true);
     }
 
     static constexpr const char* client = "127.0.113.9";
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
     fs::path bin;
 };
 
 std::vector<runbook_step> runbook()
 {
-    std::ifstream in(SIO_STEER_SOURCE_DIR "/docs/runbook.md");
+    std::ifstream in(source_file("docs/runbook.md"));
     return parse_runbook(in);
 }
 
@@ -279,7 +254,7 @@ TEST_F(RunbookTest, EveryCommandPrintsWhatTheRunbookSays)
     for (const runbook_step& step : steps) {
         traffic({client, "127.3.3.3"});
         const std::string commands = localized(step.commands);
-        shell_result r = run_shell(commands, bin);
+        run_result r = run_shell(commands, bin);
         std::vector<std::string> expected;
         for (const std::string& e : step.expected)
             expected.push_back(localized(e));

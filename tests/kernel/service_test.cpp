@@ -29,10 +29,6 @@
 #include "harness.h"
 #include "unique_fd.h"
 
-#ifndef SIO_STEER_SOURCE_DIR
-#error "SIO_STEER_SOURCE_DIR must name the source tree"
-#endif
-
 namespace sio_steer::test {
 namespace {
 
@@ -42,7 +38,7 @@ using namespace std::chrono;
 // The value of a directive in the packaged unit, e.g. "CapabilityBoundingSet".
 std::string unit_directive(const std::string& name)
 {
-    std::ifstream in(SIO_STEER_SOURCE_DIR "/packaging/sio-steer@.service");
+    std::ifstream in(source_file("packaging/sio-steer@.service"));
     for (std::string line; std::getline(in, line);)
         if (line.starts_with(name + "="))
             return line.substr(name.size() + 1);
@@ -59,17 +55,6 @@ std::vector<std::string> words(const std::string& text)
     return out;
 }
 
-std::string command_output(const std::string& command)
-{
-    std::string out;
-    FILE* p = popen(command.c_str(), "r");
-    char buf[4096];
-    while (std::size_t n = fread(buf, 1, sizeof(buf), p))
-        out.append(buf, n);
-    pclose(p);
-    return out;
-}
-
 // The system calls a SystemCallFilter= allows: names as they are, @groups expanded (recursively)
 // by `systemd-analyze syscall-filter`.
 void expand_filter(const std::string& item, std::set<std::string>& allowed, std::set<std::string>& seen)
@@ -80,7 +65,7 @@ void expand_filter(const std::string& item, std::set<std::string>& allowed, std:
     }
     if (!seen.insert(item).second)
         return;
-    std::istringstream in(command_output("systemd-analyze syscall-filter " + item + " 2>&1"));
+    std::istringstream in(capture("systemd-analyze syscall-filter " + item + " 2>&1").out);
     std::string line;
     std::getline(in, line);  // the group's own name
     while (std::getline(in, line)) {
@@ -91,74 +76,20 @@ void expand_filter(const std::string& item, std::set<std::string>& allowed, std:
 }
 
 // A test_worker running as `uid` (not root): PM2 apps run as their own user.
-class foreign_worker {
-public:
-    foreign_worker(std::uint16_t port, int instance, uid_t uid)
-    {
-        int p[2];
-        EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
-        pid_ = fork();
-        if (pid_ == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            dup2(p[1], STDOUT_FILENO);
-            if (setgroups(0, nullptr) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
-                _exit(126);
-            std::string port_text = std::to_string(port), env = "NODE_APP_INSTANCE=" + std::to_string(instance);
-            const char* argv[] = {TEST_WORKER_BIN, "--port", port_text.c_str(), nullptr};
-            const char* envp[] = {env.c_str(), nullptr};
-            execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
-            _exit(127);
-        }
-        close(p[1]);
-        char buf[16] = {};
-        pollfd pfd{p[0], POLLIN, 0};
-        EXPECT_TRUE(poll(&pfd, 1, 5000) == 1 && read(p[0], buf, sizeof(buf)) > 0 && std::string(buf) == "ready\n")
-            << "test_worker as uid " << uid << " did not start";
-        close(p[0]);
-    }
-    ~foreign_worker()
-    {
-        ::kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-    }
-    pid_t pid() const { return pid_; }
+std::unique_ptr<worker_process> foreign_worker(std::uint16_t port, int instance, uid_t uid)
+{
+    return worker_process::start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, {.uid = uid});
+}
 
-private:
-    pid_t pid_ = -1;
-};
-
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public kernel_test {
 protected:
-    void SetUp() override
-    {
-        enter_fresh_netns();
-        port = free_port();
-    }
-
-    std::vector<std::string> attach_args() const
-    {
-        return {"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir(),
-                "--resync-interval", "200"};
-    }
-
-    // Waits until the background attach has printed `text`; fails if it exits meanwhile.
-    static bool wait_for(background_process& p, const std::string& text, milliseconds limit = milliseconds(5000))
-    {
-        for (auto start = steady_clock::now(); steady_clock::now() - start < limit;) {
-            if (p.output().find(text) != std::string::npos)
-                return true;
-            if (p.wait_exit(0) >= 0)
-                return false;
-            std::this_thread::sleep_for(milliseconds(10));
-        }
-        return false;
-    }
+    std::vector<std::string> attach_args() const { return args("attach", {"--resync-interval", "200"}); }
 
     void attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra);
 
     nlohmann::json status() const
     {
-        run_result r = sio_steer({"status", "--port", std::to_string(port), "--pin-root", pins.path(), "--json"});
+        run_result r = sio_steer(args("status", {"--json"}));
         return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
     }
 
@@ -180,8 +111,6 @@ protected:
         return false;
     }
 
-    pin_root pins;
-    std::uint16_t port = 0;
 };
 
 // NOTIFY_SOCKET is where Type=notify services report to systemd: here a datagram socket of the test's.
@@ -225,9 +154,7 @@ private:
 
 TEST_F(ServiceTest, AttachNotifiesReadyOnceInSyncThenStatusAsWorkersComeAndStoppingOnSigterm)
 {
-    workers w;
-    for (int i = 0; i < 3; i++)
-        w.push_back(worker_process::instance(port, i));
+    start_workers(3);
     notify_socket systemd;
     background_process attach(attach_args());
     std::string ready = systemd.next_with("READY=1");
@@ -263,22 +190,21 @@ std::string unit_bounding_set()
 // the controller in a prepared environment.
 void ServiceTest::attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra)
 {
-    std::vector<std::unique_ptr<foreign_worker>> w;
     for (int i = 0; i < 3; i++)
-        w.push_back(std::make_unique<foreign_worker>(port, i, 65534));
+        w.push_back(foreign_worker(port, i, 65534));
 
-    std::vector<std::string> command = prefix, args = attach_args();
+    std::vector<std::string> command = prefix, options = attach_args();
     command.insert(command.end(), {"setpriv", unit_bounding_set()});
-    args.insert(args.end(), extra.begin(), extra.end());
-    background_process attach(args, command);
-    ASSERT_TRUE(wait_for(attach, "following port")) << attach.output();
+    options.insert(options.end(), extra.begin(), extra.end());
+    background_process attach(options, command);
+    ASSERT_TRUE(attach.wait_for_output("following port")) << attach.output();
     EXPECT_NE(attach.output().find("listener events from "), std::string::npos)
         << "the listener watch loads (no fallback to polling)\n" << attach.output();
     EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
                            static_cast<std::uint32_t>(w[2]->pid())}))
         << attach.output();
 
-    w[1] = std::make_unique<foreign_worker>(port, 1, 65534);  // the old one is killed first
+    w[1] = foreign_worker(port, 1, 65534);  // the old one is killed first
     EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
                            static_cast<std::uint32_t>(w[2]->pid())}))
         << attach.output();
@@ -319,9 +245,8 @@ TEST_F(ServiceTest, TheUnitFollowsWithEventsWithoutTracefsAndWithPerfEventsParan
 // The same with one capability fewer is refused: the unit's set holds nothing superfluous.
 TEST_F(ServiceTest, EachOfTheUnitsCapabilitiesIsNeeded)
 {
-    std::vector<std::unique_ptr<foreign_worker>> w;
     for (int i = 0; i < 2; i++)
-        w.push_back(std::make_unique<foreign_worker>(port, i, 65534));
+        w.push_back(foreign_worker(port, i, 65534));
     std::vector<std::string> caps = words(unit_directive("CapabilityBoundingSet"));
     for (const std::string& left_out : caps) {
         std::string bounding = "--bounding-set=-all";
@@ -330,43 +255,41 @@ TEST_F(ServiceTest, EachOfTheUnitsCapabilitiesIsNeeded)
                 std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::tolower(c); });
                 bounding += ",+" + cap.substr(4);
             }
-        std::vector<std::string> args = attach_args();
-        args.push_back("--once");
-        run_result r = sio_steer_under({"setpriv", bounding}, args);
+        std::vector<std::string> options = attach_args();
+        options.push_back("--once");
+        run_result r = sio_steer_under({"setpriv", bounding}, options);
         EXPECT_NE(r.code, 0) << "attach worked without " << left_out;
         EXPECT_NE(r.err.find(left_out), std::string::npos) << r.err;
-        EXPECT_FALSE(fs::exists(pins.dir(port))) << "refused before anything changed";
+        EXPECT_FALSE(fs::exists(pins().dir(port))) << "refused before anything changed";
     }
 }
 
 TEST_F(ServiceTest, EverySystemCallOfAttachIsInTheUnitsFilter)
 {
-    if (command_output("command -v strace").empty())
+    if (capture("command -v strace").out.empty())
         GTEST_SKIP() << "strace is not installed";
     std::set<std::string> allowed, groups;
     for (const std::string& item : words(unit_directive("SystemCallFilter")))
         expand_filter(item, allowed, groups);
     ASSERT_GT(allowed.size(), 200u) << "systemd-analyze syscall-filter expanded the groups";
 
-    workers w;
-    for (int i = 0; i < 3; i++)
-        w.push_back(worker_process::instance(port, i));
+    start_workers(3);
     const std::string trace = "/tmp/sio-steer-strace-" + std::to_string(getpid());
-    std::vector<std::string> args = attach_args();
+    std::vector<std::string> options = attach_args();
     const std::string metrics_port = std::to_string(free_port(port));
-    args.insert(args.end(), {"--metrics-listen", "127.0.0.1:" + metrics_port});
+    options.insert(options.end(), {"--metrics-listen", "127.0.0.1:" + metrics_port});
     notify_socket systemd;
     {
         // Everything attach does in service: start, notify, follow a restart, serve a scrape, stop.
-        background_process traced(args, {"strace", "-f", "-qq", "-ff", "-o", trace});
+        background_process traced(options, {"strace", "-f", "-qq", "-ff", "-o", trace});
         ASSERT_NE(systemd.next_with("READY=1", milliseconds(15000)), "") << traced.output();
         probe(client_addresses(20, 0), port, 1);
         w[0]->kill_now();
         w[0] = worker_process::instance(port, 0);
         ASSERT_NE(systemd.next_with("STATUS=", milliseconds(5000)), "");
-        EXPECT_NE(command_output("curl -s http://127.0.0.1:" + metrics_port + "/metrics").find("sio_steer_attached"),
+        EXPECT_NE(capture("curl -s http://127.0.0.1:" + metrics_port + "/metrics").out.find("sio_steer_attached"),
                   std::string::npos);
-        std::string child = command_output("cat /proc/" + std::to_string(traced.pid()) + "/task/*/children");
+        std::string child = capture("cat /proc/" + std::to_string(traced.pid()) + "/task/*/children").out;
         ASSERT_FALSE(child.empty());
         ::kill(std::stoi(child), SIGTERM);
         EXPECT_EQ(traced.wait_exit(10000), 0) << traced.output();

@@ -22,26 +22,18 @@ namespace {
 using namespace std::chrono;
 using nlohmann::json;
 
-class StatusFollowTest : public ::testing::Test {
+class StatusFollowTest : public kernel_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
+        kernel_test::SetUp();
         metrics_port = free_port(port);
-        for (int i = 0; i < 2; i++)
-            w.push_back(worker_process::instance(port, i));
-    }
-
-    std::vector<std::string> with_pins(std::vector<std::string> a) const
-    {
-        a.insert(a.end(), {"--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
-        return a;
+        start_workers(2);
     }
 
     json follow() const
     {
-        run_result r = sio_steer(with_pins({"status", "--json"}));
+        run_result r = sio_steer(args("status", {"--json"}));
         json doc = json::parse(r.out, nullptr, false);
         EXPECT_TRUE(doc.is_object() && doc.contains("follow")) << r.out << r.err;
         return doc.is_object() ? doc.value("follow", json::object()) : json::object();
@@ -49,20 +41,16 @@ protected:
 
     std::string follow_line() const
     {
-        std::istringstream out(sio_steer(with_pins({"status"})).out);
+        std::istringstream out(sio_steer(args("status")).out);
         for (std::string l; std::getline(out, l);)
             if (l.starts_with("  follow   "))
                 return l;
         return "";
     }
 
-    void start_controller(const std::string& follow = "auto")
+    void start_following(const std::string& follow = "auto")
     {
-        controller = std::make_unique<background_process>(with_pins(
-            {"attach", "--follow", follow, "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
-        for (int i = 0; i < 500 && controller->output().find("following port") == std::string::npos; i++)
-            std::this_thread::sleep_for(milliseconds(10));
-        ASSERT_NE(controller->output().find("following port"), std::string::npos) << controller->output();
+        start_controller({"--follow", follow, "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)});
     }
 
     std::string scrape() const
@@ -73,15 +61,12 @@ protected:
         return res && res->status == 200 ? res->body : "";
     }
 
-    pin_root pins;
-    std::uint16_t port = 0, metrics_port = 0;
-    workers w;
-    std::unique_ptr<background_process> controller;
+    std::uint16_t metrics_port = 0;
 };
 
 TEST_F(StatusFollowTest, NothingFollowsAfterAttachOnce)
 {
-    ASSERT_EQ(sio_steer(with_pins({"attach", "--once"})).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     json f = follow();
     EXPECT_EQ(f.value("mode", ""), "none") << f.dump();
     EXPECT_TRUE(f.contains("pid") && f["pid"].is_null()) << f.dump();
@@ -93,7 +78,7 @@ TEST_F(StatusFollowTest, NothingFollowsAfterAttachOnce)
 // tracefs: the following attach says "events", in status, status --json and /metrics.
 TEST_F(StatusFollowTest, AFollowingAttachSaysItFollowsByEvents)
 {
-    start_controller();
+    start_following();
     json f;
     for (int i = 0; i < 100; i++) {  // published once its watch is attached
         f = follow();
@@ -119,7 +104,7 @@ TEST_F(StatusFollowTest, AFollowingAttachSaysItFollowsByEvents)
 
 TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
 {
-    start_controller("polling");
+    start_following("polling");
     json f = json::object();
     for (int i = 0; i < 100 && f.value("mode", "") != "polling"; i++) {
         std::this_thread::sleep_for(milliseconds(20));
@@ -137,8 +122,8 @@ TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
 // holds the port's lock and publishes it itself): status shows the mode and the reason as written.
 TEST_F(StatusFollowTest, APollingControllerSaysWhy)
 {
-    ASSERT_EQ(sio_steer(with_pins({"attach", "--once"})).code, 0);
-    port_lock lock(pins.lock_dir(), pins.dir(port));
+    ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
+    port_lock lock(pins().lock_dir(), pins().dir(port));
     EXPECT_EQ(follow().value("mode", ""), "unknown") << "held, nothing published yet";
     const std::string why = "tp_btf/inet_sock_set_state: refused (Operation not permitted); tracepoint: tracefs is not mounted";
     lock.publish({"polling", why});

@@ -17,28 +17,20 @@ namespace {
 constexpr int v4_clients = 500;
 constexpr int v6_subnets = 40;
 
-class SteeringTest : public ::testing::Test {
+class SteeringTest : public kernel_test {
 protected:
+    SteeringTest() : kernel_test(v6_subnets) {}
+
     void SetUp() override
     {
-        enter_fresh_netns(v6_subnets);
-        port = free_port();
-        for (int i = 0; i < 4; i++)
-            w.push_back(worker_process::instance(port, i));
+        kernel_test::SetUp();
+        start_workers(4);
         clients = client_addresses(v4_clients, v6_subnets);
-    }
-
-    std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
-    {
-        std::vector<std::string> a = {"attach", "--once", "--port", std::to_string(port), "--pin-root", pins.path(),
-                                      "--lock-dir", pins.lock_dir()};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
     }
 
     void attach()
     {
-        run_result r = sio_steer(attach_args());
+        run_result r = sio_steer(args("attach", {"--once"}));
         ASSERT_EQ(r.code, 0) << r.err;
     }
 
@@ -54,9 +46,6 @@ protected:
         return where;
     }
 
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
     std::vector<std::string> clients;
 };
 
@@ -93,8 +82,7 @@ TEST_F(SteeringTest, SessionsClientAgreesWithWhereConnectionsWent)
     int checked = 0;
     for (std::size_t i = 0; i < clients.size(); i += 9, checked++) {
         const std::string& client = clients[i];
-        run_result r = sio_steer({"sessions", "--port", std::to_string(port), "--pin-root", pins.path(), "--client",
-                                  client, "--json"});
+        run_result r = sio_steer(args("sessions", {"--client", client, "--json"}));
         ASSERT_EQ(r.code, 0) << r.err;
         auto j = nlohmann::json::parse(r.out);
         EXPECT_EQ(j["reason"], "recorded") << client;
@@ -108,8 +96,7 @@ TEST_F(SteeringTest, RingPredictsWhereANewClientGoes)
 {
     attach();
     const std::string client = "127.200.3.4";
-    run_result r = sio_steer({"sessions", "--port", std::to_string(port), "--pin-root", pins.path(), "--client",
-                              client, "--json"});
+    run_result r = sio_steer(args("sessions", {"--client", client, "--json"}));
     ASSERT_EQ(r.code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["reason"], "ring");
@@ -140,7 +127,7 @@ TEST_F(SteeringTest, KilledWorkersClientsEachLandOnOneLiveWorkerAndNobodyElseMov
 
 TEST_F(SteeringTest, PerConnectionKeySpreadsOneClientsConnections)
 {
-    ASSERT_EQ(sio_steer(attach_args({"--key", "address,port"})).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once", "--key", "address,port"})).code, 0);
     std::vector<std::string> few(clients.begin(), clients.begin() + 20);
     int split = 0;
     for (const auto& [client, answers] : probe(few, port, 8))
@@ -150,7 +137,7 @@ TEST_F(SteeringTest, PerConnectionKeySpreadsOneClientsConnections)
 
 TEST_F(SteeringTest, ShorterPrefixKeepsAWholeSubnetOnOneWorker)
 {
-    ASSERT_EQ(sio_steer(attach_args({"--v4-prefix", "16"})).code, 0);
+    ASSERT_EQ(sio_steer(args("attach", {"--once", "--v4-prefix", "16"})).code, 0);
     std::map<std::string, std::set<std::string>> per_subnet;
     for (const auto& [client, answers] : probe(clients, port, 1))
         if (client.find(':') == std::string::npos)
@@ -163,10 +150,10 @@ TEST_F(SteeringTest, ShorterPrefixKeepsAWholeSubnetOnOneWorker)
 TEST_F(SteeringTest, DetachRemovesThePinsAndTheKernelHashReturns)
 {
     attach();
-    ASSERT_TRUE(std::filesystem::exists(pins.dir(port)));
-    run_result r = sio_steer({"detach", "--port", std::to_string(port), "--pin-root", pins.path()});
+    ASSERT_TRUE(std::filesystem::exists(pins().dir(port)));
+    run_result r = sio_steer(args("detach"));
     ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_FALSE(std::filesystem::exists(pins.dir(port)));
+    EXPECT_FALSE(std::filesystem::exists(pins().dir(port)));
     int split = 0;
     for (const auto& [client, answers] : probe(clients, port, 3))
         split += answers.size() > 1;
@@ -176,18 +163,12 @@ TEST_F(SteeringTest, DetachRemovesThePinsAndTheKernelHashReturns)
 TEST_F(SteeringTest, PinnedStateIsRootOnlyAndReadableByBpftool)
 {
     attach();
-    EXPECT_EQ(std::filesystem::status(pins.dir(port)).permissions() & std::filesystem::perms::all,
+    EXPECT_EQ(std::filesystem::status(pins().dir(port)).permissions() & std::filesystem::perms::all,
               std::filesystem::perms::owner_all);
     probe({"127.9.9.9"}, port, 1);
-    std::string cmd = "bpftool -j map dump pinned " + pins.dir(port) + "/sessions";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::size_t n = fread(buf, 1, sizeof(buf), p))
-        out.append(buf, n);
-    ASSERT_EQ(pclose(p), 0);
-    auto j = nlohmann::json::parse(out);
+    run_result dump = capture("bpftool -j map dump pinned " + pins().dir(port) + "/sessions");
+    ASSERT_EQ(dump.code, 0) << dump.err;
+    auto j = nlohmann::json::parse(dump.out);
     ASSERT_EQ(j.size(), 1u);
     // BTF gives the field names; the key reads as the IPv4-mapped address, byte by byte.
     EXPECT_EQ(j[0]["formatted"]["key"]["addr"], nlohmann::json({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 9, 9, 9}));

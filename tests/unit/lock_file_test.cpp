@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "preflight.h"
+#include "port_lock.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 
 #include "errors.h"
 #include "metrics.h"
-#include "metrics_server.h"
+#include "listen_address.h"
 
 namespace {
 

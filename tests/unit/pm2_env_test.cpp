@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "discovery.h"
+#include "pm2_env.h"
 
 namespace {
 

@@ -9,19 +9,13 @@
 #include <string>
 #include <thread>
 
+#include "listen_address.h"
+
 namespace httplib {
 class Server;
 }
 
 namespace sio_steer {
-
-struct listen_address {
-    std::string host;  // "127.0.0.1", "::1", "0.0.0.0"
-    std::uint16_t port = 0;
-};
-
-// "127.0.0.1:9477", "[::1]:9477", ":9477" (every address); throws steer_error(usage) naming the option.
-listen_address parse_listen_address(const std::string& text);
 
 class metrics_server {
 public:

@@ -1,5 +1,5 @@
 // Finding the listeners on a port (sock_diag), their owners (/proc/*/fd), their PM2 instance
-// (/proc/PID/environ) and taking a reference to them (pidfd_getfd).
+// (/proc/PID/environ, read by pm2_env.h) and taking a reference to them (pidfd_getfd).
 #include "discovery.h"
 
 #include <arpa/inet.h>
@@ -12,8 +12,6 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +26,7 @@
 #include <unordered_set>
 
 #include "errors.h"
+#include "pm2_env.h"
 
 namespace sio_steer {
 namespace {
@@ -262,69 +261,9 @@ void fill_owner(listener& l, const owner& o)
         l.instance = pm2_instance_from_environ(*environ);
 }
 
-// ---------------------------------------------------------------------------------------------
-// PM2 environment
-
-std::optional<std::uint32_t> instance_from_text(std::string_view text)
-{
-    auto value = parse_uint(text);
-    if (!value || *value > UINT32_MAX)
-        return std::nullopt;
-    return static_cast<std::uint32_t>(*value);
-}
-
-// PM2 writes NODE_APP_INSTANCE into pm2_env as a number; accept a numeric string as well.
-std::optional<std::uint32_t> instance_from_pm2_env(std::string_view document)
-{
-    using nlohmann::json;
-    const json env = json::parse(document, nullptr, /*allow_exceptions=*/false);
-    if (!env.is_object())
-        return std::nullopt;  // also covers a parse error (json::value_t::discarded)
-    auto it = env.find("NODE_APP_INSTANCE");
-    if (it == env.end())
-        return std::nullopt;
-    if (it->is_number_unsigned() && it->get<std::uint64_t>() <= UINT32_MAX)
-        return static_cast<std::uint32_t>(it->get<std::uint64_t>());
-    if (it->is_string())
-        return instance_from_text(it->get_ref<const std::string&>());
-    return std::nullopt;  // negative, fractional, null, ...
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-
-std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var)
-{
-    while (!environ.empty()) {
-        auto end = environ.find('\0');
-        std::string_view entry = environ.substr(0, end);
-        if (entry.size() > var.size() && entry.starts_with(var) && entry[var.size()] == '=')
-            return entry.substr(var.size() + 1);
-        if (end == std::string_view::npos)
-            break;
-        environ.remove_prefix(end + 1);
-    }
-    return std::nullopt;
-}
-
-std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ)
-{
-    // A launcher that sets NODE_APP_INSTANCE itself is authoritative. PM2 7 cluster workers
-    // have none at the top level (PM2 sets it at run time), only inside pm2_env. An
-    // unparsable top-level value is ignored rather than trusted.
-    if (auto top = environ_value(environ, "NODE_APP_INSTANCE"))
-        if (auto instance = instance_from_text(*top))
-            return instance;
-    auto pm2_env = environ_value(environ, "pm2_env");
-    if (!pm2_env)
-        return std::nullopt;
-    try {
-        return instance_from_pm2_env(*pm2_env);
-    } catch (const nlohmann::json::exception&) {
-        return std::nullopt;  // parse() does not throw when told not to; this is belt and braces
-    }
-}
 
 std::vector<listener> list_listeners(std::uint16_t port)
 {

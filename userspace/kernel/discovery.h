@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "unique_fd.h"
@@ -46,12 +45,5 @@ void sort_listeners(std::vector<listener>& listeners);
 // The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).
 // Throws steer_error (environment: names CAP_SYS_PTRACE) when not permitted.
 unique_fd duplicate_socket(pid_t pid, int fd);
-
-// The value of VAR in a NUL-separated environ blob (/proc/PID/environ); the first wins, as with getenv.
-std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var);
-
-// The PM2 instance from a /proc/PID/environ blob (NUL-separated VAR=value): a top-level
-// NODE_APP_INSTANCE=, else "NODE_APP_INSTANCE" inside the pm2_env=<JSON> document.
-std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ);
 
 }  // namespace sio_steer

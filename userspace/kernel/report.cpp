@@ -5,7 +5,6 @@
 #include "discovery.h"
 #include "options.h"
 #include "preflight.h"
-#include "proxy_check.h"
 #include "slot_table.h"
 
 namespace sio_steer {
@@ -96,6 +95,24 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
         {"warnings", warnings},
         {"follow", follow_report(lock_dir, state.dir())},
     };
+}
+
+std::optional<std::string> proxy_warning(const pinned_state& state)
+{
+    config c = state.read_config();
+    stats st = state.read_stats();
+    proxy_sample s;
+    s.address_keys = c.key_mode == SIO_STEER_KEY_ADDRESS;
+    for (std::uint64_t n : st.selections)
+        s.connections += n;
+    s.new_sessions = st.new_sessions;
+    if (!s.address_keys || s.connections < proxy_min_connections)
+        return std::nullopt;  // nothing to judge: spare the walk over the sessions map
+    std::uint64_t now = session_clock_ns();
+    for (const auto& [key, session] : state.read_sessions())
+        if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
+            s.recent.push_back(key);
+    return proxy_warning(s, c);
 }
 
 }  // namespace sio_steer

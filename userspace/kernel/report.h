@@ -9,6 +9,7 @@
 
 #include "options.h"
 #include "pinned_state.h"
+#include "proxy_check.h"
 
 namespace sio_steer {
 
@@ -20,5 +21,9 @@ namespace sio_steer {
 // "polling" (port_lock::publish), "unknown" before it has, "none" (pid null) when none holds it.
 nlohmann::json status_report(const pinned_state& state, std::uint16_t port,
                              const std::string& lock_dir = steer_options().lock_dir);
+
+// proxy_warning() (proxy_check.h) on a sample of the pinned state of a port: the connections
+// and new clients the program counted, the client keys of the sessions seen within the TTL.
+std::optional<std::string> proxy_warning(const pinned_state& state);
 
 }  // namespace sio_steer

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "discovery.h"
+#include "pm2_env.h"
 
 namespace sio_steer {
 

@@ -1,6 +1,5 @@
 #include "proxy_check.h"
 
-
 #include <algorithm>
 
 #include "client_key.h"
@@ -45,24 +44,6 @@ std::optional<std::string> proxy_warning(const proxy_sample& s, const config& c)
            " client address" + (keys.size() == 1 ? "" : "es") + " seen recently (" + list + "): " + who +
            ", so every client lands on the same worker. Give each client its own source address: "
            "`sio-steer nginx-conf` prints the nginx configuration (docs/nginx.md).";
-}
-
-std::optional<std::string> proxy_warning(const pinned_state& state)
-{
-    config c = state.read_config();
-    stats st = state.read_stats();
-    proxy_sample s;
-    s.address_keys = c.key_mode == SIO_STEER_KEY_ADDRESS;
-    for (std::uint64_t n : st.selections)
-        s.connections += n;
-    s.new_sessions = st.new_sessions;
-    if (!s.address_keys || s.connections < proxy_min_connections)
-        return std::nullopt;  // nothing to judge: spare the walk over the sessions map
-    std::uint64_t now = session_clock_ns();
-    for (const auto& [key, session] : state.read_sessions())
-        if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
-            s.recent.push_back(key);
-    return proxy_warning(s, c);
 }
 
 }  // namespace sio_steer

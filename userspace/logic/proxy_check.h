@@ -1,6 +1,6 @@
 // Is a proxy hiding the clients? The program steers by the peer address, so behind a proxy that
 // connects from one address (nginx on this host without `sio-steer nginx-conf`, a load balancer)
-// every client lands on one worker. `status` and `doctor` show the warning.
+// every client lands on one worker. `status` and `doctor` show the warning (report.h samples the maps).
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "pinned_state.h"
 #include "sio_steer.h"
 
 namespace sio_steer {
@@ -31,8 +30,5 @@ constexpr std::uint64_t proxy_max_new_sessions = 10;  // or 0.1% of the connecti
 // (new_sessions <= max(proxy_max_new_sessions, connections / 1000)): what one proxy address in
 // front looks like. Nullopt otherwise. The text names the addresses and points to `nginx-conf`.
 std::optional<std::string> proxy_warning(const proxy_sample& sample, const config& c);
-
-// The same, sampled from the pinned state of a port.
-std::optional<std::string> proxy_warning(const pinned_state& state);
 
 }  // namespace sio_steer

@@ -1,0 +1,17 @@
+// What PM2 tells a worker through its environment (/proc/PID/environ): which instance it is.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace sio_steer {
+
+// The value of VAR in a NUL-separated environ blob (/proc/PID/environ); the first wins, as with getenv.
+std::optional<std::string_view> environ_value(std::string_view environ, std::string_view var);
+
+// The PM2 instance from a /proc/PID/environ blob (NUL-separated VAR=value): a top-level
+// NODE_APP_INSTANCE=, else "NODE_APP_INSTANCE" inside the pm2_env=<JSON> document.
+std::optional<std::uint32_t> pm2_instance_from_environ(std::string_view environ);
+
+}  // namespace sio_steer

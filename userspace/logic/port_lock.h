@@ -1,0 +1,45 @@
+// One controller per port: an exclusive flock on <lock dir>/<pin dir>.lock, and what its holder
+// publishes in the file (its pid; how it follows the port) for `status`, `doctor` and /metrics.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "follow_status.h"
+#include "unique_fd.h"
+
+namespace sio_steer {
+
+// The pid holding the lock of `pin_dir` (a following attach), read from /proc/locks without
+// touching the lock; nullopt if nobody holds it. Where /proc/locks names another device than
+// stat() (overlayfs, as in containers), the pid recorded in the lock file must show the lock on
+// one of its own fds of that file (/proc/PID/fdinfo).
+std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir);
+
+// How the controller holding the lock of `pin_dir` follows the port, as it published it
+// (port_lock::publish); mode "unknown" while a holder has published nothing (starting, or an
+// attach that does not follow); nullopt when no live process holds the lock.
+std::optional<follow_status> read_follow_status(const std::string& lock_dir, const std::string& pin_dir);
+
+// Line 2 of a lock file, "follow <mode> <reason>", and back (nullopt if `line` is not one).
+std::string follow_line(const follow_status& status);
+std::optional<follow_status> parse_follow_line(const std::string& line);
+
+// An exclusive flock held for as long as this object lives: one controller per pin folder.
+class port_lock {
+public:
+    // Throws steer_error(busy) naming the holder's pid when another process holds it.
+    port_lock(const std::string& lock_dir, const std::string& pin_dir);
+    // Waits up to `timeout` for the holder to let go (e.g. a following attach that is exiting).
+    static port_lock wait(const std::string& lock_dir, const std::string& pin_dir, std::chrono::milliseconds timeout);
+    // Rewrites the lock file as "<pid>\nfollow <mode> <reason>\n", for `status` and `doctor`.
+    void publish(const follow_status& status);
+
+private:
+    unique_fd fd_;
+};
+
+}  // namespace sio_steer

@@ -78,10 +78,13 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
         }
         if (mode == take_mode::follow) {
             // A worker in the middle of starting or exiting: its socket may have no visible owner
-            // yet, or be gone by the time we reach it. Leave it to the next resync.
+            // yet, or be gone by the time we reach it (ESRCH: the process, EBADF: its fd). Leave
+            // it to the next resync. Anything else (EPERM, ENOMEM) refuses the resync, and says so.
             try {
                 ws.fds.push_back(l.pid ? duplicate_socket(l.pid, l.fd) : unique_fd());
-            } catch (const steer_error&) {
+            } catch (const sys_error& e) {
+                if (e.errnum() != ESRCH && e.errnum() != EBADF)
+                    throw;
                 ws.fds.emplace_back();
             }
             continue;
@@ -164,10 +167,13 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
             state.worker_cookie(s) == plan.slots[s].cookie)
             continue;
         // The kernel also empties the slot of a socket that is closing right now, which sock_diag
-        // may still list: that one is refused (EINVAL) and goes in the next resync as removed.
+        // may still list: that one is refused (EINVAL: no longer hashed) and goes in the next
+        // resync as removed.
         try {
             state.insert_worker(s, sockets.fds[it->second].get());
-        } catch (const steer_error&) {
+        } catch (const sys_error& e) {
+            if (e.errnum() != EINVAL)
+                throw;
             continue;
         }
         report.added.push_back(s);

@@ -333,10 +333,10 @@ unique_fd duplicate_socket(pid_t pid, int fd)
     const std::string what = "taking socket fd " + std::to_string(fd) + " of process " + std::to_string(pid);
     auto fail = [&](const char* call, int err) -> unique_fd {
         if (err == EPERM)
-            throw steer_error(exit_code::environment, what + ": " + call + ": " + std::strerror(err),
-                              "the controller needs CAP_SYS_PTRACE to take a reference to another "
-                              "process's socket (pidfd_getfd)",
-                              "run sio-steer as root, or grant it CAP_SYS_PTRACE");
+            throw sys_error(what + ": " + call, err, exit_code::environment,
+                            "the controller needs CAP_SYS_PTRACE to take a reference to another "
+                            "process's socket (pidfd_getfd)",
+                            "run sio-steer as root, or grant it CAP_SYS_PTRACE");
         throw_system_error(what + ": " + call, err);
     };
 

@@ -43,7 +43,8 @@ bool still_owns(const listener& l);
 void sort_listeners(std::vector<listener>& listeners);
 
 // The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).
-// Throws steer_error (environment: names CAP_SYS_PTRACE) when not permitted.
+// Throws sys_error: EPERM when not permitted (exit code environment, names CAP_SYS_PTRACE);
+// ESRCH or EBADF when the process or its fd is gone (a worker exiting); any other errno.
 unique_fd duplicate_socket(pid_t pid, int fd);
 
 }  // namespace sio_steer

@@ -81,10 +81,10 @@ std::uint64_t session_clock_ns()
 
 void throw_pins_unreadable(const std::string& path, int err)
 {
-    throw steer_error(exit_code::environment, "cannot read the pinned state " + path + ": " + std::strerror(err),
-                      "the steering state is pinned for root only: its folders are mode 0700 and reading a "
-                      "pinned map needs CAP_BPF",
-                      "run it as root (sudo), as the systemd unit does; bpftool needs root too");
+    throw sys_error("cannot read the pinned state " + path, err, exit_code::environment,
+                    "the steering state is pinned for root only: its folders are mode 0700 and reading a "
+                    "pinned map needs CAP_BPF",
+                    "run it as root (sudo), as the systemd unit does; bpftool needs root too");
 }
 
 std::optional<pinned_state> pinned_state::open(const std::string& dir)
@@ -136,10 +136,10 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
         bpf_map__set_max_entries(skel->maps.sessions, options.max_sessions);
     }
     if (int err = sio_steer_bpf__load(skel.get()))
-        throw steer_error(exit_code::environment, std::string("the kernel refused the steering program: ") + std::strerror(-err),
-                          "it needs BPF_PROG_TYPE_SK_REUSEPORT with BPF_SK_REUSEPORT_SELECT_OR_MIGRATE (Linux >= 5.14), "
-                          "BTF, and CAP_BPF with CAP_NET_ADMIN",
-                          "run `sio-steer doctor --port " + std::to_string(options.port) + "` to see which is missing");
+        throw sys_error("the kernel refused the steering program", -err, exit_code::environment,
+                        "it needs BPF_PROG_TYPE_SK_REUSEPORT with BPF_SK_REUSEPORT_SELECT_OR_MIGRATE (Linux >= 5.14), "
+                        "BTF, and CAP_BPF with CAP_NET_ADMIN",
+                        "run `sio-steer doctor --port " + std::to_string(options.port) + "` to see which is missing");
     int prog = bpf_program__fd(skel->progs.steer);
 
     if (existing) {

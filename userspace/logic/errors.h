@@ -35,7 +35,20 @@ private:
     std::string fix_;
 };
 
-// A failed system call, as a steer_error with errno's text.
+// A failed system call: a steer_error that keeps the errno, so that a caller can tell a worker
+// that is exiting (ESRCH, EBADF) from a refusal (EPERM) or a shortage (ENOMEM) and catch only
+// what it expects. what() ends with strerror(errnum).
+class sys_error : public steer_error {
+public:
+    sys_error(const std::string& what, int errnum, exit_code code = exit_code::failure, std::string why = {},
+              std::string fix = {});
+    int errnum() const { return errnum_; }
+
+private:
+    int errnum_;
+};
+
+// Throws sys_error(exit_code::failure): "<what>: <strerror(err)>".
 [[noreturn]] void throw_system_error(const std::string& what, int err);
 
 }  // namespace sio_steer

@@ -34,9 +34,9 @@ int run_detach(const args& a)
 
     std::optional<pinned_state> state;
     std::set<std::uint64_t> ours;
-    bool incompatible = false;
     try {
-        state = pinned_state::open(o.pin_dir());
+        state = open_pinned_state(o, "sio-steer was not attached to this port (or was detached already)",
+                                  "see `sio-steer status` for the ports it steers");
     } catch (const steer_error& e) {
         // Another version's (or incomplete) state: detach is the way out that attach and status
         // point to, so remove it anyway, taking the sockets from the kernel's own workers map.
@@ -44,13 +44,7 @@ int run_detach(const args& a)
             throw;
         spdlog::warn("{}; removing it anyway", e.what());
         ours = pinned_state::socket_cookies(o.pin_dir());
-        incompatible = true;
     }
-    if (!state && !incompatible)
-        throw steer_error(exit_code::not_attached, "nothing is pinned for port " + port + " in " + o.pin_root,
-                          "sio-steer was not attached to this port (or was detached already)",
-                          "see `sio-steer status` for the ports it steers");
-
     if (state)
         for (const slot& s : state->read_slots())
             if (s.cookie)

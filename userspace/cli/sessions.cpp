@@ -100,13 +100,10 @@ int run_sessions(const args& a)
     if (!parse_args("sessions", "--port N [--client ADDR | --flush] [--json]", a, options, vm))
         return 0;
     o.port = parse_port(port);
-    std::optional<pinned_state> state = pinned_state::open(o.pin_dir());
-    if (!state)
-        throw steer_error(exit_code::not_attached, "nothing is pinned for port " + port + " in " + o.pin_root,
-                          "sio-steer is not attached to this port", "run `sio-steer attach --port " + port + "` first");
+    pinned_state state = open_pinned_state(o);
 
     if (flush) {
-        std::size_t n = state->flush_sessions();
+        std::size_t n = state.flush_sessions();
         if (json_out)
             std::cout << nlohmann::json{{"flushed", n}}.dump() << "\n";
         else
@@ -114,7 +111,7 @@ int run_sessions(const args& a)
         return 0;
     }
     if (!client.empty()) {
-        nlohmann::json r = explain_client(*state, client);
+        nlohmann::json r = explain_client(state, client);
         if (json_out) {
             std::cout << r.dump(2) << "\n";
         } else {
@@ -129,13 +126,13 @@ int run_sessions(const args& a)
         return 0;
     }
 
-    config c = state->read_config();
-    std::vector<slot> slots = state->read_slots();
+    config c = state.read_config();
+    std::vector<slot> slots = state.read_slots();
     std::uint64_t now = session_clock_ns();
     nlohmann::json all = nlohmann::json::array();
     if (!json_out)
         std::printf("%-40s %-6s %-8s %-9s %s\n", "client", "slot", "pid", "instance", "last seen");
-    for (const auto& [key, s] : state->read_sessions()) {
+    for (const auto& [key, s] : state.read_sessions()) {
         nlohmann::json w = worker_json(slots, s.slot);
         bool current = s.slot < slots.size() && slots[s.slot].generation == s.generation;
         if (json_out) {

@@ -379,4 +379,14 @@ std::uint64_t pinned_state::worker_cookie(std::uint32_t index) const
     return cookie;
 }
 
+pinned_state open_pinned_state(const steer_options& options, std::string why, std::string fix)
+{
+    if (std::optional<pinned_state> state = pinned_state::open(options.pin_dir()))
+        return std::move(*state);
+    const std::string port = std::to_string(options.port);
+    throw steer_error(exit_code::not_attached, "nothing is pinned for port " + port + " in " + options.pin_root,
+                      why.empty() ? "sio-steer is not attached to this port" : std::move(why),
+                      fix.empty() ? "run `sio-steer attach --port " + port + "` first" : std::move(fix));
+}
+
 }  // namespace sio_steer

@@ -76,4 +76,10 @@ private:
     unique_fd program_, workers_, slots_, sessions_, ring_, config_, stats_;
 };
 
+// The state pinned for `options.port`, for a verb that needs it, or a refusal the user can act
+// on: steer_error(not_attached) "nothing is pinned for port N in <pin root>" with `why` and `fix`
+// (by default: not attached; run `sio-steer attach --port N` first), steer_error(incompatible)
+// and the errors of pinned_state::open().
+pinned_state open_pinned_state(const steer_options& options, std::string why = {}, std::string fix = {});
+
 }  // namespace sio_steer

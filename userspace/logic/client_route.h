@@ -1,0 +1,44 @@
+// Which worker a client goes to, and why (`sessions --client`), as the steering program decides it
+// (bpf/sio_steer.bpf.c, "The program, step by step" in docs/architecture.md), from what the maps
+// hold. Pure: the caller reads the maps.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sio_steer.h"
+
+namespace sio_steer {
+
+// What the maps hold about one client key.
+struct client_maps {
+    config cfg;                      // the config map
+    std::vector<slot> slots;         // the slots map
+    std::optional<session> recorded;  // sessions[key], if any
+    // ring[bucket]; asked only when the ring decides (reading the ring is 65,537 entries).
+    std::function<std::uint32_t(std::uint32_t bucket)> ring_at;
+};
+
+// Seconds since `s` was last seen, at `now_ns` on the session clock (0 if in the future).
+double session_age_s(const session& s, std::uint64_t now_ns);
+
+// {"slot", "pid", "instance" (null without one), "live"} of slot `index`; {"slot": null} past the end.
+nlohmann::json worker_json(const std::vector<slot>& slots, std::uint32_t index);
+
+// Where the program sends `key` (the key of the client `address`) at `now_ns`:
+// {"client", "key", "reason", "worker", "last_seen_s" (recorded), "recorded_but" (a recorded
+// session that no longer binds), "bucket" (ring)}. The reasons: "recorded" (its session, fresh,
+// on the same socket), "successor" (its socket closed; the instance's newer socket takes it),
+// "ring", "ring (per connection: depends on the source port)".
+nlohmann::json explain_client(const std::string& address, const client_key& key, const client_maps& maps,
+                              std::uint64_t now_ns);
+
+// The line `sessions --client` prints: "ADDR (key KEY) -> slot 2 (pid 812, instance 1): recorded, last seen 3s ago".
+std::string explanation_line(const nlohmann::json& explanation);
+
+}  // namespace sio_steer

@@ -37,7 +37,7 @@ std::string service_status(const pinned_state& state, std::uint16_t port)
 
 }  // namespace
 
-int run_attach(const args& a)
+int run_attach(const args& a, std::ostream& out)
 {
     steer_options o;
     std::string port, key = "address", ttl = "600", config_path, metrics_listen;
@@ -62,7 +62,7 @@ int run_attach(const args& a)
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("attach", "--port N [--config FILE] [options]", a, options, vm))
+    if (!parse_args("attach", "--port N [--config FILE] [options]", a, options, vm, out))
         return 0;
     std::optional<config_file> file;
     if (!config_path.empty()) {

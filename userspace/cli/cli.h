@@ -1,6 +1,10 @@
-// The command-line verbs. Each takes the arguments after its name and returns the exit code.
+// The command line, callable in-process: the verb table, the error-to-exit-code mapping, and the
+// verbs. Each verb takes the arguments after its name and the stream its output goes to, and
+// returns the exit code (docs/exit-codes.md); it throws steer_error to refuse, which run_cli()
+// writes to its error stream as what, why and fix.
 #pragma once
 
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -10,20 +14,37 @@ namespace sio_steer {
 
 using args = std::vector<std::string>;
 
-int run_attach(const args& a);    // changes state: load, fill, attach, pin (and follow)
-int run_detach(const args& a);    // changes state: detach from the group, remove the pins
-int run_status(const args& a);    // reads: attached?, workers, counters
-int run_sessions(const args& a);  // reads (or --flush): recorded clients, where a client goes
-int run_doctor(const args& a);    // reads: is everything in place for steering the port? (exit 9 if not)
-int run_nginx_conf(const args& a);  // prints: nginx configuration for the path nginx -> workers
+struct verb {
+    const char* name;
+    int (*run)(const args& a, std::ostream& out);
+    const char* summary;
+};
 
-// Parses `a` against `options`; prints usage and returns false on --help.
-// Throws steer_error(usage) naming the offending option on bad input.
+// Every verb, in the order `sio-steer --help` lists them.
+const std::vector<verb>& verbs();
+
+// `sio-steer ARGS...` (without the program name): runs the verb, writes its output to `out` and
+// its refusal to `err`, and returns the exit code: the verb's, the steer_error's code, 1 for any
+// other exception, 2 for no or an unknown command.
+int run_cli(const args& argv, std::ostream& out, std::ostream& err);
+
+int run_attach(const args& a, std::ostream& out);      // changes state: load, fill, attach, pin (and follow)
+int run_detach(const args& a, std::ostream& out);      // changes state: detach from the group, remove the pins
+int run_status(const args& a, std::ostream& out);      // reads: attached?, workers, counters
+int run_sessions(const args& a, std::ostream& out);    // reads (or --flush): recorded clients, where a client goes
+int run_doctor(const args& a, std::ostream& out);      // reads: is everything in place for steering the port? (exit 9 if not)
+int run_nginx_conf(const args& a, std::ostream& out);  // prints: nginx configuration for the path nginx -> workers
+
+// Parses `a` against `options`; prints usage to `out` and returns false on --help.
+// Throws steer_error(usage) naming the offending option and the verb's --help on bad input.
 bool parse_args(const char* verb, const char* synopsis, const args& a,
                 boost::program_options::options_description& options,
-                boost::program_options::variables_map& vm);
+                boost::program_options::variables_map& vm, std::ostream& out);
 
 // --pin-root, shared by every verb.
 void add_pin_root(boost::program_options::options_description& options, std::string& pin_root);
+
+// printf into a stream: the verbs' tables keep their printf formats.
+[[gnu::format(printf, 2, 3)]] void print(std::ostream& out, const char* format, ...);
 
 }  // namespace sio_steer

@@ -17,7 +17,7 @@ namespace po = boost::program_options;
 
 namespace sio_steer {
 
-int run_detach(const args& a)
+int run_detach(const args& a, std::ostream& out)
 {
     steer_options o;
     std::string port;
@@ -27,7 +27,7 @@ int run_detach(const args& a)
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm))
+    if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm, out))
         return 0;
     o.port = parse_port(port);
     require_capabilities();

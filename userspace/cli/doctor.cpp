@@ -1,5 +1,5 @@
 // sio-steer doctor: checks everything steering a port needs, a line each, and a verdict.
-#include <cstdio>
+#include <ostream>
 
 #include "cli.h"
 #include "doctor.h"
@@ -29,7 +29,7 @@ const char* label(verdict v)
 
 }  // namespace
 
-int run_doctor(const args& a)
+int run_doctor(const args& a, std::ostream& out)
 {
     steer_options o;
     std::string port;
@@ -39,26 +39,26 @@ int run_doctor(const args& a)
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("doctor", "--port N [--pin-root DIR]", a, options, vm))
+    if (!parse_args("doctor", "--port N [--pin-root DIR]", a, options, vm, out))
         return 0;
     o.port = parse_port(port);
 
     std::vector<finding> findings = examine({o.port, o.pin_root, o.lock_dir});
-    std::printf("sio-steer doctor: port %u\n", o.port);
+    print(out, "sio-steer doctor: port %u\n", o.port);
     int problems = 0, warnings = 0;
     for (const finding& f : findings) {
-        std::printf("  %-5s %-11s %s\n", label(f.result), f.check.c_str(), f.detail.c_str());
+        print(out, "  %-5s %-11s %s\n", label(f.result), f.check.c_str(), f.detail.c_str());
         if (!f.fix.empty())
-            std::printf("  %-5s %-11s fix: %s\n", "", "", f.fix.c_str());
+            print(out, "  %-5s %-11s fix: %s\n", "", "", f.fix.c_str());
         problems += f.result == verdict::fail;
         warnings += f.result == verdict::warn;
     }
     if (all_well(findings)) {
-        std::printf("verdict: all is well\n");
+        print(out, "verdict: all is well\n");
         return 0;
     }
-    std::printf("verdict: NOT well: %d problem%s (FAIL), %d warning%s (WARN); see the fix lines\n", problems,
-                problems == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    print(out, "verdict: NOT well: %d problem%s (FAIL), %d warning%s (WARN); see the fix lines\n", problems,
+               problems == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
     return static_cast<int>(exit_code::unhealthy);
 }
 

@@ -1,6 +1,6 @@
 // sio-steer nginx-conf: prints the nginx configuration that keeps each client on one worker when
 // nginx (behind a CDN or not) proxies to the workers on this host. Reads nothing, changes nothing.
-#include <iostream>
+#include <ostream>
 
 #include "cli.h"
 #include "errors.h"
@@ -10,7 +10,7 @@ namespace po = boost::program_options;
 
 namespace sio_steer {
 
-int run_nginx_conf(const args& a)
+int run_nginx_conf(const args& a, std::ostream& out)
 {
     nginx_conf_options o;
     bool location_snippet = false;
@@ -43,7 +43,7 @@ int run_nginx_conf(const args& a)
                     "[--listen ADDR:PORT] [--upstream HOST:PORT] [--key address|destination [--destinations N] "
                     "[--keepalive K]] [--real-ip-header NAME --trusted CIDR...] [--ssl-certificate FILE "
                     "--ssl-certificate-key FILE] [--location-snippet]",
-                    a, options, vm))
+                    a, options, vm, out))
         return 0;
     if (key == "destination")
         o.destination_key = true;
@@ -58,7 +58,7 @@ int run_nginx_conf(const args& a)
     std::string command_line = "sio-steer nginx-conf";
     for (const auto& arg : a)
         command_line += " " + arg;
-    std::cout << (location_snippet ? nginx_location_snippet(o) : nginx_conf(o, command_line));
+    out << (location_snippet ? nginx_location_snippet(o) : nginx_conf(o, command_line));
     return 0;
 }
 

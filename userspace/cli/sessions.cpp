@@ -1,7 +1,6 @@
 // sio-steer sessions: the recorded clients of a port, or where one client goes and why.
 
-#include <cstdio>
-#include <iostream>
+#include <ostream>
 
 #include <nlohmann/json.hpp>
 
@@ -36,7 +35,7 @@ nlohmann::json where_client_goes(const pinned_state& state, const std::string& a
 
 }  // namespace
 
-int run_sessions(const args& a)
+int run_sessions(const args& a, std::ostream& out)
 {
     steer_options o;
     std::string port, client;
@@ -49,7 +48,7 @@ int run_sessions(const args& a)
         ("json", po::bool_switch(&json_out), "print JSON");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("sessions", "--port N [--client ADDR | --flush] [--json]", a, options, vm))
+    if (!parse_args("sessions", "--port N [--client ADDR | --flush] [--json]", a, options, vm, out))
         return 0;
     o.port = parse_port(port);
     pinned_state state = open_pinned_state(o);
@@ -57,18 +56,14 @@ int run_sessions(const args& a)
     if (flush) {
         std::size_t n = state.flush_sessions();
         if (json_out)
-            std::cout << nlohmann::json{{"flushed", n}}.dump() << "\n";
+            out << nlohmann::json{{"flushed", n}}.dump() << "\n";
         else
-            std::printf("flushed %zu sessions of port %s\n", n, port.c_str());
+            print(out, "flushed %zu sessions of port %s\n", n, port.c_str());
         return 0;
     }
     if (!client.empty()) {
         nlohmann::json r = where_client_goes(state, client);
-        if (json_out) {
-            std::cout << r.dump(2) << "\n";
-        } else {
-            std::printf("%s\n", explanation_line(r).c_str());
-        }
+        out << (json_out ? r.dump(2) : explanation_line(r)) << "\n";
         return 0;
     }
 
@@ -77,7 +72,7 @@ int run_sessions(const args& a)
     std::uint64_t now = session_clock_ns();
     nlohmann::json all = nlohmann::json::array();
     if (!json_out)
-        std::printf("%-40s %-6s %-8s %-9s %s\n", "client", "slot", "pid", "instance", "last seen");
+        print(out, "%-40s %-6s %-8s %-9s %s\n", "client", "slot", "pid", "instance", "last seen");
     for (const auto& [key, s] : state.read_sessions()) {
         nlohmann::json w = worker_json(slots, s.slot);
         bool current = s.slot < slots.size() && slots[s.slot].generation == s.generation;
@@ -87,12 +82,12 @@ int run_sessions(const args& a)
             continue;
         }
         std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
-        std::printf("%-40s %-6u %-8u %-9s %.0fs ago%s\n", format_key(key, c).c_str(), s.slot,
-                    w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
-                    current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
+        print(out, "%-40s %-6u %-8u %-9s %.0fs ago%s\n", format_key(key, c).c_str(), s.slot,
+                   w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
+                   current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
     }
     if (json_out)
-        std::cout << all.dump(2) << "\n";
+        out << all.dump(2) << "\n";
     return 0;
 }
 

@@ -1,9 +1,8 @@
 // sio-steer status: what is attached to a port (or to every pinned port), per worker and in total.
 #include <cctype>
 #include <cerrno>
-#include <cstdio>
 #include <filesystem>
-#include <iostream>
+#include <ostream>
 
 #include "cli.h"
 #include "errors.h"
@@ -18,46 +17,46 @@ namespace sio_steer {
 
 namespace {
 
-void print_text(const nlohmann::json& r)
+void print_text(const nlohmann::json& r, std::ostream& out)
 {
     const auto& c = r["config"];
-    std::printf("port %d: %s\n", r["port"].get<int>(),
-                !r["attached"].get<bool>() ? "NOT attached (no worker socket of the map is listening)"
-                : r["in_sync"].get<bool>() ? "attached, in sync"
-                                           : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
-    std::printf("  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
+    print(out, "port %d: %s\n", r["port"].get<int>(),
+               !r["attached"].get<bool>() ? "NOT attached (no worker socket of the map is listening)"
+               : r["in_sync"].get<bool>() ? "attached, in sync"
+                                          : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
+    print(out, "  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
     const auto& f = r["follow"];
     if (f["mode"] == "none")
-        std::printf("  follow   no controller follows this port\n");
+        print(out, "  follow   no controller follows this port\n");
     else
-        std::printf("  follow   %s (%s)\n", f["mode"].get<std::string>().c_str(), f["reason"].get<std::string>().c_str());
-    std::printf("  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
-                c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
-    std::printf("  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
-                r["sessions"]["capacity"].get<std::size_t>());
-    std::printf("\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie", "selections");
+        print(out, "  follow   %s (%s)\n", f["mode"].get<std::string>().c_str(), f["reason"].get<std::string>().c_str());
+    print(out, "  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
+               c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
+    print(out, "  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
+               r["sessions"]["capacity"].get<std::size_t>());
+    print(out, "\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie", "selections");
     for (const auto& w : r["workers"]) {
         std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
         std::string uid = w["uid"].is_null() ? "-" : std::to_string(w["uid"].get<unsigned>());
         std::string process = w["live"].get<bool>() ? w["process"].get<std::string>() : "(gone)";
-        std::printf("  %-5u %-8u %-9s %-22s %-6s %-12llu %llu\n", w["slot"].get<unsigned>(), w["pid"].get<unsigned>(),
-                    instance.c_str(), process.c_str(), uid.c_str(), w["cookie"].get<unsigned long long>(),
-                    w["selections"].get<unsigned long long>());
+        print(out, "  %-5u %-8u %-9s %-22s %-6s %-12llu %llu\n", w["slot"].get<unsigned>(), w["pid"].get<unsigned>(),
+                   instance.c_str(), process.c_str(), uid.c_str(), w["cookie"].get<unsigned long long>(),
+                   w["selections"].get<unsigned long long>());
     }
     for (const auto& l : r["unmanaged_listeners"])
-        std::printf("  %-5s %-8u %-9s %-22s (listening, not in the workers map)\n", "-", l["pid"].get<unsigned>(), "-",
-                    l["process"].get<std::string>().c_str());
-    std::printf("\n  counters");
+        print(out, "  %-5s %-8u %-9s %-22s (listening, not in the workers map)\n", "-", l["pid"].get<unsigned>(), "-",
+                   l["process"].get<std::string>().c_str());
+    print(out, "\n  counters");
     for (const auto& [name, value] : r["counters"].items())
-        std::printf(" %s=%llu", name.c_str(), value.get<unsigned long long>());
-    std::printf("\n");
+        print(out, " %s=%llu", name.c_str(), value.get<unsigned long long>());
+    print(out, "\n");
     for (const auto& w : r["warnings"])
-        std::printf("\n  warning: %s\n", w.get<std::string>().c_str());
+        print(out, "\n  warning: %s\n", w.get<std::string>().c_str());
 }
 
 }  // namespace
 
-int run_status(const args& a)
+int run_status(const args& a, std::ostream& out)
 {
     steer_options o;
     std::string port;
@@ -70,7 +69,7 @@ int run_status(const args& a)
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files (where a following attach says how it follows)");
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm))
+    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm, out))
         return 0;
     if (json_out && prometheus)
         throw steer_error(exit_code::usage, "--json and --prometheus do not go together", {}, "choose one");
@@ -102,21 +101,21 @@ int run_status(const args& a)
         if (!state) {
             missing = true;
             if (!json_out)
-                std::printf("port %u: not attached (nothing pinned in %s)\n", p, o.pin_dir().c_str());
+                print(out, "port %u: not attached (nothing pinned in %s)\n", p, o.pin_dir().c_str());
             continue;
         }
         nlohmann::json r = status_report(*state, p, o.lock_dir);
         if (json_out)
             all.push_back(r);
         else
-            print_text(r);
+            print_text(r, out);
     }
     if (prometheus)
-        std::cout << prometheus_text(metrics);
+        out << prometheus_text(metrics);
     else if (json_out)
-        std::cout << (port.empty() ? all : all.empty() ? nlohmann::json(nullptr) : all[0]).dump(2) << "\n";
+        out << (port.empty() ? all : all.empty() ? nlohmann::json(nullptr) : all[0]).dump(2) << "\n";
     else if (ports.empty())
-        std::printf("no port is steered (nothing pinned in %s)\n", o.pin_root.c_str());
+        print(out, "no port is steered (nothing pinned in %s)\n", o.pin_root.c_str());
     return missing || ports.empty() ? static_cast<int>(exit_code::not_attached) : 0;
 }
 

@@ -1,0 +1,91 @@
+// The command line in-process, through the verb table: every verb answers --help, and refuses an
+// option it does not know with exit 2, naming its own --help. No privileges, no kernel state.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "cli.h"
+#include "errors.h"
+
+using namespace sio_steer;
+
+namespace {
+
+struct result {
+    int code;
+    std::string out, err;
+};
+
+result run(const args& argv)
+{
+    std::ostringstream out, err;
+    int code = run_cli(argv, out, err);
+    return {code, out.str(), err.str()};
+}
+
+}  // namespace
+
+TEST(Cli, EveryVerbAnswersHelp)
+{
+    ASSERT_FALSE(verbs().empty());
+    for (const verb& v : verbs()) {
+        for (const char* help : {"--help", "-h"}) {
+            result r = run({v.name, help});
+            EXPECT_EQ(r.code, 0) << v.name << " " << help << ": " << r.err;
+            EXPECT_EQ(r.out.rfind(std::string("usage: sio-steer ") + v.name + " ", 0), 0u) << r.out;
+            EXPECT_NE(r.out.find("--help"), std::string::npos) << r.out;
+            EXPECT_EQ(r.err, "") << v.name;
+        }
+    }
+}
+
+TEST(Cli, EveryVerbRefusesAnUnknownOptionNamingItsHelp)
+{
+    for (const verb& v : verbs()) {
+        result r = run({v.name, "--no-such-option"});
+        EXPECT_EQ(r.code, static_cast<int>(exit_code::usage)) << v.name << ": " << r.err;
+        EXPECT_EQ(r.code, 2);
+        EXPECT_EQ(r.err.rfind(std::string("sio-steer ") + v.name + ": ", 0), 0u) << r.err;
+        EXPECT_NE(r.err.find("no-such-option"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find(std::string("  fix: see `sio-steer ") + v.name + " --help`"), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "") << v.name;
+    }
+}
+
+TEST(Cli, TheTableIsTheUsage)
+{
+    result r = run({"--help"});
+    EXPECT_EQ(r.code, 0);
+    for (const verb& v : verbs())
+        EXPECT_NE(r.out.find(std::string("  ") + v.name + " "), std::string::npos) << v.name << " missing from:\n" << r.out;
+    EXPECT_NE(r.out.find("Exit codes: docs/exit-codes.md"), std::string::npos);
+}
+
+TEST(Cli, NoCommandOrAnUnknownOneIsAUsageError)
+{
+    result none = run({});
+    EXPECT_EQ(none.code, 2);
+    EXPECT_EQ(none.out, "");
+    EXPECT_NE(none.err.find("usage: sio-steer <command>"), std::string::npos);
+
+    result unknown = run({"steer-harder"});
+    EXPECT_EQ(unknown.code, 2);
+    EXPECT_EQ(unknown.err.rfind("sio-steer: unknown command 'steer-harder'\n", 0), 0u) << unknown.err;
+}
+
+TEST(Cli, VersionNamesTheAbi)
+{
+    result r = run({"--version"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.out, std::string("sio-steer ") + SIO_STEER_VERSION + " (ABI 1)\n");
+}
+
+TEST(Cli, ARefusalKeepsItsExitCodeWhyAndFix)
+{
+    // nginx-conf reads and changes nothing: a refusal without any kernel state.
+    result r = run({"nginx-conf", "--key", "source"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err, "sio-steer nginx-conf: --key source is not a key nginx-conf knows\n"
+                     "  why: behind nginx, sio-steer tells clients apart by their source or by their destination\n"
+                     "  fix: use --key address (the default) or --key destination (with `attach --key destination`)\n");
+}

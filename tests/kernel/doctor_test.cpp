@@ -97,7 +97,7 @@ protected:
     {
         std::istringstream in(r.out);
         std::string line, found;
-        const std::regex head("^  (ok|skip|WARN|FAIL) +" + check + " ");
+        const std::regex head("^  (ok|skip|note|WARN|FAIL) +" + check + " ");
         for (std::string l; std::getline(in, l);) {
             if (!found.empty() && l.find("fix: ") != std::string::npos && l.starts_with("        "))
                 return found + "\n" + l;
@@ -358,6 +358,64 @@ TEST_F(DoctorTest, BadPortIsAUsageError)
     run_result r = sio_steer({"doctor", "--port", "70000"});
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("--port 70000 is not a TCP port"), std::string::npos) << r.err;
+}
+
+// kernel.sched_autogroup_enabled set for one test, put back as it was even when the test fails. It
+// is read when a process forks: set it before starting the workers.
+class autogroups_set {
+public:
+    explicit autogroups_set(bool on)
+    {
+        std::ifstream in(path);
+        std::getline(in, was_);
+        write(on ? "1" : "0");
+    }
+    ~autogroups_set() { write(was_); }
+    autogroups_set(const autogroups_set&) = delete;
+    autogroups_set& operator=(const autogroups_set&) = delete;
+
+private:
+    static void write(const std::string& value)
+    {
+        std::ofstream out(path);
+        out << value << "\n";
+    }
+    static constexpr const char* path = "/proc/sys/kernel/sched_autogroup_enabled";
+    std::string was_;
+};
+
+// PM2 cluster mode's workers are children of one process, in its session: so are these, children
+// of the test. With autogroups on they weigh as one on a busy host; doctor notes it, with the fix,
+// and the verdict stays "all is well".
+TEST_F(DoctorTest, WorkersSharingOneAutogroupAreANoteNotAProblem)
+{
+    if (!std::filesystem::exists("/proc/sys/kernel/sched_autogroup_enabled"))
+        GTEST_FAIL() << "this kernel has no scheduler autogroups (CONFIG_SCHED_AUTOGROUP): the check cannot be shown";
+    autogroups_set on(true);
+    start_workers(3);
+    start_controller();
+    run_result r = doctor();
+    std::string line = line_of(r, "scheduler");
+    EXPECT_EQ(verdict_of(line), "note") << r.out;
+    EXPECT_NE(line.find("3 workers (pids " + std::to_string(w[0]->pid()) + ", " + std::to_string(w[1]->pid()) + ", " +
+                        std::to_string(w[2]->pid()) + ") share one scheduler autogroup"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(line.find("fix: sysctl -w kernel.sched_autogroup_enabled=0"), std::string::npos) << r.out;
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("\nverdict: all is well\n"), std::string::npos) << r.out;
+}
+
+TEST_F(DoctorTest, WithAutogroupsOffEachWorkerWeighsByItself)
+{
+    if (!std::filesystem::exists("/proc/sys/kernel/sched_autogroup_enabled"))
+        GTEST_FAIL() << "this kernel has no scheduler autogroups (CONFIG_SCHED_AUTOGROUP): the check cannot be shown";
+    autogroups_set off(false);
+    start_workers(2);
+    run_result r = doctor();
+    std::string line = line_of(r, "scheduler");
+    EXPECT_EQ(verdict_of(line), "ok") << r.out;
+    EXPECT_NE(line.find("scheduler autogroups are off"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ const char* label(verdict v)
         return "ok";
     case verdict::skip:
         return "skip";
+    case verdict::note:
+        return "note";
     case verdict::warn:
         return "WARN";
     case verdict::fail:

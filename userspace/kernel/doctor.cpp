@@ -10,8 +10,10 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "controller.h"
+#include "cpu_share.h"
 #include "discovery.h"
 #include "errors.h"
 #include "node_version.h"
@@ -30,6 +32,16 @@ std::string first_line(const std::string& path)
     std::string line;
     std::getline(in, line);
     return line;
+}
+
+// At most `limit` bytes of a small kernel file (/proc, /sys): never more, whatever is there.
+std::string read_small(const std::string& path, std::size_t limit = 65536)
+{
+    std::ifstream in(path, std::ios::binary);
+    std::string text(limit, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(limit));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return text;
 }
 
 std::string joined(const std::vector<std::string>& parts, std::size_t at_most = 6)
@@ -171,6 +183,63 @@ finding check_node(const std::vector<listener>& seen)
     return {"node", verdict::ok, joined(good) + ": reusePort is supported", ""};
 }
 
+// The cgroup v2 mount point ("" if none): where a v2 path from /proc/PID/cgroup lives.
+std::string cgroup2_mount()
+{
+    std::istringstream lines(read_small("/proc/self/mountinfo", 1 << 20));
+    for (std::string line; std::getline(lines, line);) {
+        std::size_t dash = line.find(" - cgroup2 ");
+        if (dash == std::string::npos)
+            continue;
+        std::istringstream fields(line.substr(0, dash));
+        std::string id, parent, dev, root, mount_point;
+        if (fields >> id >> parent >> dev >> root >> mount_point)
+            return mount_point;
+    }
+    return "";
+}
+
+// Is the process scheduled by a cgroup with the cpu controller rather than by its autogroup? The
+// kernel uses the autogroup only for a task in the root task group.
+bool under_cpu_cgroup(pid_t pid)
+{
+    std::optional<cpu_cgroup_path> cg = parse_cpu_cgroup(read_small("/proc/" + std::to_string(pid) + "/cgroup"));
+    if (!cg || cg->path == "/" || cg->path.empty())
+        return false;
+    if (cg->v1)
+        return true;
+    // cgroup v2: the cpu controller applies if the parent enables it for its children
+    std::string parent = cg->path.substr(0, cg->path.rfind('/'));
+    std::string mount = cgroup2_mount();
+    if (mount.empty())
+        return false;
+    std::istringstream enabled(read_small(mount + parent + "/cgroup.subtree_control"));
+    for (std::string c; enabled >> c;)
+        if (c == "cpu")
+            return true;
+    return false;
+}
+
+finding check_scheduler(const std::vector<listener>& seen)
+{
+    std::vector<worker_schedule> workers;
+    std::set<pid_t> done;
+    for (const listener& l : seen) {
+        if (!l.pid || !done.insert(l.pid).second)
+            continue;
+        workers.push_back({l.pid, parse_autogroup(read_small("/proc/" + std::to_string(l.pid) + "/autogroup", 256)),
+                           under_cpu_cgroup(l.pid)});
+    }
+    if (workers.size() < 2)
+        return {"scheduler", verdict::skip, "fewer than two workers to compare", ""};
+    std::string enabled = first_line("/proc/sys/kernel/sched_autogroup_enabled");
+    std::optional<bool> autogroups;
+    if (!enabled.empty())
+        autogroups = enabled != "0";
+    cpu_share_finding f = cpu_share_check(autogroups, workers);
+    return {"scheduler", f.shared ? verdict::note : verdict::ok, f.detail, f.fix};
+}
+
 finding check_migration()
 {
     const std::string value = first_line("/proc/sys/net/ipv4/tcp_migrate_req");
@@ -274,6 +343,7 @@ std::vector<finding> examine(const doctor_settings& s)
     out.push_back(check_listeners(s.port));
     out.push_back(check_node(seen));
     out.push_back(check_migration());
+    out.push_back(check_scheduler(seen));
 
     if (!can_probe) {
         out.push_back({"steering", verdict::skip, "cannot read the pinned maps without CAP_BPF", ""});

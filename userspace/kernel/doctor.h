@@ -11,6 +11,7 @@ namespace sio_steer {
 enum class verdict {
     ok,
     skip,  // does not apply, or cannot be told (e.g. a worker's Node version): not a problem
+    note,  // worth knowing (e.g. how the CPU is shared), shown with its fix; not a problem
     warn,  // works, but not as well as it should
     fail,  // steering cannot work, or does not
 };

@@ -91,8 +91,8 @@ void check_interrupted()
 }
 
 struct settings {
-    int clients = 8000;      // distinct client addresses (127.x.y.z)
-    int passes = 2;          // connections per client and variant per round (the first is "new client")
+    int clients = 8000;  // distinct client addresses (127.x.y.z)
+    int passes = 2;      // connections per client and variant per round (the first is "new client")
     int rounds = 5;
     std::uint32_t sessions = 1'000'000;      // background sessions recorded for "sessions_1m"
     std::uint32_t max_sessions = 1'100'000;  // --max-sessions of the attach (same for both session maps)
@@ -154,8 +154,7 @@ settings parse(int argc, char** argv)
                 s.only.push_back(list.substr(at, comma - at));
                 at = comma + 1;
             }
-        }
-        else {
+        } else {
             usage();
             std::exit(a == "--help" || a == "-h" ? 0 : 2);
         }
@@ -250,8 +249,7 @@ private:
         if (pid_ <= 0)
             return;
         kill(pid_, SIGKILL);
-        while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-        }
+        while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
         pid_ = -1;
     }
     pid_t pid_ = -1;
@@ -437,13 +435,13 @@ std::string connect_once(const sockaddr_in& source, const sockaddr_in& dest)
 // ---- Variants and results. ----
 
 struct variant {
-    std::string name;   // key in the results
-    std::string what;   // one line for the table
+    std::string name;  // key in the results
+    std::string what;  // one line for the table
     int prog_fd = -1;
-    int sessions_fd = -1;                        // session variants: their sessions map
-    std::optional<std::uint64_t> refresh_ns;     // overrides config.refresh_ns while it runs
-    bool sticky = true;                          // every connection of a client reaches one worker
-    int direct_fd = -1;                          // direct_mapped: its session array
+    int sessions_fd = -1;                     // session variants: their sessions map
+    std::optional<std::uint64_t> refresh_ns;  // overrides config.refresh_ns while it runs
+    bool sticky = true;                       // every connection of a client reaches one worker
+    int direct_fd = -1;                       // direct_mapped: its session array
     bool keyed() const { return sessions_fd >= 0 || direct_fd >= 0; }
 };
 
@@ -477,7 +475,7 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "bpf_cost: run as root (BPF, network and mount namespaces)\n");
         return 2;
     }
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
@@ -500,9 +498,9 @@ int main(int argc, char** argv)
         // The real controller attaches the real program, with maps pinned in the private bpffs.
         const std::string lock_dir = "/run/sio-steer-bench";
         const std::string pin_root = "/sys/fs/bpf/bench", dir = pin_root + "/" + std::to_string(port);
-        auto attach = sio_steer::test::sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root",
-                                                  pin_root, "--lock-dir", lock_dir, "--max-sessions",
-                                                  std::to_string(cfg.max_sessions)});
+        auto attach =
+            sio_steer::test::sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root", pin_root,
+                                        "--lock-dir", lock_dir, "--max-sessions", std::to_string(cfg.max_sessions)});
         if (attach.code != 0)
             throw std::runtime_error("sio-steer attach failed (" + std::to_string(attach.code) + "): " + attach.err);
 
@@ -510,7 +508,7 @@ int main(int argc, char** argv)
                   slots_map = pinned(dir + "/slots"), sessions_map = pinned(dir + "/sessions"),
                   ring_map = pinned(dir + "/ring"), config_map = pinned(dir + "/config"),
                   stats_map = pinned(dir + "/stats");
-        const pinned_maps maps{workers_map.get(), slots_map.get(), sessions_map.get(),
+        const pinned_maps maps{workers_map.get(), slots_map.get(),  sessions_map.get(),
                                ring_map.get(),    config_map.get(), stats_map.get()};
         // The stats summed over CPUs as `sio-steer status` sums them.
         const std::optional<sio_steer::pinned_state> state = sio_steer::pinned_state::open(dir);
@@ -587,7 +585,8 @@ int main(int argc, char** argv)
         };
         real_skel big = load_real(max_sessions);
         // --profile: the real program on a sessions map just big enough for the benchmark's clients.
-        const std::uint32_t small_max = std::max<std::uint32_t>(16384, std::bit_ceil(2u * static_cast<std::uint32_t>(cfg.clients)));
+        const std::uint32_t small_max =
+            std::max<std::uint32_t>(16384, std::bit_ceil(2u * static_cast<std::uint32_t>(cfg.clients)));
         real_skel little = cfg.profile ? load_real(small_max) : real_skel();
         // --profile: the real program with per-CPU LRU lists (BPF_F_NO_COMMON_LRU), 1M sessions too.
         real_skel percpu = cfg.profile ? load_real(max_sessions, BPF_F_NO_COMMON_LRU) : real_skel();
@@ -616,8 +615,10 @@ int main(int argc, char** argv)
             object_ptr obj(bpf_object__open_file(path.c_str(), nullptr));
             if (!obj)
                 fail("opening " + path);
-            const std::pair<const char*, int> shared[] = {{"workers", workers_map.get()}, {"slots", slots_map.get()},
-                                                          {"ring", ring_map.get()},       {"config", config_map.get()},
+            const std::pair<const char*, int> shared[] = {{"workers", workers_map.get()},
+                                                          {"slots", slots_map.get()},
+                                                          {"ring", ring_map.get()},
+                                                          {"config", config_map.get()},
                                                           {"stats", stats_map.get()}};
             for (const auto& [name, fd] : shared) {
                 bpf_map* m = bpf_object__find_map_by_name(obj.get(), name);
@@ -642,12 +643,12 @@ int main(int argc, char** argv)
 
         const std::uint64_t never = ~0ull;
         std::vector<variant> variants = {
-            {"empty", "returns SK_PASS, selects nothing (dispatch + accounting)", bpf_program__fd(floors->progs.empty), -1,
-             std::nullopt, false},
+            {"empty", "returns SK_PASS, selects nothing (dispatch + accounting)", bpf_program__fd(floors->progs.empty),
+             -1, std::nullopt, false},
             {"select_fixed", "selects one fixed slot (+ bpf_sk_select_reuseport)",
              bpf_program__fd(floors->progs.select_fixed), -1, std::nullopt, true},
-            {"hash_only", "reads the client, masks, hashes, ring, selects", bpf_program__fd(hashed->progs.hash_only), -1,
-             std::nullopt, true},
+            {"hash_only", "reads the client, masks, hashes, ring, selects", bpf_program__fd(hashed->progs.hash_only),
+             -1, std::nullopt, true},
             {"sessions_0", "real program, sessions map empty but for the benchmark's clients", program.get(),
              sessions_map.get(), std::nullopt, true},
             {"sessions_1m", "real program, " + std::to_string(cfg.sessions) + " other sessions recorded",
@@ -692,8 +693,8 @@ int main(int argc, char** argv)
         std::vector<sockaddr_in> sources(per * nv);
         std::vector<client_key> keys(per * nv);
         for (std::size_t i = 0; i < sources.size(); i++) {
-            const auto a = static_cast<std::uint32_t>(1 + i / (254 * 256)), b = static_cast<std::uint32_t>(i / 254 % 256),
-                       c = static_cast<std::uint32_t>(1 + i % 254);
+            const auto a = static_cast<std::uint32_t>(1 + i / (254 * 256)),
+                       b = static_cast<std::uint32_t>(i / 254 % 256), c = static_cast<std::uint32_t>(1 + i % 254);
             sources[i].sin_family = AF_INET;
             sources[i].sin_addr.s_addr = htonl(0x7f000000u | a << 16 | b << 8 | c);
             keys[i] = v4_key(sources[i].sin_addr.s_addr, base_config);
@@ -774,10 +775,12 @@ int main(int argc, char** argv)
                         ph.failures += failures;
                         if (v.sessions_fd >= 0) {  // the path the counters say it took is the one we mean
                             const stats s1 = state->read_stats();
-                            taken[vi] += pass == 0 ? s1.new_sessions - s0.new_sessions : s1.session_hits - s0.session_hits;
+                            taken[vi] +=
+                                pass == 0 ? s1.new_sessions - s0.new_sessions : s1.session_hits - s0.session_hits;
                             expected[vi] += to - from - failures;
                             if (s1.errors != s0.errors || s1.expired != s0.expired)
-                                std::fprintf(stderr, "bpf_cost: warning: %s: errors or expired sessions\n", v.name.c_str());
+                                std::fprintf(stderr, "bpf_cost: warning: %s: errors or expired sessions\n",
+                                             v.name.c_str());
                         }
                     }
                 }
@@ -805,26 +808,27 @@ int main(int argc, char** argv)
         recorded = count_entries(big_sessions);
 
         // ---- Report. ----
-        std::printf("\nns per program run (kernel.bpf_stats_enabled=1). A round's value is the median over its chunks of\n"
-                    "%d connections of run_time_ns/run_cnt; median, min and max of %d rounds; mean: all runs together\n",
-                    cfg.chunk, cfg.rounds);
+        std::printf(
+            "\nns per program run (kernel.bpf_stats_enabled=1). A round's value is the median over its chunks of\n"
+            "%d connections of run_time_ns/run_cnt; median, min and max of %d rounds; mean: all runs together\n",
+            cfg.chunk, cfg.rounds);
         int width = 16;
         for (const variant& v : variants)
             width = std::max(width, static_cast<int>(v.name.size()));
-        std::printf("%-*s %-16s %7s %7s %7s %7s %8s  %s\n", width, "variant", "connection", "median", "min", "max", "mean",
-                    "runs", "program");
+        std::printf("%-*s %-16s %7s %7s %7s %7s %8s  %s\n", width, "variant", "connection", "median", "min", "max",
+                    "mean", "runs", "program");
         bool healthy = true;
         auto row = [&](const variant& v, const char* label, const phase_result& ph) {
             if (ph.ns_per_run.empty())
                 return;
             auto [lo, hi] = std::minmax_element(ph.ns_per_run.begin(), ph.ns_per_run.end());
-            std::printf("%-*s %-16s %7.1f %7.1f %7.1f %7.1f %8llu  %s\n", width, v.name.c_str(), label, median(ph.ns_per_run),
-                        *lo, *hi, ph.mean(), static_cast<unsigned long long>(ph.runs), v.what.c_str());
+            std::printf("%-*s %-16s %7.1f %7.1f %7.1f %7.1f %8llu  %s\n", width, v.name.c_str(), label,
+                        median(ph.ns_per_run), *lo, *hi, ph.mean(), static_cast<unsigned long long>(ph.runs),
+                        v.what.c_str());
             // A retransmitted SYN runs the program again: a few extra runs are normal on a busy machine.
             if (ph.runs < ph.connections - ph.failures || ph.runs > ph.connections + ph.connections / 100) {
-                std::fprintf(stderr, "bpf_cost: warning: %s: %llu runs for %llu connections\n",
-                             v.name.c_str(), static_cast<unsigned long long>(ph.runs),
-                             static_cast<unsigned long long>(ph.connections));
+                std::fprintf(stderr, "bpf_cost: warning: %s: %llu runs for %llu connections\n", v.name.c_str(),
+                             static_cast<unsigned long long>(ph.runs), static_cast<unsigned long long>(ph.connections));
             }
             if (ph.failures) {
                 std::fprintf(stderr, "bpf_cost: warning: %s: %llu connections failed\n", v.name.c_str(),
@@ -843,11 +847,12 @@ int main(int argc, char** argv)
                 healthy = false;
             }
         }
-        std::printf("(\"recorded client\": reconnects after the %.1f s refresh interval, so the hit rewrites last_seen;%s\n"
-                    " the sessions_1m map held %zu sessions at the end)\n",
-                    static_cast<double>(base_config.refresh_ns) / 1e9,
-                    cfg.profile ? "\n *_ro: the same hit with refresh_ns = max, as for a reconnect within the interval;" : "",
-                    recorded);
+        std::printf(
+            "(\"recorded client\": reconnects after the %.1f s refresh interval, so the hit rewrites last_seen;%s\n"
+            " the sessions_1m map held %zu sessions at the end)\n",
+            static_cast<double>(base_config.refresh_ns) / 1e9,
+            cfg.profile ? "\n *_ro: the same hit with refresh_ns = max, as for a reconnect within the interval;" : "",
+            recorded);
 
         // The same rounding as the table; a variant left out by --only is null.
         auto json = [&](const char* name) {

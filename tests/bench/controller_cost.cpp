@@ -68,8 +68,7 @@ std::int64_t now_ns()
 void sleep_until_ns(std::int64_t t)
 {
     timespec ts{time_t(t / 1'000'000'000), long(t % 1'000'000'000)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {}
 }
 
 // --name value pairs after the verb.
@@ -79,7 +78,8 @@ std::map<std::string, std::string> parse(int argc, char** argv, const std::map<s
     for (int i = 2; i < argc; i++) {
         std::string a = argv[i];
         if (a.rfind("--", 0) != 0 || i + 1 >= argc || !o.count(a.substr(2)))
-            die("unknown or incomplete option " + a + " (see the comment at the top of tests/bench/controller_cost.cpp)");
+            die("unknown or incomplete option " + a +
+                " (see the comment at the top of tests/bench/controller_cost.cpp)");
         o[a.substr(2)] = argv[++i];
     }
     for (auto& [k, v] : o)
@@ -114,7 +114,7 @@ void open_fds(int fds)
             opened += 2;
             continue;
         }
-        int fd = kind == 'T' ? socket(k % 2 ? AF_INET : AF_INET6, SOCK_STREAM, 0)
+        int fd = kind == 'T'   ? socket(k % 2 ? AF_INET : AF_INET6, SOCK_STREAM, 0)
                  : kind == 'U' ? socket(AF_INET, SOCK_DGRAM, 0)
                                : open(files[k % 5], O_RDONLY);
         if (fd < 0 && (fd = open("/dev/null", O_RDONLY)) < 0)
@@ -143,8 +143,7 @@ int hold(int argc, char** argv)
         for (pid_t c : children)
             kill(c, SIGKILL);
         for (pid_t c : children)
-            while (waitpid(c, nullptr, 0) < 0 && errno == EINTR) {
-            }
+            while (waitpid(c, nullptr, 0) < 0 && errno == EINTR) {}
     };
     for (long i = 0; i < procs; i++) {
         pid_t c = fork();
@@ -241,8 +240,8 @@ int storm(int argc, char** argv)
             close(fd);
     }
     double took = double(now_ns() - start) / 1e9;
-    std::printf("{\"listens\": %ld, \"errors\": %ld, \"seconds\": %.2f, \"rate\": %.0f, \"first_error\": \"%s\"}\n", listens,
-                errors, took, listens / took, first_error.c_str());
+    std::printf("{\"listens\": %ld, \"errors\": %ld, \"seconds\": %.2f, \"rate\": %.0f, \"first_error\": \"%s\"}\n",
+                listens, errors, took, listens / took, first_error.c_str());
     return errors && !listens ? 1 : 0;
 }
 
@@ -320,7 +319,8 @@ double percentile(std::vector<double> v, double p)
 
 int react(int argc, char** argv)
 {
-    auto o = parse(argc, argv, {{"port", ""}, {"pin-dir", ""}, {"runs", "50"}, {"instance", "2"}, {"timeout-ms", "5000"}});
+    auto o =
+        parse(argc, argv, {{"port", ""}, {"pin-dir", ""}, {"runs", "50"}, {"instance", "2"}, {"timeout-ms", "5000"}});
     const long runs = number(o, "runs"), timeout_ms = number(o, "timeout-ms");
     maps m;
     m.slots = bpf_obj_get((o["pin-dir"] + "/slots").c_str());
@@ -333,9 +333,9 @@ int react(int argc, char** argv)
 
     // The worker's environment, as PM2 cluster mode sets it (the controller reads /proc/PID/environ).
     const std::string instance = o["instance"];
-    std::vector<std::string> env = {"PATH=/usr/bin:/bin", "NODE_APP_INSTANCE=" + instance, "pm_id=" + instance,
-                                    "name=bench", "exec_mode=cluster_mode", "instances=4", "NODE_ENV=production",
-                                    "PM2_HOME=/root/.pm2", "PM2_USAGE=CLI"};
+    std::vector<std::string> env = {"PATH=/usr/bin:/bin",  "NODE_APP_INSTANCE=" + instance, "pm_id=" + instance,
+                                    "name=bench",          "exec_mode=cluster_mode",        "instances=4",
+                                    "NODE_ENV=production", "PM2_HOME=/root/.pm2",           "PM2_USAGE=CLI"};
     std::vector<char*> envp;
     for (auto& e : env)
         envp.push_back(e.data());
@@ -354,8 +354,8 @@ int react(int argc, char** argv)
             dup2(out[1], 1);
             close(out[0]);
             close(out[1]);
-            char* args[] = {const_cast<char*>("controller_cost"), const_cast<char*>("listen"), const_cast<char*>("--port"),
-                            port.data(), nullptr};
+            char* args[] = {const_cast<char*>("controller_cost"), const_cast<char*>("listen"),
+                            const_cast<char*>("--port"), port.data(), nullptr};
             execve(self.c_str(), args, envp.data());
             _exit(127);
         }
@@ -408,12 +408,15 @@ int react(int argc, char** argv)
         if (t_full) {
             slot_ms.push_back(double(t_slot - t0) / 1e6);
             full_ms.push_back(double(t_full - t0) / 1e6);
-            std::fprintf(stderr, "run %ld: slot %d after %.2f ms, ring after %.2f ms; slot freed %.1f ms after the worker died\n",
-                         run + 1, index, slot_ms.back(), full_ms.back(), gone);
+            std::fprintf(
+                stderr,
+                "run %ld: slot %d after %.2f ms, ring after %.2f ms; slot freed %.1f ms after the worker died\n",
+                run + 1, index, slot_ms.back(), full_ms.back(), gone);
         } else {
             timeouts++;
             full_ms.push_back(double(timeout_ms));  // counted at the timeout, so percentiles do not hide it
-            std::fprintf(stderr, "run %ld: no slot and ring entries within %ld ms (slot %d)\n", run + 1, timeout_ms, index);
+            std::fprintf(stderr, "run %ld: no slot and ring entries within %ld ms (slot %d)\n", run + 1, timeout_ms,
+                         index);
         }
         sleep_until_ns(now_ns() + (100 + static_cast<long>(rng() % 201)) * 1'000'000LL);
     }

@@ -57,7 +57,8 @@ TEST(Cli, TheTableIsTheUsage)
     result r = run({"--help"});
     EXPECT_EQ(r.code, 0);
     for (const verb& v : verbs())
-        EXPECT_NE(r.out.find(std::string("  ") + v.name + " "), std::string::npos) << v.name << " missing from:\n" << r.out;
+        EXPECT_NE(r.out.find(std::string("  ") + v.name + " "), std::string::npos) << v.name << " missing from:\n"
+                                                                                   << r.out;
     EXPECT_NE(r.out.find("Exit codes: docs/exit-codes.md"), std::string::npos);
 }
 

@@ -233,7 +233,8 @@ TEST_F(BadInputTest, NegativeNumbersAreUsageErrors)
                    {"--resync-interval -1 is not a whole number", "digits only"});
     expect_refused(sio_steer(attach_args({"--v4-prefix", "-4294967272"})), exit_usage,
                    {"--v4-prefix -4294967272 is not a whole number"});
-    expect_refused(sio_steer(attach_args({"--max-sessions", "-1"})), exit_usage, {"--max-sessions -1 is not a whole number"});
+    expect_refused(sio_steer(attach_args({"--max-sessions", "-1"})), exit_usage,
+                   {"--max-sessions -1 is not a whole number"});
     expect_refused(sio_steer(attach_args({"--resync-interval", "50"})), exit_usage,
                    {"--resync-interval 50 is not a number from 100 to 3600000"});
     expect_nothing_pinned();
@@ -280,8 +281,8 @@ TEST_F(BadInputTest, WithoutPrivilegesNamesTheMissingCapabilities)
     if (!on_path("setpriv"))
         GTEST_SKIP() << "setpriv (util-linux) is not installed";
     start_workers(2);
-    run_result r = sio_steer_under(
-        {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, attach_args());
+    run_result r = sio_steer_under({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"},
+                                   attach_args());
     expect_refused(r, exit_environment,
                    {"missing privileges", "CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "run it as root"});
     expect_nothing_pinned();
@@ -322,8 +323,8 @@ TEST_F(BadInputTest, PinRootNotOnBpffs)
 {
     start_workers(2);
     tmp_dir plain;
-    run_result r = sio_steer({"attach", "--once", "--port", port_text(), "--pin-root", plain.path(), "--lock-dir",
-                              pins().lock_dir()});
+    run_result r = sio_steer(
+        {"attach", "--once", "--port", port_text(), "--pin-root", plain.path(), "--lock-dir", pins().lock_dir()});
     expect_refused(r, exit_environment, {plain.path() + " is not on a BPF filesystem", "mount -t bpf"});
     EXPECT_EQ(entries(plain.path()), std::vector<std::string>{});
 
@@ -378,7 +379,8 @@ TEST_F(BadInputTest, IncompatiblePinnedStateIsRefusedReportedAndDetachable)
     // What the message tells to do works: detach removes the state (and the program), attach again.
     run_result r = sio_steer(args("detach"));
     EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_NE((r.out + r.err).find("ABI version 99; this sio-steer speaks version"), std::string::npos) << r.out << r.err;
+    EXPECT_NE((r.out + r.err).find("ABI version 99; this sio-steer speaks version"), std::string::npos)
+        << r.out << r.err;
     EXPECT_NE((r.out + r.err).find("detached from port " + port_text() + ";"), std::string::npos) << r.out << r.err;
     expect_nothing_pinned();
     int split = 0;  // the program is off the group: the kernel's 4-tuple hash spreads clients again
@@ -408,7 +410,8 @@ TEST_F(BadInputTest, ReadingOrDetachingAPortWithNothingPinned)
 
     expect_refused(sio_steer(args("sessions")), exit_not_attached,
                    {"nothing is pinned for port " + port_text(), "sio-steer attach --port " + port_text()});
-    expect_refused(sio_steer(args("detach")), exit_not_attached, {"nothing is pinned for port " + port_text(), "sio-steer status"});
+    expect_refused(sio_steer(args("detach")), exit_not_attached,
+                   {"nothing is pinned for port " + port_text(), "sio-steer status"});
     expect_nothing_pinned();
 }
 

@@ -140,7 +140,8 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
     fs::remove(file);
     run_result missing = sio_steer(attach_args());
     EXPECT_EQ(missing.code, 2);
-    EXPECT_NE(missing.err.find("cannot read the config file " + file + ": No such file or directory"), std::string::npos)
+    EXPECT_NE(missing.err.find("cannot read the config file " + file + ": No such file or directory"),
+              std::string::npos)
         << missing.err;
     EXPECT_TRUE(current() == before);
 }

@@ -103,10 +103,7 @@ TEST_F(DiscoveryTest, ListenerOnAnotherPortIsNotReturned)
     EXPECT_EQ(found[0].port, other);
 }
 
-TEST_F(DiscoveryTest, NothingOnAnUnusedPort)
-{
-    EXPECT_TRUE(find_listeners(port).empty());
-}
+TEST_F(DiscoveryTest, NothingOnAnUnusedPort) { EXPECT_TRUE(find_listeners(port).empty()); }
 
 TEST_F(DiscoveryTest, LoopbackListenersOfBothFamilies)
 {
@@ -132,9 +129,9 @@ TEST_F(DiscoveryTest, LoopbackListenersOfBothFamilies)
 TEST_F(DiscoveryTest, InstanceFromPm2EnvDocument)
 {
     w.push_back(worker_process::start(
-        port, {"NODE_UNIQUE_ID=9",
-               R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","env":{"NODE_ENV":"production"},)"
-               R"("NODE_APP_INSTANCE":4,"pm_id":4,"restart_time":7})"}));
+        port,
+        {"NODE_UNIQUE_ID=9", R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","env":{"NODE_ENV":"production"},)"
+                             R"("NODE_APP_INSTANCE":4,"pm_id":4,"restart_time":7})"}));
 
     const auto found = find_listeners(port);
     ASSERT_EQ(found.size(), 1u);
@@ -216,7 +213,8 @@ TEST_F(DiscoveryTest, DuplicateWithoutPtraceIsEnvironmentError)
                   } catch (const steer_error& e) {
                       if (e.code() != exit_code::environment)
                           return 12;
-                      if (e.fix().find("CAP_SYS_PTRACE") == std::string::npos || e.fix().find("root") == std::string::npos)
+                      if (e.fix().find("CAP_SYS_PTRACE") == std::string::npos ||
+                          e.fix().find("root") == std::string::npos)
                           return 13;
                       return 0;
                   } catch (...) {

@@ -47,7 +47,8 @@ public:
         must(mount("tmpfs", (dir_ + "/rw").c_str(), "tmpfs", 0, "size=4m,mode=0700") == 0, "mount tmpfs");
         for (const char* d : {"/rw/upper", "/rw/work"})
             must(mkdir((dir_ + d).c_str(), 0700) == 0, std::string("mkdir ") + d);
-        const std::string layers = "lowerdir=" + dir_ + "/lower,upperdir=" + dir_ + "/rw/upper,workdir=" + dir_ + "/rw/work";
+        const std::string layers =
+            "lowerdir=" + dir_ + "/lower,upperdir=" + dir_ + "/rw/upper,workdir=" + dir_ + "/rw/work";
         must(mount("overlay", merged().c_str(), "overlay", 0, layers.c_str()) == 0, "mount overlay");
     }
     ~overlay_mount()
@@ -119,10 +120,12 @@ TEST_F(DoctorTest, AllIsWellWithAFollowingAttachAndClientsOfTheirOwn)
     probe(client_addresses(120, 0), port, 2);  // 240 connections from 120 addresses: no proxy
     run_result r = doctor();
     EXPECT_EQ(r.code, 0) << r.out << r.err;
-    for (const char* check : {"kernel", "bpffs", "privileges", "listeners", "migration", "steering", "controller", "proxy"})
+    for (const char* check :
+         {"kernel", "bpffs", "privileges", "listeners", "migration", "steering", "controller", "proxy"})
         EXPECT_EQ(verdict_of(line_of(r, check)), "ok") << check << "\n" << r.out;
     EXPECT_EQ(verdict_of(line_of(r, "node")), "skip") << "test_worker is not Node\n" << r.out;
-    EXPECT_NE(line_of(r, "listeners").find("4 SO_REUSEPORT listeners on [::]:" + std::to_string(port)), std::string::npos)
+    EXPECT_NE(line_of(r, "listeners").find("4 SO_REUSEPORT listeners on [::]:" + std::to_string(port)),
+              std::string::npos)
         << r.out;
     EXPECT_NE(line_of(r, "controller").find("pid " + std::to_string(controller->pid())), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("\nverdict: all is well\n"), std::string::npos) << r.out;
@@ -168,7 +171,8 @@ TEST_F(DoctorTest, NothingListeningIsAProblem)
 // PM2 records the Node version of a worker in its pm2_env (cluster workers run the daemon's Node).
 TEST_F(DoctorTest, WorkersOnANodeTooOldForReusePortAreNamed)
 {
-    const std::string old_env = R"(pm2_env={"NODE_APP_INSTANCE":0,"exec_mode":"cluster_mode","node_version":"20.11.1"})";
+    const std::string old_env =
+        R"(pm2_env={"NODE_APP_INSTANCE":0,"exec_mode":"cluster_mode","node_version":"20.11.1"})";
     w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0", old_env}));
     run_result r = doctor();
     EXPECT_EQ(r.code, exit_unhealthy);
@@ -216,9 +220,11 @@ TEST_F(DoctorTest, TheControllerSaysItFollowsByEvents)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     EXPECT_EQ(verdict_of(controller_line), "ok") << controller_line;
-    EXPECT_NE(controller_line.find("pid " + std::to_string(controller->pid()) + " (sio-steer) follows the workers by events: "),
+    EXPECT_NE(controller_line.find("pid " + std::to_string(controller->pid()) +
+                                   " (sio-steer) follows the workers by events: "),
               std::string::npos)
-        << controller_line << "\n" << controller->output();
+        << controller_line << "\n"
+        << controller->output();
 }
 
 // A controller that polls: asked for here (this host gives a controller its watch); a host without
@@ -235,8 +241,9 @@ TEST_F(DoctorTest, AControllerThatPollsIsAWarningSayingWhy)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     EXPECT_EQ(verdict_of(controller_line), "WARN") << controller_line;
-    EXPECT_NE(controller_line.find("pid " + std::to_string(controller->pid()) +
-                                   " (sio-steer) follows the workers by polling, not by events: asked for with --follow polling"),
+    EXPECT_NE(controller_line.find(
+                  "pid " + std::to_string(controller->pid()) +
+                  " (sio-steer) follows the workers by polling, not by events: asked for with --follow polling"),
               std::string::npos)
         << controller_line;
     EXPECT_NE(controller_line.find("fix: let it follow by events: give it what the reason says a listener watch lacks "
@@ -257,12 +264,15 @@ TEST_F(DoctorTest, AControllerWhoseWatchWasRefusedSaysWhy)
     start_workers(2);
     attach_once();
     port_lock lock(pins().lock_dir(), pins().dir(port));
-    const std::string why = "cannot attach a listener watch: the kernel has no BTF; to fix: run a kernel with CONFIG_DEBUG_INFO_BTF";
+    const std::string why =
+        "cannot attach a listener watch: the kernel has no BTF; to fix: run a kernel with CONFIG_DEBUG_INFO_BTF";
     lock.publish({"polling", why});
     std::string controller_line = line_of(doctor(), "controller");
     EXPECT_EQ(verdict_of(controller_line), "WARN") << controller_line;
-    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) + " (kernel_tests) follows the workers by polling, "
-                                   "not by events: " + why),
+    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) +
+                                   " (kernel_tests) follows the workers by polling, "
+                                   "not by events: " +
+                                   why),
               std::string::npos)
         << controller_line;
 }
@@ -294,7 +304,8 @@ TEST_F(DoctorTest, AControllerWithItsLockFolderOnOverlayfsIsFound)
     EXPECT_NE(controller_line.find("pid " + std::to_string(attach.pid()) + " (sio-steer) follows the workers"),
               std::string::npos)
         << r.out;
-    run_result status = sio_steer({"status", "--json", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", locks});
+    run_result status =
+        sio_steer({"status", "--json", "--port", port_text(), "--pin-root", pins().path(), "--lock-dir", locks});
     nlohmann::json follow = nlohmann::json::parse(status.out, nullptr, false).value("follow", nlohmann::json());
     EXPECT_EQ(follow.value("pid", nlohmann::json()), attach.pid()) << status.out << status.err;
     EXPECT_NE(follow.value("mode", ""), "none") << status.out;

@@ -49,8 +49,9 @@ protected:
     // does because an event woke it.
     void start_following(const std::vector<std::string>& prefix = {})
     {
-        start_controller({"--resync-interval", "60000", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)},
-                         prefix, "control socket");
+        start_controller(
+            {"--resync-interval", "60000", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}, prefix,
+            "control socket");
     }
 
     nlohmann::json follow_status() const
@@ -104,7 +105,8 @@ protected:
     // A worker starts and another stops: both reach the workers map long before a resync would.
     void expect_events_followed()
     {
-        EXPECT_EQ(follow_status().value("mode", ""), "events") << follow_status().dump() << "\n" << controller->output();
+        EXPECT_EQ(follow_status().value("mode", ""), "events") << follow_status().dump() << "\n"
+                                                               << controller->output();
         EXPECT_NE(controller->output().find("listener events from "), std::string::npos) << controller->output();
         ASSERT_TRUE(map_holds_pids(worker_pids())) << controller->output();
         w.push_back(worker_process::instance(port, 2));

@@ -50,8 +50,7 @@ void check(bool ok, const std::string& what)
 
 void reap(pid_t pid)
 {
-    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
 }
 
 int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
@@ -128,13 +127,11 @@ int in_child(const std::function<int()>& body)
         int code = 125;
         try {
             code = body();
-        } catch (...) {
-        }
+        } catch (...) {}
         _exit(code);
     }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return exit_code(status);
 }
 
@@ -399,8 +396,7 @@ std::string ask_worker(const std::string& source, const std::string& dest, std::
 
 pending_connection::pending_connection(const std::string& source, const std::string& dest, std::uint16_t port)
     : fd_(connect_from(source, dest, port).release())
-{
-}
+{}
 
 pending_connection::~pending_connection()
 {

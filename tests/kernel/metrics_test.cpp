@@ -164,7 +164,8 @@ TEST_F(MetricsTest, CountersMoveWithTrafficAndMatchWhereConnectionsWent)
         }
     samples after = scrape();
     EXPECT_EQ(after[metric("sio_steer_sessions")], 60);
-    EXPECT_EQ(after[metric("sio_steer_sessions_recorded_total")] - before[metric("sio_steer_sessions_recorded_total")], 60);
+    EXPECT_EQ(after[metric("sio_steer_sessions_recorded_total")] - before[metric("sio_steer_sessions_recorded_total")],
+              60);
     EXPECT_EQ(after[metric("sio_steer_sessions_hit_total")] - before[metric("sio_steer_sessions_hit_total")], 60);
     EXPECT_EQ(sum_of(after, "sio_steer_selections_total") - sum_of(before, "sio_steer_selections_total"), 120);
     EXPECT_EQ(after[metric("sio_steer_selection_errors_total")], 0);
@@ -257,7 +258,8 @@ TEST_F(MetricsTest, ReleasesCountTheClientsADrainingWorkerHandedOver)
     std::map<std::string, std::vector<std::string>> answers = probe(clients, port, 1);
     w.push_back(worker_process::instance(port, 2));  // instance 2's replacement: a successor
     scrape_until([&](const samples& s) { return s.at(metric("sio_steer_workers_live")) == 5; });
-    const std::string old_pid = std::to_string(w[2]->pid()), control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
+    const std::string old_pid = std::to_string(w[2]->pid()),
+                      control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
     int released = 0, refused = 0;
     for (const auto& [client, answer] : answers) {
         bool mine = answer.at(0).ends_with(" " + old_pid);
@@ -303,7 +305,8 @@ TEST_F(MetricsTest, MalformedOrTakenMetricsAddressIsRefusedAndChangesNothing)
     for (const char* bad : {"9477", "127.0.0.1:0", "::1:9477", "127.0.0.1:70000", "127.0.0.1:x"}) {
         run_result r = sio_steer(attach_args({"--metrics-listen", bad}));
         EXPECT_EQ(r.code, 2) << bad << "\n" << r.err;
-        EXPECT_NE(r.err.find(std::string("--metrics-listen ") + bad + " is not an ADDRESS:PORT"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find(std::string("--metrics-listen ") + bad + " is not an ADDRESS:PORT"), std::string::npos)
+            << r.err;
     }
     run_result once = sio_steer(attach_args({"--once", "--metrics-listen", "127.0.0.1:9477"}));
     EXPECT_EQ(once.code, 2) << once.err;

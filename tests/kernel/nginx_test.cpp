@@ -49,21 +49,36 @@ public:
         dir_ = "/tmp/sio-steer-test-nginx-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
         std::filesystem::create_directories(dir_);
         std::ofstream(dir_ + "/generated.conf") << http_conf;
-        std::ofstream(dir_ + "/nginx.conf")
-            << "master_process off;\n"
-               "daemon off;\n"
-               "pid " << dir_ << "/nginx.pid;\n"
-               "error_log " << dir_ << "/error.log info;\n"
-               "events { worker_connections 1024; }\n"
-               "http {\n"
-               "    access_log off;\n"
-               "    client_body_temp_path " << dir_ << "/body;\n"
-               "    proxy_temp_path " << dir_ << "/proxy;\n"
-               "    fastcgi_temp_path " << dir_ << "/fastcgi;\n"
-               "    uwsgi_temp_path " << dir_ << "/uwsgi;\n"
-               "    scgi_temp_path " << dir_ << "/scgi;\n"
-               "    include " << dir_ << "/generated.conf;\n"
-               "}\n";
+        std::ofstream(dir_ + "/nginx.conf") << "master_process off;\n"
+                                               "daemon off;\n"
+                                               "pid "
+                                            << dir_
+                                            << "/nginx.pid;\n"
+                                               "error_log "
+                                            << dir_
+                                            << "/error.log info;\n"
+                                               "events { worker_connections 1024; }\n"
+                                               "http {\n"
+                                               "    access_log off;\n"
+                                               "    client_body_temp_path "
+                                            << dir_
+                                            << "/body;\n"
+                                               "    proxy_temp_path "
+                                            << dir_
+                                            << "/proxy;\n"
+                                               "    fastcgi_temp_path "
+                                            << dir_
+                                            << "/fastcgi;\n"
+                                               "    uwsgi_temp_path "
+                                            << dir_
+                                            << "/uwsgi;\n"
+                                               "    scgi_temp_path "
+                                            << dir_
+                                            << "/scgi;\n"
+                                               "    include "
+                                            << dir_
+                                            << "/generated.conf;\n"
+                                               "}\n";
     }
     ~nginx_server()
     {
@@ -77,7 +92,8 @@ public:
     // `nginx -t`: its exit code and what it said.
     std::pair<int, std::string> check() const
     {
-        run_result r = run({nginx_binary(), "-t", "-q", "-p", dir_, "-c", dir_ + "/nginx.conf", "-e", dir_ + "/check.log"});
+        run_result r =
+            run({nginx_binary(), "-t", "-q", "-p", dir_, "-c", dir_ + "/nginx.conf", "-e", dir_ + "/check.log"});
         return {r.code, r.out + r.err + read_text(dir_ + "/check.log")};
     }
 
@@ -175,8 +191,8 @@ constexpr int rounds = 3;
 
 // Expects each of the clients_through_nginx clients on one worker and every worker with clients;
 // returns how many clients stayed on one worker, and the clients per worker (" n n n n").
-std::pair<int, std::string> expect_each_client_on_one_worker(
-    const std::map<std::string, std::set<std::string>>& workers_of)
+std::pair<int, std::string>
+expect_each_client_on_one_worker(const std::map<std::string, std::set<std::string>>& workers_of)
 {
     int sticky = 0;
     std::map<std::string, int> share;
@@ -250,8 +266,8 @@ TEST_F(NginxTest, NginxAcceptsEveryGeneratedConfiguration)
                          << said;
     }
     // The snippet, included in a location of the user's own server.
-    nginx_server nginx(nginx_conf({}) + "server {\n    listen " + listen_here() +
-                       ";\n    location /socket.io/ {\n" + nginx_conf({"--location-snippet"}) + "    }\n}\n");
+    nginx_server nginx(nginx_conf({}) + "server {\n    listen " + listen_here() + ";\n    location /socket.io/ {\n" +
+                       nginx_conf({"--location-snippet"}) + "    }\n}\n");
     auto [rc, said] = nginx.check();
     EXPECT_EQ(rc, 0) << said;
 }
@@ -316,8 +332,8 @@ TEST_F(NginxTest, BehindACdnEachVisitorKeepsItsWorkerWhicheverEdgeForwardsIt)
 {
     // Four CDN edges in 127.250.0.0/16 pass the visitor in X-Forwarded-For; a visitor's requests
     // arrive through different edges, and an IPv6 visitor's from different addresses of its /64.
-    nginx_server nginx(nginx_conf({"--listen", listen_here(), "--real-ip-header", "X-Forwarded-For", "--trusted",
-                                   "127.250.0.0/16"}));
+    nginx_server nginx(
+        nginx_conf({"--listen", listen_here(), "--real-ip-header", "X-Forwarded-For", "--trusted", "127.250.0.0/16"}));
     nginx.start(nginx_port);
     const std::vector<std::string> edges = {"127.250.0.1", "127.250.0.2", "127.250.0.3", "127.250.0.4"};
 
@@ -496,8 +512,8 @@ TEST_F(NginxDestinationTest, NginxAcceptsTheDestinationVariants)
                          << said;
     }
     nginx_server nginx(nginx_conf({"--key", "destination"}) + "server {\n    listen " + listen_here() +
-                       ";\n    location /socket.io/ {\n" +
-                       nginx_conf({"--key", "destination", "--location-snippet"}) + "    }\n}\n");
+                       ";\n    location /socket.io/ {\n" + nginx_conf({"--key", "destination", "--location-snippet"}) +
+                       "    }\n}\n");
     auto [rc, said] = nginx.check();
     EXPECT_EQ(rc, 0) << said;
 }

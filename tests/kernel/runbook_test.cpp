@@ -151,15 +151,16 @@ protected:
                                         "  attach|detach|doctor) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
                                             pins().path() + "' --lock-dir '" + pins().lock_dir() + "' ;;\n" +
                                             "  status|sessions) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
-                                            pins().path() + "' ;;\n" + "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" +
-                                            "esac\n");
+                                            pins().path() + "' ;;\n" +
+                                            "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" + "esac\n");
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
         std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n";
         const std::string dir = bin.string();
         write_script(bin / "systemctl",
                      "#!/bin/sh\n"
                      "# Test double: systemd is not PID 1 here. Does what sio-steer@.service does.\n"
-                     "unit=${2%.service}; port=${unit#sio-steer@}; pidfile='" + dir + "/controller.pid'; log='" + dir +
+                     "unit=${2%.service}; port=${unit#sio-steer@}; pidfile='" +
+                         dir + "/controller.pid'; log='" + dir +
                          "/controller.log'\n"
                          "[ \"$unit\" = \"sio-steer@$port\" ] || { echo \"systemctl double: $2?\" >&2; exit 1; }\n"
                          "running() { [ -e /proc/$1 ] && ! grep -q ') Z' /proc/$1/stat; }\n"
@@ -171,7 +172,9 @@ protected:
                          "}\n"
                          "start() {\n"
                          "  before=$(grep -c 'following port' \"$log\" 2>/dev/null)\n"
-                         "  sio-steer attach --port $port --config '" + dir + "'/$port.conf >>\"$log\" 2>&1 &\n"
+                         "  sio-steer attach --port $port --config '" +
+                         dir +
+                         "'/$port.conf >>\"$log\" 2>&1 &\n"
                          "  echo $! > \"$pidfile\"\n"
                          "  for i in $(seq 200); do\n"
                          "    [ \"$(grep -c 'following port' \"$log\")\" -gt \"${before:-0}\" ] && return 0\n"

@@ -110,7 +110,6 @@ protected:
         }
         return false;
     }
-
 };
 
 // NOTIFY_SOCKET is where Type=notify services report to systemd: here a datagram socket of the test's.
@@ -159,7 +158,8 @@ TEST_F(ServiceTest, AttachNotifiesReadyOnceInSyncThenStatusAsWorkersComeAndStopp
     background_process attach(attach_args());
     std::string ready = systemd.next_with("READY=1");
     ASSERT_NE(ready, "") << attach.output();
-    EXPECT_NE(ready.find("STATUS=port " + std::to_string(port) + ": steering 3 worker sockets, in sync"), std::string::npos)
+    EXPECT_NE(ready.find("STATUS=port " + std::to_string(port) + ": steering 3 worker sockets, in sync"),
+              std::string::npos)
         << ready;
     EXPECT_TRUE(status()["in_sync"].get<bool>()) << "READY=1 comes after the first sync";
 
@@ -188,7 +188,8 @@ std::string unit_bounding_set()
 // Root, but with only the unit's capabilities (as CapabilityBoundingSet= leaves it), against
 // workers running as nobody: attaches, watches listener events, follows a restart. `prefix` runs
 // the controller in a prepared environment.
-void ServiceTest::attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra)
+void ServiceTest::attach_and_follow_as_the_unit(const std::vector<std::string>& prefix,
+                                                const std::vector<std::string>& extra)
 {
     for (int i = 0; i < 3; i++)
         w.push_back(foreign_worker(port, i, 65534));
@@ -199,7 +200,8 @@ void ServiceTest::attach_and_follow_as_the_unit(const std::vector<std::string>& 
     background_process attach(options, command);
     ASSERT_TRUE(attach.wait_for_output("following port")) << attach.output();
     EXPECT_NE(attach.output().find("listener events from "), std::string::npos)
-        << "the listener watch loads (no fallback to polling)\n" << attach.output();
+        << "the listener watch loads (no fallback to polling)\n"
+        << attach.output();
     EXPECT_TRUE(map_holds({static_cast<std::uint32_t>(w[0]->pid()), static_cast<std::uint32_t>(w[1]->pid()),
                            static_cast<std::uint32_t>(w[2]->pid())}))
         << attach.output();
@@ -236,10 +238,11 @@ private:
 TEST_F(ServiceTest, TheUnitFollowsWithEventsWithoutTracefsAndWithPerfEventsParanoid)
 {
     perf_event_paranoid paranoid(3);
-    attach_and_follow_as_the_unit({"unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                   "umount -l /sys/kernel/tracing 2>/dev/null; mount -t tmpfs none /sys/kernel/tracing; "
-                                   "exec \"$0\" \"$@\""},
-                                  {"--follow", "events"});
+    attach_and_follow_as_the_unit(
+        {"unshare", "--mount", "--propagation", "private", "sh", "-c",
+         "umount -l /sys/kernel/tracing 2>/dev/null; mount -t tmpfs none /sys/kernel/tracing; "
+         "exec \"$0\" \"$@\""},
+        {"--follow", "events"});
 }
 
 // The same with one capability fewer is refused: the unit's set holds nothing superfluous.
@@ -310,7 +313,8 @@ TEST_F(ServiceTest, EverySystemCallOfAttachIsInTheUnitsFilter)
     }
     EXPECT_TRUE(used.count("bpf") && used.count("pidfd_getfd")) << "the trace covers attaching";
     for (const std::string& name : used)
-        EXPECT_TRUE(allowed.count(name)) << name << " is not in SystemCallFilter=: under the unit it would fail (EPERM)";
+        EXPECT_TRUE(allowed.count(name)) << name
+                                         << " is not in SystemCallFilter=: under the unit it would fail (EPERM)";
 }
 
 }  // namespace

@@ -92,11 +92,13 @@ TEST_F(StatusFollowTest, AFollowingAttachSaysItFollowsByEvents)
     EXPECT_EQ(follow_line(), "  follow   events (" + f.value("reason", "") + ")");
 
     std::string metrics = scrape();
-    const std::string sample = "sio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"events\"} 1\n";
+    const std::string sample =
+        "sio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"events\"} 1\n";
     EXPECT_NE(metrics.find("\n" + sample), std::string::npos) << metrics;
     EXPECT_NE(metrics.find("# TYPE sio_steer_controller_follow_mode gauge\n"), std::string::npos) << metrics;
     EXPECT_EQ(metrics.find("sio_steer_controller_follow_mode{", metrics.find(sample) + 1), std::string::npos)
-        << "one sample\n" << metrics;
+        << "one sample\n"
+        << metrics;
 
     controller.reset();  // SIGTERM: the lock file stays, but nobody holds it
     EXPECT_EQ(follow().value("mode", ""), "none");
@@ -113,8 +115,9 @@ TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
     EXPECT_EQ(f.value("mode", ""), "polling") << f.dump() << "\n" << controller->output();
     EXPECT_EQ(follow_line(), "  follow   polling (" + f.value("reason", "") + ")");
     std::string metrics = scrape();
-    EXPECT_NE(metrics.find("\nsio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"polling\"} 1\n"),
-              std::string::npos)
+    EXPECT_NE(
+        metrics.find("\nsio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"polling\"} 1\n"),
+        std::string::npos)
         << metrics;
 }
 
@@ -125,7 +128,8 @@ TEST_F(StatusFollowTest, APollingControllerSaysWhy)
     ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
     port_lock lock(pins().lock_dir(), pins().dir(port));
     EXPECT_EQ(follow().value("mode", ""), "unknown") << "held, nothing published yet";
-    const std::string why = "tp_btf/inet_sock_set_state: refused (Operation not permitted); tracepoint: tracefs is not mounted";
+    const std::string why =
+        "tp_btf/inet_sock_set_state: refused (Operation not permitted); tracepoint: tracefs is not mounted";
     lock.publish({"polling", why});
     json f = follow();
     EXPECT_EQ(f.value("mode", ""), "polling") << f.dump();

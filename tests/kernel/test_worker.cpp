@@ -48,7 +48,8 @@ void serve_requests_from_stdin()
 {
     for (std::string line; std::getline(std::cin, line);) {
         std::size_t space = line.find(' ');
-        std::string reply = space == std::string::npos ? "bad request line" : unix_request(line.substr(0, space), line.substr(space + 1));
+        std::string reply = space == std::string::npos ? "bad request line"
+                                                       : unix_request(line.substr(0, space), line.substr(space + 1));
         std::printf("%s\n", reply.c_str());
         std::fflush(stdout);
     }
@@ -82,9 +83,9 @@ void answer_http(int c, const std::string& body, const sockaddr_storage& peer)
             return;
         request.append(buf, static_cast<std::size_t>(n));
     }
-    std::string response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
-                           std::to_string(body.size()) + "\r\nX-Peer: " + peer_text(peer) +
-                           "\r\nConnection: close\r\n\r\n" + body;
+    std::string response =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nX-Peer: " + peer_text(peer) + "\r\nConnection: close\r\n\r\n" + body;
     (void)!write(c, response.data(), response.size());
 }
 

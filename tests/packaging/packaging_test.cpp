@@ -109,12 +109,13 @@ TEST_F(PackagingTest, HoldsTheBinaryTheUnitTheDocsAndTheExampleConfig)
 {
     command_result r = run("dpkg-deb -c " + quoted(deb.string()));
     ASSERT_EQ(r.code, 0) << r.out;
-    for (const char* path :
-         {"./usr/bin/sio-steer", "./usr/lib/systemd/system/sio-steer@.service", "./usr/share/doc/sio-steer/runbook.md",
-          "./usr/share/doc/sio-steer/metrics.md", "./usr/share/doc/sio-steer/systemd.md",
-          "./usr/share/doc/sio-steer/exit-codes.md", "./usr/share/doc/sio-steer/examples/sio-steer.conf", "./etc/sio-steer/"})
+    for (const char* path : {"./usr/bin/sio-steer", "./usr/lib/systemd/system/sio-steer@.service",
+                             "./usr/share/doc/sio-steer/runbook.md", "./usr/share/doc/sio-steer/metrics.md",
+                             "./usr/share/doc/sio-steer/systemd.md", "./usr/share/doc/sio-steer/exit-codes.md",
+                             "./usr/share/doc/sio-steer/examples/sio-steer.conf", "./etc/sio-steer/"})
         EXPECT_NE(r.out.find(std::string(" ") + path + "\n"), std::string::npos) << path << " missing from:\n" << r.out;
-    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(-rwxr-xr-x root/root +\d+ .* \./usr/bin/sio-steer\n)"))) << r.out;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(-rwxr-xr-x root/root +\d+ .* \./usr/bin/sio-steer\n)")))
+        << r.out;
     EXPECT_EQ(r.out.find("test_worker"), std::string::npos) << "no test binaries in the package";
 }
 

@@ -50,7 +50,8 @@ TEST_F(ClientRoute, FreshSessionOnTheSameSocketIsRecorded)
     EXPECT_EQ(r["worker"]["live"], true);
     EXPECT_DOUBLE_EQ(r["last_seen_s"].get<double>(), 3.0);
     EXPECT_EQ(ring_reads, 0) << "the ring is not read when the session decides";
-    EXPECT_EQ(explanation_line(r), "192.0.2.7 (key 192.0.2.7) -> slot 1 (pid 812, instance 0): recorded, last seen 3s ago");
+    EXPECT_EQ(explanation_line(r),
+              "192.0.2.7 (key 192.0.2.7) -> slot 1 (pid 812, instance 0): recorded, last seen 3s ago");
 }
 
 TEST_F(ClientRoute, ClosedSocketHandsItsClientsToItsSuccessor)

@@ -9,7 +9,8 @@ using namespace sio_steer;
 
 TEST(CpuShare, ClusterWorkersInTheDaemonsSessionShareOneAutogroup)
 {
-    auto f = cpu_share_check(true, {{101, "/autogroup-7", false}, {102, "/autogroup-7", false}, {103, "/autogroup-9", false}});
+    auto f = cpu_share_check(
+        true, {{101, "/autogroup-7", false}, {102, "/autogroup-7", false}, {103, "/autogroup-9", false}});
     EXPECT_TRUE(f.shared);
     EXPECT_NE(f.detail.find("2 workers (pids 101, 102)"), std::string::npos) << f.detail;
     EXPECT_NE(f.detail.find("/autogroup-7"), std::string::npos) << f.detail;

@@ -44,8 +44,8 @@ TEST(Maglev, EveryMemberGetsAnEvenShare)
         ASSERT_EQ(count.size(), n) << "every member has entries, and nothing else does";
         for (std::uint64_t id = 0; id < n; ++id)
             ASSERT_TRUE(count.contains(slot_of(id))) << "n=" << n << " id=" << id;
-        auto [min, max] = std::minmax_element(count.begin(), count.end(),
-                                              [](auto& a, auto& b) { return a.second < b.second; });
+        auto [min, max] =
+            std::minmax_element(count.begin(), count.end(), [](auto& a, auto& b) { return a.second < b.second; });
         EXPECT_LE(double(max->second) / double(min->second), 1.1) << "n=" << n;
     }
 }
@@ -118,8 +118,8 @@ TEST(Maglev, NoMembersMeansEveryEntryIsNone)
 {
     auto table = maglev_table({}, ring_size);
     ASSERT_EQ(table.size(), ring_size);
-    EXPECT_TRUE(std::all_of(table.begin(), table.end(),
-                            [](std::uint32_t slot) { return slot == SIO_STEER_SLOT_NONE; }));
+    EXPECT_TRUE(
+        std::all_of(table.begin(), table.end(), [](std::uint32_t slot) { return slot == SIO_STEER_SLOT_NONE; }));
 }
 
 TEST(Maglev, NonPrimeSizeThrows)

@@ -21,7 +21,11 @@ json report(std::uint64_t hits)
             {"in_sync", true},
             {"sessions", {{"count", 3}, {"capacity", 1024}}},
             {"counters",
-             {{"session_hits", hits}, {"new_sessions", 3}, {"expired", 0}, {"fallbacks", 1}, {"migrations", 0},
+             {{"session_hits", hits},
+              {"new_sessions", 3},
+              {"expired", 0},
+              {"fallbacks", 1},
+              {"migrations", 0},
               {"errors", 0}}},
             {"workers",
              json::array({{{"slot", 0}, {"pid", 101}, {"instance", 0}, {"live", true}, {"selections", 7}},
@@ -91,7 +95,8 @@ TEST(PrometheusText, FollowModeOfAFollowingAttachOnceItKnows)
         << text;
     std::size_t first = text.find("sio_steer_controller_follow_mode{");
     EXPECT_EQ(text.find("sio_steer_controller_follow_mode{", first + 1), std::string::npos)
-        << "one sample, and none from `status --prometheus` (port 5002)\n" << text;
+        << "one sample, and none from `status --prometheus` (port 5002)\n"
+        << text;
 }
 
 TEST(PrometheusText, LabelValuesAreEscaped)
@@ -117,7 +122,8 @@ TEST(ListenAddress, AddressAndPort)
     EXPECT_EQ(parse_listen_address("127.0.0.1:9477").port, 9477);
     EXPECT_EQ(parse_listen_address("[::1]:9477").host, "::1");
     EXPECT_EQ(parse_listen_address(":9477").host, "0.0.0.0");
-    for (const char* bad : {"9477", "::1:9477", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "host:port", "[::1]9477"}) {
+    for (const char* bad :
+         {"9477", "::1:9477", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "host:port", "[::1]9477"}) {
         try {
             parse_listen_address(bad);
             ADD_FAILURE() << bad << " accepted";

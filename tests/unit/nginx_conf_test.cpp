@@ -259,7 +259,8 @@ TEST(NginxConfDestination, EachDestinationIsAnUpstreamOfOneServerWithKeepalive)
         EXPECT_TRUE(name.starts_with("sio_steer_5001_")) << name;
         std::smatch m;
         ASSERT_TRUE(std::regex_search(
-            body, m, std::regex(R"(^ server (127\.\d+\.\d+\.\d+):5001 max_fails=0; server \1:5001 max_fails=0 backup; )")))
+            body, m,
+            std::regex(R"(^ server (127\.\d+\.\d+\.\d+):5001 max_fails=0; server \1:5001 max_fails=0 backup; )")))
             << body;
         servers.insert(m[1]);
         EXPECT_EQ(body.find("server", m.length()), std::string::npos) << "one address: a retry stays on it";
@@ -332,7 +333,8 @@ TEST(NginxConfDestination, DestinationsFollowTheFirstAddress)
     nginx_conf_options o = destination_options();
     o.upstream = "127.0.0.254:6000";
     o.destinations = 4;
-    EXPECT_EQ(nginx_destinations(o), (std::vector<std::string>{"127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"}));
+    EXPECT_EQ(nginx_destinations(o),
+              (std::vector<std::string>{"127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"}));
     o.upstream = "127.255.255.200:6000";
     o.destinations = 54;
     EXPECT_EQ(nginx_destinations(o).back(), "127.255.255.253");
@@ -342,7 +344,8 @@ TEST(NginxConfDestination, TheClientIsItsIPv4AddressOrItsIPv6Network)
 {
     std::string conf = nginx_conf(destination_options());
     std::smatch m;
-    ASSERT_TRUE(std::regex_search(conf, m, std::regex(R"re(map \$remote_addr \$sio_steer_client \{\n    "~([^"]+)"\s+\$1;)re")));
+    ASSERT_TRUE(std::regex_search(conf, m,
+                                  std::regex(R"re(map \$remote_addr \$sio_steer_client \{\n    "~([^"]+)"\s+\$1;)re")));
     std::vector<nginx_map_rule> rules = {{m[1], "$1"}};
     EXPECT_EQ(map_value(rules, "203.0.113.7"), "203.0.113.7");
     EXPECT_EQ(map_value(rules, "::ffff:203.0.113.7"), "203.0.113.7") << "IPv4 on a dual-stack listener";
@@ -423,13 +426,15 @@ TEST(NginxConf, BadOptionsAreUsageErrorsThatSayWhatToDo)
                   o.destination_key = true;
                   o.destinations = 10001;
               }),
-              exit_code::usage) << "split_clients counts in hundredths of a percent";
+              exit_code::usage)
+        << "split_clients counts in hundredths of a percent";
     EXPECT_EQ(with([](auto& o) {
                   o.destination_key = true;
                   o.upstream = "127.255.255.200:5001";
                   o.destinations = 56;
               }),
-              exit_code::usage) << "the last destination would be the loopback broadcast address";
+              exit_code::usage)
+        << "the last destination would be the loopback broadcast address";
     EXPECT_EQ(with([](auto& o) {
                   o.destination_key = true;
                   o.keepalive = 0;
@@ -439,12 +444,14 @@ TEST(NginxConf, BadOptionsAreUsageErrorsThatSayWhatToDo)
                   o.listen = "443";
                   o.ssl_certificate = "/etc/ssl/chat.pem";
               }),
-              exit_code::usage) << "a certificate without its key";
+              exit_code::usage)
+        << "a certificate without its key";
     EXPECT_EQ(with([](auto& o) {
                   o.ssl_certificate = "/etc/ssl/chat.pem";
                   o.ssl_certificate_key = "/etc/ssl/chat.key";
               }),
-              exit_code::usage) << "TLS without --listen";
+              exit_code::usage)
+        << "TLS without --listen";
     EXPECT_EQ(with([](auto& o) {
                   o.listen = "443";
                   o.ssl_certificate = "/etc/ssl/chat.pem; include /x";

@@ -106,9 +106,11 @@ TEST(NodeRuntime, OtherProgramsAreNotNode)
                                    "/usr/bin/python3.11", "")
                      .is_node);
     // Cluster workers always run Node, whatever the binary is called.
-    EXPECT_TRUE(node_runtime_from(environ_of({R"(pm2_env={"exec_mode":"cluster_mode"})"}), "/srv/app/worker", "").is_node);
+    EXPECT_TRUE(
+        node_runtime_from(environ_of({R"(pm2_env={"exec_mode":"cluster_mode"})"}), "/srv/app/worker", "").is_node);
     // A broken pm2_env is ignored, not trusted.
-    node_runtime broken = node_runtime_from(environ_of({R"(pm2_env={"node_version":)"}), "/usr/bin/node", "/nonexistent");
+    node_runtime broken =
+        node_runtime_from(environ_of({R"(pm2_env={"node_version":)"}), "/usr/bin/node", "/nonexistent");
     EXPECT_TRUE(broken.is_node);
     EXPECT_FALSE(broken.version);
 }

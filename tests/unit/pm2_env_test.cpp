@@ -35,10 +35,11 @@ std::string realistic_pm2_env(const std::string& instance_json)
            R"("pm_exec_path":"/srv/chat/server.js","pm_cwd":"/srv/chat","instances":4,)"
            R"("node_args":[],"env":{"PATH":"/usr/bin:/bin","NODE_ENV":"production","chat":"{}",)"
            R"("unique_id":"8e0b6f1a-2c1e-4bd6-9a0b-1b0c7d1e2f3a"},)"
-           R"("axm_options":{)" + axm_options +
+           R"("axm_options":{)" +
+           axm_options +
            R"("isModule":false},"axm_monitor":{"Used Heap Size":{"value":"12.3","unit":"MiB"}},)"
-           R"("NODE_APP_INSTANCE":)" + instance_json +
-           R"(,"pm_id":)" + instance_json +
+           R"("NODE_APP_INSTANCE":)" +
+           instance_json + R"(,"pm_id":)" + instance_json +
            R"(,"status":"launching","restart_time":3,"unstable_restarts":0,"created_at":1700000000000,)"
            R"("versioning":null,"version":"1.0.0","node_version":"24.21.0"})";
 }
@@ -84,16 +85,16 @@ TEST(Pm2EnvTest, NodeUniqueIdAloneIsNotAnInstance)
 
 TEST(Pm2EnvTest, MalformedJsonIsNoInstance)
 {
-    for (const std::string& doc : std::vector<std::string>{R"({"NODE_APP_INSTANCE":2)", "not json", "", "[1,2]", "null", R"("2")",
-                                  realistic_pm2_env("2").substr(0, 1500)}) {
+    for (const std::string& doc : std::vector<std::string>{R"({"NODE_APP_INSTANCE":2)", "not json", "", "[1,2]", "null",
+                                                           R"("2")", realistic_pm2_env("2").substr(0, 1500)}) {
         EXPECT_EQ(pm2_instance_from_environ(environ_of({"pm2_env=" + doc})), std::nullopt) << doc;
     }
 }
 
 TEST(Pm2EnvTest, UnusableInstanceValuesAreNoInstance)
 {
-    for (const std::string value : {"-1", "1.5", "null", "true", R"("x")", R"("")", R"(" 2")", "4294967296",
-                                    R"({"n":2})", "[2]"}) {
+    for (const std::string value :
+         {"-1", "1.5", "null", "true", R"("x")", R"("")", R"(" 2")", "4294967296", R"({"n":2})", "[2]"}) {
         auto blob = environ_of({R"(pm2_env={"NODE_APP_INSTANCE":)" + value + "}"});
         EXPECT_EQ(pm2_instance_from_environ(blob), std::nullopt) << value;
     }

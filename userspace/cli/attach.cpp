@@ -47,19 +47,27 @@ int run_attach(const args& a, std::ostream& out)
     std::chrono::milliseconds resync_interval{2000};
     std::string follow_with = "auto";
     po::options_description options("attach options");
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port the workers listen on")
-        ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
-        ("once", po::bool_switch(&once), "attach and exit, without following the workers")
-        ("key", po::value(&key)->default_value(key), "client key: address | address,port")
-        ("v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix), "leading bits of an IPv4 client address in the key")
-        ("v6-prefix", po::value(&v6_prefix)->default_value(v6_prefix), "leading bits of an IPv6 client address in the key")
-        ("max-sessions", po::value(&max_sessions)->default_value(max_sessions), "clients the sessions map remembers (LRU)")
-        ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
-        ("resync-interval", po::value(&resync)->default_value(resync), "ms between resyncs that no listener event asked for (100 to 3600000)")
-        ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
-        ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format off: one option per line, as --help lists them
+    options.add_options()("port", po::value(&port)->required(), "TCP port the workers listen on")(
+        "config", po::value(&config_path),
+        "read options from this file too (`name = value` lines; the command line wins)")(
+        "once", po::bool_switch(&once), "attach and exit, without following the workers")(
+        "key", po::value(&key)->default_value(key), "client key: address | address,port")(
+        "v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix),
+        "leading bits of an IPv4 client address in the key")("v6-prefix",
+                                                             po::value(&v6_prefix)->default_value(v6_prefix),
+                                                             "leading bits of an IPv6 client address in the key")(
+        "max-sessions", po::value(&max_sessions)->default_value(max_sessions),
+        "clients the sessions map remembers (LRU)")("session-ttl", po::value(&ttl)->default_value(ttl),
+                                                    "idle time after which a client may be placed anew (600, 10m, 1h)")(
+        "resync-interval", po::value(&resync)->default_value(resync),
+        "ms between resyncs that no listener event asked for (100 to 3600000)")(
+        "follow", po::value(&follow_with)->default_value(follow_with),
+        "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")(
+        "metrics-listen", po::value(&metrics_listen),
+        "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")(
+        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("attach", "--port N [--config FILE] [options]", a, options, vm, out))
@@ -104,8 +112,8 @@ int run_attach(const args& a, std::ostream& out)
 
     auto [state, created] = pinned_state::load(o);
     sync_report report = sync(state, o, sockets);
-    spdlog::info("{} port {}: {} worker sockets, {} ring entries set, state in {}",
-                 created ? "attached to" : "adopted", o.port, sockets.listeners.size(), report.ring_changes, state.dir());
+    spdlog::info("{} port {}: {} worker sockets, {} ring entries set, state in {}", created ? "attached to" : "adopted",
+                 o.port, sockets.listeners.size(), report.ring_changes, state.dir());
     sockets = {};  // a worker's socket must close when its worker exits, not live on in here
     if (once)
         return 0;
@@ -114,8 +122,9 @@ int run_attach(const args& a, std::ostream& out)
     // Declared after `state` and `counters`, so it stops serving before they go away.
     std::unique_ptr<metrics_server> metrics = std::move(bound);
     if (metrics) {
-        metrics->serve(
-            [&, st = &state] { return prometheus_text({{o.port, status_report(*st, o.port, o.lock_dir), &counters}}); });
+        metrics->serve([&, st = &state] {
+            return prometheus_text({{o.port, status_report(*st, o.port, o.lock_dir), &counters}});
+        });
         spdlog::info("serving metrics at http://{}:{}/metrics", metrics_at->host, metrics_at->port);
     }
     notify_ready(service_status(state, o.port));

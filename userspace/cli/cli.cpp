@@ -32,7 +32,8 @@ const std::vector<verb>& verbs()
         {"detach", run_detach, "stop steering the port and remove its pinned state"},
         {"status", run_status, "show what is attached: workers, sessions, counters"},
         {"sessions", run_sessions, "list recorded clients, or tell where one client goes"},
-        {"doctor", run_doctor, "check kernel, privileges, listeners, Node, steering and proxy; exit 9 if not all is well"},
+        {"doctor", run_doctor,
+         "check kernel, privileges, listeners, Node, steering and proxy; exit 9 if not all is well"},
         {"nginx-conf", run_nginx_conf, "print the nginx configuration that keeps each client on one worker"},
     };
     return table;

@@ -28,18 +28,19 @@ const std::vector<verb>& verbs();
 // other exception, 2 for no or an unknown command.
 int run_cli(const args& argv, std::ostream& out, std::ostream& err);
 
-int run_attach(const args& a, std::ostream& out);      // changes state: load, fill, attach, pin (and follow)
-int run_detach(const args& a, std::ostream& out);      // changes state: detach from the group, remove the pins
-int run_status(const args& a, std::ostream& out);      // reads: attached?, workers, counters
-int run_sessions(const args& a, std::ostream& out);    // reads (or --flush): recorded clients, where a client goes
-int run_doctor(const args& a, std::ostream& out);      // reads: is everything in place for steering the port? (exit 9 if not)
+int run_attach(const args& a, std::ostream& out);    // changes state: load, fill, attach, pin (and follow)
+int run_detach(const args& a, std::ostream& out);    // changes state: detach from the group, remove the pins
+int run_status(const args& a, std::ostream& out);    // reads: attached?, workers, counters
+int run_sessions(const args& a, std::ostream& out);  // reads (or --flush): recorded clients, where a client goes
+int run_doctor(const args& a,
+               std::ostream& out);  // reads: is everything in place for steering the port? (exit 9 if not)
 int run_nginx_conf(const args& a, std::ostream& out);  // prints: nginx configuration for the path nginx -> workers
 
 // Parses `a` against `options`; prints usage to `out` and returns false on --help.
 // Throws steer_error(usage) naming the offending option and the verb's --help on bad input.
 bool parse_args(const char* verb, const char* synopsis, const args& a,
-                boost::program_options::options_description& options,
-                boost::program_options::variables_map& vm, std::ostream& out);
+                boost::program_options::options_description& options, boost::program_options::variables_map& vm,
+                std::ostream& out);
 
 // --pin-root, shared by every verb.
 void add_pin_root(boost::program_options::options_description& options, std::string& pin_root);

@@ -22,9 +22,10 @@ int run_detach(const args& a, std::ostream& out)
     steer_options o;
     std::string port;
     po::options_description options("detach options");
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port to stop steering")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format off: one option per line, as --help lists them
+    options.add_options()("port", po::value(&port)->required(), "TCP port to stop steering")(
+        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm, out))
@@ -68,8 +69,8 @@ int run_detach(const args& a, std::ostream& out)
             throw_system_error("cannot detach the steering program from port " + port, errno);
         break;
     }
-    spdlog::info("detached from port {}{}; removed {}", o.port,
-                 detached ? "" : " (no live group had the program)", o.pin_dir());
+    spdlog::info("detached from port {}{}; removed {}", o.port, detached ? "" : " (no live group had the program)",
+                 o.pin_dir());
     return 0;
 }
 

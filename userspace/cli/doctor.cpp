@@ -36,9 +36,10 @@ int run_doctor(const args& a, std::ostream& out)
     steer_options o;
     std::string port;
     po::options_description options("doctor options");
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port the workers listen on")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format off: one option per line, as --help lists them
+    options.add_options()("port", po::value(&port)->required(), "TCP port the workers listen on")(
+        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("doctor", "--port N [--pin-root DIR]", a, options, vm, out))
@@ -60,7 +61,7 @@ int run_doctor(const args& a, std::ostream& out)
         return 0;
     }
     print(out, "verdict: NOT well: %d problem%s (FAIL), %d warning%s (WARN); see the fix lines\n", problems,
-               problems == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+          problems == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
     return static_cast<int>(exit_code::unhealthy);
 }
 

@@ -41,11 +41,12 @@ int run_sessions(const args& a, std::ostream& out)
     std::string port, client;
     bool json_out = false, flush = false;
     po::options_description options("sessions options");
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port")
-        ("client", po::value(&client), "tell which worker this client address goes to, and why")
-        ("flush", po::bool_switch(&flush), "forget every recorded session (clients are placed anew by the ring)")
-        ("json", po::bool_switch(&json_out), "print JSON");
+    // clang-format off: one option per line, as --help lists them
+    options.add_options()("port", po::value(&port)->required(), "TCP port")(
+        "client", po::value(&client), "tell which worker this client address goes to, and why")(
+        "flush", po::bool_switch(&flush), "forget every recorded session (clients are placed anew by the ring)")(
+        "json", po::bool_switch(&json_out), "print JSON");
+    // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("sessions", "--port N [--client ADDR | --flush] [--json]", a, options, vm, out))
@@ -77,14 +78,16 @@ int run_sessions(const args& a, std::ostream& out)
         nlohmann::json w = worker_json(slots, s.slot);
         bool current = s.slot < slots.size() && slots[s.slot].generation == s.generation;
         if (json_out) {
-            all.push_back({{"client", format_key(key, c)}, {"worker", w}, {"last_seen_s", session_age_s(s, now)},
+            all.push_back({{"client", format_key(key, c)},
+                           {"worker", w},
+                           {"last_seen_s", session_age_s(s, now)},
                            {"current", current && slots[s.slot].cookie}});
             continue;
         }
         std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
         print(out, "%-40s %-6u %-8u %-9s %.0fs ago%s\n", format_key(key, c).c_str(), s.slot,
-                   w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
-                   current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
+              w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
+              current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
     }
     if (json_out)
         out << all.dump(2) << "\n";

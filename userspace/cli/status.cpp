@@ -21,31 +21,33 @@ void print_text(const nlohmann::json& r, std::ostream& out)
 {
     const auto& c = r["config"];
     print(out, "port %d: %s\n", r["port"].get<int>(),
-               !r["attached"].get<bool>() ? "NOT attached (no worker socket of the map is listening)"
-               : r["in_sync"].get<bool>() ? "attached, in sync"
-                                          : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
+          !r["attached"].get<bool>() ? "NOT attached (no worker socket of the map is listening)"
+          : r["in_sync"].get<bool>() ? "attached, in sync"
+                                     : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
     print(out, "  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
     const auto& f = r["follow"];
     if (f["mode"] == "none")
         print(out, "  follow   no controller follows this port\n");
     else
-        print(out, "  follow   %s (%s)\n", f["mode"].get<std::string>().c_str(), f["reason"].get<std::string>().c_str());
+        print(out, "  follow   %s (%s)\n", f["mode"].get<std::string>().c_str(),
+              f["reason"].get<std::string>().c_str());
     print(out, "  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
-               c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
+          c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
     print(out, "  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
-               r["sessions"]["capacity"].get<std::size_t>());
-    print(out, "\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie", "selections");
+          r["sessions"]["capacity"].get<std::size_t>());
+    print(out, "\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie",
+          "selections");
     for (const auto& w : r["workers"]) {
         std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
         std::string uid = w["uid"].is_null() ? "-" : std::to_string(w["uid"].get<unsigned>());
         std::string process = w["live"].get<bool>() ? w["process"].get<std::string>() : "(gone)";
         print(out, "  %-5u %-8u %-9s %-22s %-6s %-12llu %llu\n", w["slot"].get<unsigned>(), w["pid"].get<unsigned>(),
-                   instance.c_str(), process.c_str(), uid.c_str(), w["cookie"].get<unsigned long long>(),
-                   w["selections"].get<unsigned long long>());
+              instance.c_str(), process.c_str(), uid.c_str(), w["cookie"].get<unsigned long long>(),
+              w["selections"].get<unsigned long long>());
     }
     for (const auto& l : r["unmanaged_listeners"])
         print(out, "  %-5s %-8u %-9s %-22s (listening, not in the workers map)\n", "-", l["pid"].get<unsigned>(), "-",
-                   l["process"].get<std::string>().c_str());
+              l["process"].get<std::string>().c_str());
     print(out, "\n  counters");
     for (const auto& [name, value] : r["counters"].items())
         print(out, " %s=%llu", name.c_str(), value.get<unsigned long long>());
@@ -62,14 +64,18 @@ int run_status(const args& a, std::ostream& out)
     std::string port;
     bool json_out = false, prometheus = false;
     po::options_description options("status options");
-    options.add_options()
-        ("port", po::value(&port), "TCP port (default: every pinned port)")
-        ("json", po::bool_switch(&json_out), "print one JSON document")
-        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files (where a following attach says how it follows)");
+    // clang-format off: one option per line, as --help lists them
+    options.add_options()("port", po::value(&port), "TCP port (default: every pinned port)")(
+        "json", po::bool_switch(&json_out), "print one JSON document")(
+        "prometheus", po::bool_switch(&prometheus),
+        "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector")(
+        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir),
+        "folder of the per-port lock files (where a following attach says how it follows)");
+    // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
-    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm, out))
+    if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm,
+                    out))
         return 0;
     if (json_out && prometheus)
         throw steer_error(exit_code::usage, "--json and --prometheus do not go together", {}, "choose one");

@@ -34,7 +34,8 @@ void check_control_socket_path(const std::string& path)
 }
 
 control_socket::control_socket(std::string path, handler on_request)
-    : path_(std::move(path)), on_request_(std::move(on_request))
+    : path_(std::move(path)),
+      on_request_(std::move(on_request))
 {
     check_control_socket_path(path_);
     sockaddr_un addr{};
@@ -44,15 +45,12 @@ control_socket::control_socket(std::string path, handler on_request)
     if (!listener_)
         throw_system_error("cannot create the control socket", errno);
     ::unlink(path_.c_str());  // left by a controller that was killed; the port lock is ours
-    if (bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) ||
-        chmod(path_.c_str(), 0666) || listen(listener_.get(), 64))
+    if (bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) || chmod(path_.c_str(), 0666) ||
+        listen(listener_.get(), 64))
         throw_system_error("cannot listen on the control socket " + path_, errno);
 }
 
-control_socket::~control_socket()
-{
-    ::unlink(path_.c_str());
-}
+control_socket::~control_socket() { ::unlink(path_.c_str()); }
 
 std::vector<int> control_socket::fds() const
 {

@@ -51,7 +51,8 @@ void resync_and_tell(const steer_options& options, listener_tracker& tracker, co
             changed = report->changed();
             if (changed)
                 spdlog::info("port {}: {} worker sockets, {} came, {} went, {} ring entries moved", options.port,
-                             report->recorded.size(), report->added.size(), report->removed.size(), report->ring_changes);
+                             report->recorded.size(), report->added.size(), report->removed.size(),
+                             report->ring_changes);
         }
     } catch (const steer_error& e) {
         spdlog::warn("port {}: {}{}", options.port, e.what(), e.fix().empty() ? "" : " (" + e.fix() + ")");
@@ -101,7 +102,8 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     follow_status status;
     std::unique_ptr<listener_watch> watch = start_watch(options.port, settings.mode, status);
     // Without events, the port's listeners are listed this often (a sock_diag dump, no /proc walk).
-    const milliseconds resync = watch ? settings.resync_interval : std::min(settings.resync_interval, milliseconds(100));
+    const milliseconds resync =
+        watch ? settings.resync_interval : std::min(settings.resync_interval, milliseconds(100));
     // The first resync finds the owners of the sockets attach took (one walk of /proc) before any
     // event, so that the log line below means: followed from now on.
     listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
@@ -135,8 +137,9 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             fds.push_back({fd, POLLIN, 0});
         int timeout = static_cast<int>(tick.count());
         if (!rechecks.empty())
-            timeout = std::clamp(static_cast<int>(duration_cast<milliseconds>(rechecks.front() - steady_clock::now()).count()) + 1,
-                                 0, timeout);
+            timeout = std::clamp(
+                static_cast<int>(duration_cast<milliseconds>(rechecks.front() - steady_clock::now()).count()) + 1, 0,
+                timeout);
         if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR)
             throw_system_error("poll", errno);
         if (fds[0].revents & POLLIN) {

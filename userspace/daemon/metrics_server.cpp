@@ -21,11 +21,10 @@ metrics_server::metrics_server(const listen_address& where) : server_(std::make_
     // One scrape at a time is plenty, and keeps the thread count low.
     server_->new_task_queue = [] { return new httplib::ThreadPool(1); };
     if (!server_->bind_to_port(where.host, where.port))
-        throw steer_error(exit_code::environment,
-                          "cannot listen for metrics on " + where.host + ":" + std::to_string(where.port),
-                          "the address is not local, or another process listens on that port",
-                          "pick another --metrics-listen address (see `ss -ltnp 'sport = :" +
-                              std::to_string(where.port) + "'`)");
+        throw steer_error(
+            exit_code::environment, "cannot listen for metrics on " + where.host + ":" + std::to_string(where.port),
+            "the address is not local, or another process listens on that port",
+            "pick another --metrics-listen address (see `ss -ltnp 'sport = :" + std::to_string(where.port) + "'`)");
 }
 
 metrics_server::~metrics_server()

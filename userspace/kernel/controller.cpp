@@ -90,25 +90,29 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
             continue;
         }
         if (!l.pid)
-            throw steer_error(exit_code::not_steerable,
-                              "the listener " + describe_group(l) + " (inode " + std::to_string(l.inode) +
-                                  ") has no owner process visible here",
-                              "sio-steer finds a socket's owner in /proc/PID/fd, which it cannot read for processes of "
-                              "another PID namespace, nor without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
-                              "run sio-steer as root in the workers' PID namespace (on the host, not in another container)");
+            throw steer_error(
+                exit_code::not_steerable,
+                "the listener " + describe_group(l) + " (inode " + std::to_string(l.inode) +
+                    ") has no owner process visible here",
+                "sio-steer finds a socket's owner in /proc/PID/fd, which it cannot read for processes of "
+                "another PID namespace, nor without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
+                "run sio-steer as root in the workers' PID namespace (on the host, not in another container)");
         ws.fds.push_back(duplicate_socket(l.pid, l.fd));
     }
     for (std::size_t i = 0; i < ws.listeners.size(); i++) {
         if (!ws.fds[i] || has_reuseport(ws.fds[i].get()))
             continue;
         const listener& l = ws.listeners[i];
-        std::string count = ws.listeners.size() == 1 ? "one listener" : std::to_string(ws.listeners.size()) + " listeners";
-        throw steer_error(exit_code::not_steerable,
-                          "port " + p + " has " + count + " without SO_REUSEPORT, owned by " + describe_owner(l),
-                          "the workers do not each own a listener, so the kernel cannot choose among them "
-                          "(under PM2 cluster mode, the God daemon then holds the only socket and hands out connections itself)",
-                          "listen with server.listen({port: " + p + ", reusePort: true}) on Node >= 22.12 "
-                          "(see docs/pm2.md), restart the app, then attach again");
+        std::string count =
+            ws.listeners.size() == 1 ? "one listener" : std::to_string(ws.listeners.size()) + " listeners";
+        throw steer_error(
+            exit_code::not_steerable,
+            "port " + p + " has " + count + " without SO_REUSEPORT, owned by " + describe_owner(l),
+            "the workers do not each own a listener, so the kernel cannot choose among them "
+            "(under PM2 cluster mode, the God daemon then holds the only socket and hands out connections itself)",
+            "listen with server.listen({port: " + p +
+                ", reusePort: true}) on Node >= 22.12 "
+                "(see docs/pm2.md), restart the app, then attach again");
     }
     return ws;
 }
@@ -185,11 +189,13 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
         const slot& rec = current[s];
         spdlog::info("worker socket went: slot {}, pid {}, instance {}, clients move to {}", s, rec.pid,
                      rec.instance == no_instance ? std::string("-") : std::to_string(rec.instance),
-                     plan.slots[s].successor == SIO_STEER_SLOT_NONE ? std::string("the ring's choice")
-                                                                    : "slot " + std::to_string(plan.slots[s].successor));
+                     plan.slots[s].successor == SIO_STEER_SLOT_NONE
+                         ? std::string("the ring's choice")
+                         : "slot " + std::to_string(plan.slots[s].successor));
     }
 
-    const std::vector<std::uint32_t> ring_before = ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
+    const std::vector<std::uint32_t> ring_before =
+        ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
     std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
     for (std::size_t i = 0; i < ring.size(); i++)
         report.ring_changes += ring[i] != ring_before[i];

@@ -37,9 +37,9 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
                             const std::set<std::uint64_t>& steered = {});
 
 struct sync_report {
-    std::vector<std::uint32_t> added;    // slots filled with a new socket
-    std::vector<std::uint32_t> removed;  // slots whose socket closed
-    std::size_t ring_changes = 0;        // ring entries rewritten
+    std::vector<std::uint32_t> added;                 // slots filled with a new socket
+    std::vector<std::uint32_t> removed;               // slots whose socket closed
+    std::size_t ring_changes = 0;                     // ring entries rewritten
     std::map<std::uint64_t, std::uint32_t> recorded;  // cookie -> slot of each socket the slots map records
     std::vector<std::uint32_t> ring;                  // the ring map as this sync left it
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }

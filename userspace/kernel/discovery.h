@@ -13,15 +13,15 @@
 namespace sio_steer {
 
 struct listener {
-    std::uint64_t inode = 0;      // socket inode, as in /proc/PID/fd -> socket:[inode]
-    std::uint64_t cookie = 0;     // SO_COOKIE, from sock_diag (idiag_cookie)
-    int family = 0;               // AF_INET or AF_INET6
-    std::string address;          // bound address as text: "0.0.0.0", "::", "127.0.0.1"
+    std::uint64_t inode = 0;   // socket inode, as in /proc/PID/fd -> socket:[inode]
+    std::uint64_t cookie = 0;  // SO_COOKIE, from sock_diag (idiag_cookie)
+    int family = 0;            // AF_INET or AF_INET6
+    std::string address;       // bound address as text: "0.0.0.0", "::", "127.0.0.1"
     std::uint16_t port = 0;
-    std::uint32_t uid = 0;        // socket owner uid
-    pid_t pid = 0;                // a process holding it (0 if none found, e.g. other netns)
-    int fd = -1;                  // its fd number in that process
-    std::string process;          // /proc/PID/comm, e.g. "node" or "PM2 v7.0.4: God"
+    std::uint32_t uid = 0;                  // socket owner uid
+    pid_t pid = 0;                          // a process holding it (0 if none found, e.g. other netns)
+    int fd = -1;                            // its fd number in that process
+    std::string process;                    // /proc/PID/comm, e.g. "node" or "PM2 v7.0.4: God"
     std::optional<std::uint32_t> instance;  // PM2 NODE_APP_INSTANCE of the owner, if any
 };
 

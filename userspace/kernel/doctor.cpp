@@ -254,8 +254,9 @@ finding check_migration()
                 "moves a closing worker's queued connections itself); after a detach they would be reset",
                 ""};
     return {"migration", verdict::ok,
-            "net.ipv4.tcp_migrate_req = " + value + ": queued connections of a closing worker are migrated, "
-            "by the steering program or, when detached, by the kernel's hash",
+            "net.ipv4.tcp_migrate_req = " + value +
+                ": queued connections of a closing worker are migrated, "
+                "by the steering program or, when detached, by the kernel's hash",
             ""};
 }
 
@@ -272,14 +273,16 @@ finding check_steering(const pinned_state& state, std::uint16_t port, const std:
                                std::to_string(capacity) + " sessions";
     const std::string p = std::to_string(port);
     if (!r["attached"].get<bool>())
-        return {"steering", verdict::fail, "pinned in " + state.dir() + " but NOT attached: no worker socket of the map listens",
+        return {"steering", verdict::fail,
+                "pinned in " + state.dir() + " but NOT attached: no worker socket of the map listens",
                 "start `sio-steer attach --port " + p + "` (systemctl restart sio-steer@" + p +
                     "): it re-attaches to the workers listening now"};
     if (!r["in_sync"].get<bool>())
         return {"steering", verdict::fail,
                 "attached but NOT in sync (" + counts + "; " + std::to_string(r["unmanaged_listeners"].size()) +
                     " listeners not in the workers map, " + std::to_string(lost) + " worker sockets missing from it)",
-                "make sure a following `sio-steer attach --port " + p + "` runs (systemctl status sio-steer@" + p + ")"};
+                "make sure a following `sio-steer attach --port " + p + "` runs (systemctl status sio-steer@" + p +
+                    ")"};
     if (sessions * 10 >= capacity * 9)
         return {"steering", verdict::warn, "attached, in sync, but the sessions map is nearly full (" + counts + ")",
                 "the least recently seen clients are forgotten and may change worker: raise max-sessions"};
@@ -291,10 +294,12 @@ finding check_controller(const doctor_settings& s, const std::string& pin_dir)
     const std::string p = std::to_string(s.port);
     std::optional<pid_t> pid = lock_holder(s.lock_dir, pin_dir);
     if (!pid)
-        return {"controller", verdict::warn,
-                "no `sio-steer attach` follows port " + p + ": a worker restart, reload or scale change is not followed",
-                "systemctl enable --now sio-steer@" + p + " (or run `sio-steer attach --port " + p + "` without --once)"};
-    const std::string who = "pid " + std::to_string(*pid) + " (" + first_line("/proc/" + std::to_string(*pid) + "/comm") + ")";
+        return {
+            "controller", verdict::warn,
+            "no `sio-steer attach` follows port " + p + ": a worker restart, reload or scale change is not followed",
+            "systemctl enable --now sio-steer@" + p + " (or run `sio-steer attach --port " + p + "` without --once)"};
+    const std::string who =
+        "pid " + std::to_string(*pid) + " (" + first_line("/proc/" + std::to_string(*pid) + "/comm") + ")";
     std::optional<follow_status> f = read_follow_status(s.lock_dir, pin_dir);
     if (f && f->mode == "events")
         return {"controller", verdict::ok, who + " follows the workers by events: " + f->reason, ""};
@@ -302,8 +307,8 @@ finding check_controller(const doctor_settings& s, const std::string& pin_dir)
     if (f && f->mode == "polling")
         return {"controller", verdict::warn, who + " follows the workers by polling, not by events: " + f->reason,
                 "let it follow by events: give it what the reason says a listener watch lacks (or drop --follow "
-                "polling, `follow = polling` in its config), then restart it (systemctl restart sio-steer@" + p +
-                    ", or restart `sio-steer attach --port " + p + "`)"};
+                "polling, `follow = polling` in its config), then restart it (systemctl restart sio-steer@" +
+                    p + ", or restart `sio-steer attach --port " + p + "`)"};
     return {"controller", verdict::ok,
             who + " follows the workers" + (f ? " (" + f->mode + ": " + f->reason + ")" : std::string()), ""};
 }
@@ -330,8 +335,9 @@ std::vector<finding> examine(const doctor_settings& s)
     const std::string pin_dir = s.pin_root + "/" + std::to_string(s.port);
     std::vector<capability_check> caps = check_capabilities();
     // Without CAP_BPF every probe fails as if the feature were missing.
-    bool can_probe = std::any_of(caps.begin(), caps.end(),
-                                 [](const capability_check& c) { return c.name == std::string("CAP_BPF") && c.present; });
+    bool can_probe = std::any_of(caps.begin(), caps.end(), [](const capability_check& c) {
+        return c.name == std::string("CAP_BPF") && c.present;
+    });
 
     std::vector<finding> out = {check_kernel(can_probe), check_bpffs(s.pin_root), check_privileges(caps)};
     std::vector<listener> seen;
@@ -353,9 +359,10 @@ std::vector<finding> examine(const doctor_settings& s)
     try {
         state = pinned_state::open(pin_dir);
         if (!state)
-            out.push_back({"steering", verdict::fail, "nothing is pinned for port " + std::to_string(s.port) + " in " + s.pin_root,
-                           "sio-steer attach --port " + std::to_string(s.port) + " (or systemctl enable --now sio-steer@" +
-                               std::to_string(s.port) + ")"});
+            out.push_back({"steering", verdict::fail,
+                           "nothing is pinned for port " + std::to_string(s.port) + " in " + s.pin_root,
+                           "sio-steer attach --port " + std::to_string(s.port) +
+                               " (or systemctl enable --now sio-steer@" + std::to_string(s.port) + ")"});
     } catch (const steer_error& e) {
         out.push_back({"steering", verdict::fail, e.what(), e.fix()});
     }

@@ -10,9 +10,10 @@ using std::chrono::steady_clock;
 
 listener_tracker::listener_tracker(const steer_options& options, const pinned_state& state,
                                    std::chrono::milliseconds rescan_interval)
-    : options_(options), state_(state), rescan_interval_(rescan_interval)
-{
-}
+    : options_(options),
+      state_(state),
+      rescan_interval_(rescan_interval)
+{}
 
 bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
 {

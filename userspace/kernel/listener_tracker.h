@@ -39,11 +39,11 @@ private:
     const steer_options& options_;
     const pinned_state& state_;
     const std::chrono::milliseconds rescan_interval_;
-    std::map<std::uint64_t, listener> known_;         // by cookie: the listeners of the last resync
+    std::map<std::uint64_t, listener> known_;          // by cookie: the listeners of the last resync
     std::map<std::uint64_t, std::uint32_t> recorded_;  // cookie -> slot the slots map records since the last sync
-    std::vector<std::uint32_t> ring_;                // the ring map as the last sync wrote it
-    bool synced_ = false;                             // recorded_ is the outcome of a sync (the maps were written after attach's)
-    std::set<std::uint64_t> refused_;                 // a set of listeners the last sync refused
+    std::vector<std::uint32_t> ring_;                  // the ring map as the last sync wrote it
+    bool synced_ = false;              // recorded_ is the outcome of a sync (the maps were written after attach's)
+    std::set<std::uint64_t> refused_;  // a set of listeners the last sync refused
     std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{};
     std::uint64_t full_scans_ = 0;
 };

@@ -70,8 +70,7 @@ unique_fd cgroup2_root()
         std::istringstream fields(line);
         std::string id, parent, dev, root, point, word;
         fields >> id >> parent >> dev >> root >> point;
-        while (fields >> word && word != "-") {
-        }
+        while (fields >> word && word != "-") {}
         std::string type;
         if (fields >> type && type == "cgroup2" && root == "/")
             return unique_fd(open(point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -86,7 +85,8 @@ listener_watch::listener_watch(std::uint16_t port)
 {
     const std::uint32_t netns = netns_inode();
     const std::uint64_t netns_ck = netns_cookie();
-    const bool sock_ops_pid = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_current_pid_tgid, nullptr) == 1;
+    const bool sock_ops_pid =
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_current_pid_tgid, nullptr) == 1;
     std::string refused;
     for (const watch_kind& kind : kinds) {
         // libbpf explains a refusal in its log: keep its first warning for the reason shown.

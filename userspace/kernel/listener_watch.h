@@ -18,9 +18,9 @@ namespace sio_steer {
 
 // What the controller learned from one batch of events.
 struct listener_changes {
-    int events = 0;             // how many (0: nothing happened on the port)
-    std::vector<pid_t> pids;    // processes that started listening on it: their fd tables hold the new sockets
-    bool stopped = false;       // a listener closed: sock_diag may list it until its close completes
+    int events = 0;           // how many (0: nothing happened on the port)
+    std::vector<pid_t> pids;  // processes that started listening on it: their fd tables hold the new sockets
+    bool stopped = false;     // a listener closed: sock_diag may list it until its close completes
 };
 
 class listener_watch {

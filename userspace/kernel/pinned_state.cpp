@@ -63,11 +63,12 @@ void check_layout(const std::string& dir, bpf_map* expected, int fd)
                 info.value_size == bpf_map__value_size(expected) &&
                 (info.max_entries == bpf_map__max_entries(expected) || info.type == BPF_MAP_TYPE_LRU_HASH);
     if (!same)
-        throw steer_error(exit_code::incompatible,
-                          std::string("the pinned map ") + bpf_map__name(expected) + " in " + dir +
-                              " has another layout than this version of sio-steer expects",
-                          "it was written by an incompatible version of sio-steer",
-                          "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
+        throw steer_error(
+            exit_code::incompatible,
+            std::string("the pinned map ") + bpf_map__name(expected) + " in " + dir +
+                " has another layout than this version of sio-steer expects",
+            "it was written by an incompatible version of sio-steer",
+            "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
 }
 
 }  // namespace
@@ -100,11 +101,12 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
     st.config_ = get_pinned(dir + "/config");
     config c = st.read_config();
     if (c.abi_version != SIO_STEER_ABI_VERSION)
-        throw steer_error(exit_code::incompatible,
-                          "the state pinned in " + dir + " has ABI version " + std::to_string(c.abi_version) +
-                              "; this sio-steer speaks version " + std::to_string(SIO_STEER_ABI_VERSION),
-                          "it was written by an incompatible version of sio-steer",
-                          "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
+        throw steer_error(
+            exit_code::incompatible,
+            "the state pinned in " + dir + " has ABI version " + std::to_string(c.abi_version) +
+                "; this sio-steer speaks version " + std::to_string(SIO_STEER_ABI_VERSION),
+            "it was written by an incompatible version of sio-steer",
+            "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
     st.program_ = get_pinned(dir + "/program");
     st.workers_ = get_pinned(dir + "/workers");
     st.slots_ = get_pinned(dir + "/slots");
@@ -122,11 +124,11 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
     skeleton skel(sio_steer_bpf__open());
     if (!skel)
         throw_system_error("cannot open the BPF object", errno);
-    bpf_map* maps[] = {skel->maps.workers, skel->maps.slots, skel->maps.sessions,
-                       skel->maps.ring, skel->maps.config, skel->maps.stats};
+    bpf_map* maps[] = {skel->maps.workers, skel->maps.slots,  skel->maps.sessions,
+                       skel->maps.ring,    skel->maps.config, skel->maps.stats};
     if (existing) {
-        int fds[] = {existing->workers_.get(), existing->slots_.get(), existing->sessions_.get(),
-                     existing->ring_.get(), existing->config_.get(), existing->stats_.get()};
+        int fds[] = {existing->workers_.get(), existing->slots_.get(),  existing->sessions_.get(),
+                     existing->ring_.get(),    existing->config_.get(), existing->stats_.get()};
         for (int i = 0; i < 6; i++) {
             check_layout(dir, maps[i], fds[i]);
             if (bpf_map__reuse_fd(maps[i], fds[i]))
@@ -176,8 +178,7 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
     fs::create_directories(options.pin_root, ec);
     if (ec)
         throw steer_error(exit_code::environment, "cannot create " + options.pin_root + ": " + ec.message(),
-                          "the pin root must be on a mounted bpffs",
-                          "mount it: mount -t bpf bpf /sys/fs/bpf");
+                          "the pin root must be on a mounted bpffs", "mount it: mount -t bpf bpf /sys/fs/bpf");
     std::string tmp = options.pin_root + "/new_" + std::to_string(options.port) + "_" + std::to_string(getpid());
     fs::remove_all(tmp, ec);
     if (mkdir(tmp.c_str(), 0700))
@@ -246,10 +247,7 @@ std::vector<slot> pinned_state::read_slots() const
     return slots;
 }
 
-void pinned_state::write_slot(std::uint32_t index, const slot& s) const
-{
-    update(slots_.get(), &index, &s, "slots");
-}
+void pinned_state::write_slot(std::uint32_t index, const slot& s) const { update(slots_.get(), &index, &s, "slots"); }
 
 std::vector<std::uint32_t> pinned_state::read_ring() const
 {
@@ -368,7 +366,8 @@ void pinned_state::insert_worker(std::uint32_t index, int socket_fd) const
 {
     std::uint64_t value = static_cast<std::uint64_t>(socket_fd);
     if (bpf_map_update_elem(workers_.get(), &index, &value, BPF_ANY))
-        throw_system_error("cannot put a listening socket into slot " + std::to_string(index) + " of the workers map", errno);
+        throw_system_error("cannot put a listening socket into slot " + std::to_string(index) + " of the workers map",
+                           errno);
 }
 
 std::uint64_t pinned_state::worker_cookie(std::uint32_t index) const

@@ -35,7 +35,8 @@ std::vector<capability_check> check_capabilities()
     // cannot list /proc/PID/fd of workers running as another user, so their sockets go unseen.
     return {
         {"CAP_BPF", has(CAP_BPF) || sys_admin, "loading the steering program and its maps"},
-        {"CAP_PERFMON", has(CAP_PERFMON) || sys_admin, "the verifier's checks of the steering program, the listener watch"},
+        {"CAP_PERFMON", has(CAP_PERFMON) || sys_admin,
+         "the verifier's checks of the steering program, the listener watch"},
         {"CAP_NET_ADMIN", has(CAP_NET_ADMIN) || sys_admin, "attaching it to the listening sockets"},
         {"CAP_SYS_PTRACE", has(CAP_SYS_PTRACE) != 0, "taking the workers' sockets (pidfd_getfd)"},
         {"CAP_DAC_READ_SEARCH", has(CAP_DAC_READ_SEARCH) || has(CAP_DAC_OVERRIDE),

@@ -13,7 +13,8 @@ std::string worker_text(const nlohmann::json& w)
 {
     if (w["slot"].is_null())
         return "no worker";
-    std::string s = "slot " + std::to_string(w["slot"].get<unsigned>()) + " (pid " + std::to_string(w["pid"].get<unsigned>());
+    std::string s =
+        "slot " + std::to_string(w["slot"].get<unsigned>()) + " (pid " + std::to_string(w["pid"].get<unsigned>());
     if (!w["instance"].is_null())
         s += ", instance " + std::to_string(w["instance"].get<unsigned>());
     return s + (w["live"].get<bool>() ? ")" : ", gone)");
@@ -46,7 +47,8 @@ nlohmann::json explain_client(const std::string& address, const client_key& key,
 
     if (const std::optional<session>& s = maps.recorded) {
         bool fresh = now - s->last_seen_ns <= c.session_ttl_ns;
-        bool same_socket = s->slot < slots.size() && slots[s->slot].generation == s->generation && slots[s->slot].cookie;
+        bool same_socket =
+            s->slot < slots.size() && slots[s->slot].generation == s->generation && slots[s->slot].cookie;
         r["last_seen_s"] = session_age_s(*s, now);
         if (fresh && same_socket) {
             r["reason"] = "recorded";

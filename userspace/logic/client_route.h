@@ -17,8 +17,8 @@ namespace sio_steer {
 
 // What the maps hold about one client key.
 struct client_maps {
-    config cfg;                      // the config map
-    std::vector<slot> slots;         // the slots map
+    config cfg;                       // the config map
+    std::vector<slot> slots;          // the slots map
     std::optional<session> recorded;  // sessions[key], if any
     // ring[bucket]; asked only when the ring decides (reading the ring is 65,537 entries).
     std::function<std::uint32_t(std::uint32_t bucket)> ring_at;

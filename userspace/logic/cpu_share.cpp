@@ -63,14 +63,16 @@ cpu_share_finding cpu_share_check(std::optional<bool> autogroups_enabled, const 
     }
     for (const auto& [group, pids] : by_group)
         if (pids.size() > 1)
-            return {true,
-                    std::to_string(pids.size()) + " workers (pids " + pids_text(pids) + ") share one scheduler autogroup (" +
-                        group + "): with kernel.sched_autogroup_enabled = 1 the kernel shares the CPU between sessions "
-                        "first, and PM2 cluster mode starts every worker in the PM2 daemon's session, so on a busy host "
-                        "they get together what nginx or Redis gets alone",
-                    "sysctl -w kernel.sched_autogroup_enabled=0, and the same setting in /etc/sysctl.d/ to keep it "
-                    "(or run PM2 under a cgroup with the cpu controller and a CPUWeight= that counts its workers); "
-                    "docs/pm2.md"};
+            return {
+                true,
+                std::to_string(pids.size()) + " workers (pids " + pids_text(pids) +
+                    ") share one scheduler autogroup (" + group +
+                    "): with kernel.sched_autogroup_enabled = 1 the kernel shares the CPU between sessions "
+                    "first, and PM2 cluster mode starts every worker in the PM2 daemon's session, so on a busy host "
+                    "they get together what nginx or Redis gets alone",
+                "sysctl -w kernel.sched_autogroup_enabled=0, and the same setting in /etc/sysctl.d/ to keep it "
+                "(or run PM2 under a cgroup with the cpu controller and a CPUWeight= that counts its workers); "
+                "docs/pm2.md"};
     if (in_cgroups == workers.size() && !workers.empty())
         return {false, "the workers are under cgroup CPU control, not autogroups", ""};
     return {false, "each worker has a scheduler autogroup of its own", ""};

@@ -36,7 +36,7 @@ std::optional<cpu_cgroup_path> parse_cpu_cgroup(std::string_view proc_cgroup);
 struct cpu_share_finding {
     bool shared = false;  // two or more workers weigh as one
     std::string detail;
-    std::string fix;      // empty when nothing is to be done
+    std::string fix;  // empty when nothing is to be done
 };
 
 // autogroups_enabled: kernel.sched_autogroup_enabled (nullopt: the kernel has no autogroups).

@@ -8,23 +8,25 @@ namespace sio_steer {
 
 enum class exit_code : int {
     ok = 0,
-    failure = 1,          // an unexpected system error; the message names the call that failed
-    usage = 2,            // bad command line or config file
-    no_listeners = 3,     // nothing listens on the port
-    not_steerable = 4,    // listeners exist but cannot be steered (no SO_REUSEPORT, several groups)
-    environment = 5,      // missing privileges, bpffs or kernel feature
-    busy = 6,             // another sio-steer controller holds the port
-    incompatible = 7,     // pinned state written by an incompatible version
-    not_attached = 8,     // nothing is pinned for the port (status, sessions, detach)
-    unhealthy = 9,        // doctor found a problem
+    failure = 1,        // an unexpected system error; the message names the call that failed
+    usage = 2,          // bad command line or config file
+    no_listeners = 3,   // nothing listens on the port
+    not_steerable = 4,  // listeners exist but cannot be steered (no SO_REUSEPORT, several groups)
+    environment = 5,    // missing privileges, bpffs or kernel feature
+    busy = 6,           // another sio-steer controller holds the port
+    incompatible = 7,   // pinned state written by an incompatible version
+    not_attached = 8,   // nothing is pinned for the port (status, sessions, detach)
+    unhealthy = 9,      // doctor found a problem
 };
 
 class steer_error : public std::runtime_error {
 public:
     steer_error(exit_code code, std::string what, std::string why = {}, std::string fix = {})
-        : std::runtime_error(std::move(what)), code_(code), why_(std::move(why)), fix_(std::move(fix))
-    {
-    }
+        : std::runtime_error(std::move(what)),
+          code_(code),
+          why_(std::move(why)),
+          fix_(std::move(fix))
+    {}
     exit_code code() const { return code_; }
     const std::string& why() const { return why_; }
     const std::string& fix() const { return fix_; }

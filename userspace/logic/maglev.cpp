@@ -44,8 +44,7 @@ std::vector<std::uint32_t> maglev_table(std::span<const maglev_member> members, 
 
     // The fill order decides ties, so sort by id: the table then depends only on the set.
     std::vector<maglev_member> sorted(members.begin(), members.end());
-    std::sort(sorted.begin(), sorted.end(),
-              [](const maglev_member& a, const maglev_member& b) { return a.id < b.id; });
+    std::sort(sorted.begin(), sorted.end(), [](const maglev_member& a, const maglev_member& b) { return a.id < b.id; });
     auto dup = std::adjacent_find(sorted.begin(), sorted.end(),
                                   [](const maglev_member& a, const maglev_member& b) { return a.id == b.id; });
     if (dup != sorted.end())
@@ -63,8 +62,8 @@ std::vector<std::uint32_t> maglev_table(std::span<const maglev_member> members, 
     std::vector<cursor> cursors;
     cursors.reserve(sorted.size());
     for (const auto& m : sorted)
-        cursors.push_back({static_cast<std::uint32_t>(h1(m.id) % size),
-                           static_cast<std::uint32_t>(h2(m.id) % (size - 1) + 1)});
+        cursors.push_back(
+            {static_cast<std::uint32_t>(h1(m.id) % size), static_cast<std::uint32_t>(h2(m.id) % (size - 1) + 1)});
 
     // Members take turns, each claiming its next preferred entry that is still empty. Filled
     // entries are tracked apart from the table, since a member's slot may itself be SLOT_NONE.

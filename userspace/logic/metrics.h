@@ -43,7 +43,7 @@ private:
 
 struct port_metrics {
     std::uint16_t port = 0;
-    std::optional<nlohmann::json> report;           // status_report(); nullopt when nothing is pinned
+    std::optional<nlohmann::json> report;             // status_report(); nullopt when nothing is pinned
     const controller_counters* controller = nullptr;  // only from a following attach
 };
 

@@ -206,12 +206,15 @@ std::string destination_blocks(const nginx_conf_options& o)
     }
     s += "\n}\n";
     s += "\n# One upstream per destination: nginx reuses a kept-alive connection only within its upstream,\n"
-         "# so a connection to " + dests[0] + ":" + port + " carries only the clients of that destination, whose\n"
+         "# so a connection to " +
+         dests[0] + ":" + port +
+         " carries only the clients of that destination, whose\n"
          "# worker sio-steer keeps. The destination is its own backup: a request that fails there (a stopping\n"
          "# worker hands the destination over) is sent once more, on a new connection, to the same address.\n"
-         "# Idle connections close after " + std::to_string(nginx_keepalive_timeout_s) +
-         " s (before Node's keepAliveTimeout, 5 s), and each lives at most " +
-         std::to_string(nginx_keepalive_time_s) + " s:\n"
+         "# Idle connections close after " +
+         std::to_string(nginx_keepalive_timeout_s) +
+         " s (before Node's keepAliveTimeout, 5 s), and each lives at most " + std::to_string(nginx_keepalive_time_s) +
+         " s:\n"
          "# a destination in use reconnects well within sio-steer's session TTL.\n";
     for (unsigned i = 0; i < dests.size(); i++) {
         const std::string server = dests[i] + ":" + port;
@@ -271,8 +274,8 @@ std::vector<nginx_map_rule> nginx_v6_prefix_rules()
     const std::string h = "[0-9a-f]+";
     return {
         {"^(" + h + ":" + h + ":" + h + ":" + h + "):", "$1"},         // first four groups written out
-        {"^::(" + h + ":" + h + ")(?::" + h + "){4}$", "0:0:$1"},     // ::c:d + four more
-        {"^::(" + h + ")(?::" + h + "){4}$", "0:0:0:$1"},             // ::d + four more
+        {"^::(" + h + ":" + h + ")(?::" + h + "){4}$", "0:0:$1"},      // ::c:d + four more
+        {"^::(" + h + ")(?::" + h + "){4}$", "0:0:0:$1"},              // ::d + four more
         {"^(" + h + ")::(" + h + ")(?::" + h + "){4}$", "$1:0:0:$2"},  // a::d + four more
         {"^(" + h + ":" + h + ":" + h + ")::", "$1:0"},                // a:b:c:: ...
         {"^(" + h + ":" + h + ")::", "$1:0:0"},                        // a:b:: ...
@@ -370,7 +373,8 @@ std::string nginx_conf(const nginx_conf_options& o, const std::string& command_l
     if (o.destination_key) {
         s += "# For the http {} context, with `sio-steer attach --key destination`: sio-steer steers by the\n"
              "# address a connection was made to. nginx hashes each client onto one of " +
-             std::to_string(o.destinations) + " loopback destinations of\n"
+             std::to_string(o.destinations) +
+             " loopback destinations of\n"
              "# the workers' port and keeps connections alive per destination; every connection to one\n"
              "# destination reaches one worker. The workers must listen on 0.0.0.0 or :: (not 127.0.0.1).\n"
              "# docs/nginx.md explains.\n\n";
@@ -393,7 +397,8 @@ std::string nginx_conf(const nginx_conf_options& o, const std::string& command_l
     }
     s += "\nserver {\n";
     const bool tls = !o.ssl_certificate.empty();
-    s += "    listen " + o.listen + (tls ? " ssl" : "") + (o.real_ip_header == "proxy_protocol" ? " proxy_protocol" : "") +
+    s += "    listen " + o.listen + (tls ? " ssl" : "") +
+         (o.real_ip_header == "proxy_protocol" ? " proxy_protocol" : "") +
          (tls ? ";\n" : ";  # TLS: add `ssl` and your ssl_certificate lines (or --ssl-certificate)\n");
     if (tls) {
         s += "    ssl_certificate " + o.ssl_certificate + ";\n";

@@ -19,10 +19,10 @@
 namespace sio_steer {
 
 struct nginx_conf_options {
-    std::string listen;                    // "443", "ADDR:PORT", "[V6]:PORT"; empty: no server {}
+    std::string listen;                       // "443", "ADDR:PORT", "[V6]:PORT"; empty: no server {}
     std::string upstream = "127.0.0.1:5001";  // the workers: an IPv4 loopback address and port
-    std::string real_ip_header;            // header carrying the visitor address (behind a CDN)
-    std::vector<std::string> trusted;      // CIDRs whose real_ip_header is believed
+    std::string real_ip_header;               // header carrying the visitor address (behind a CDN)
+    std::vector<std::string> trusted;         // CIDRs whose real_ip_header is believed
     // key destination: `upstream` is the first destination, the next ones follow it (127.0.0.1,
     // 127.0.0.2, ...); each is an upstream {} of its own with `keepalive` idle connections per
     // nginx worker process.

@@ -115,7 +115,8 @@ node_runtime node_runtime_of(pid_t pid)
     ssize_t n = readlink((proc + "/exe").c_str(), exe, sizeof(exe) - 1);
     if (n <= 0)
         return {};
-    return node_runtime_from(read_file(proc + "/environ"), std::string(exe, static_cast<std::size_t>(n)), proc + "/root");
+    return node_runtime_from(read_file(proc + "/environ"), std::string(exe, static_cast<std::size_t>(n)),
+                             proc + "/root");
 }
 
 }  // namespace sio_steer

@@ -44,9 +44,9 @@ sio_steer_key_mode parse_key_mode(const std::string& text)
 
 std::string key_mode_name(std::uint32_t mode)
 {
-    return mode == SIO_STEER_KEY_ADDRESS_PORT ? "address,port"
+    return mode == SIO_STEER_KEY_ADDRESS_PORT  ? "address,port"
            : mode == SIO_STEER_KEY_DESTINATION ? "destination"
-                                                : "address";
+                                               : "address";
 }
 
 std::uint64_t parse_number(const std::string& option, const std::string& text, std::uint64_t min, std::uint64_t max)
@@ -59,10 +59,12 @@ std::uint64_t parse_number(const std::string& option, const std::string& text, s
         return value;
     if (!digits)
         throw steer_error(exit_code::usage, option + " " + text + " is not a whole number",
-                          "it takes digits only: no sign, no unit, no space", "write it like " + option + " " + std::to_string(min));
-    throw steer_error(exit_code::usage, option + " " + text + " is not a number from " + std::to_string(min) + " to " +
-                          std::to_string(max),
-                      "the value is checked before anything changes", "write it like " + option + " " + std::to_string(min));
+                          "it takes digits only: no sign, no unit, no space",
+                          "write it like " + option + " " + std::to_string(min));
+    throw steer_error(
+        exit_code::usage,
+        option + " " + text + " is not a number from " + std::to_string(min) + " to " + std::to_string(max),
+        "the value is checked before anything changes", "write it like " + option + " " + std::to_string(min));
 }
 
 std::chrono::seconds parse_duration(const std::string& option, const std::string& text)

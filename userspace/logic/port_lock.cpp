@@ -154,8 +154,8 @@ std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string&
             continue;
         unsigned major_dev = 0, minor_dev = 0;
         unsigned long long inode = 0;
-        if (std::sscanf(device.c_str(), "%x:%x:%llu", &major_dev, &minor_dev, &inode) == 3 &&
-            inode == st.st_ino && major_dev == major(st.st_dev) && minor_dev == minor(st.st_dev))
+        if (std::sscanf(device.c_str(), "%x:%x:%llu", &major_dev, &minor_dev, &inode) == 3 && inode == st.st_ino &&
+            major_dev == major(st.st_dev) && minor_dev == minor(st.st_dev))
             return pid;
     }
     // Not there under stat()'s device (overlayfs): ask the process the file names.

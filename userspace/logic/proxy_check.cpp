@@ -26,8 +26,7 @@ std::optional<std::string> proxy_warning(const proxy_sample& s, const config& c)
     std::sort(keys.begin(), keys.end(), less);
     keys.erase(std::unique(keys.begin(), keys.end(), same), keys.end());
 
-    if (!s.address_keys || s.connections < proxy_min_connections || keys.empty() ||
-        keys.size() > proxy_max_addresses ||
+    if (!s.address_keys || s.connections < proxy_min_connections || keys.empty() || keys.size() > proxy_max_addresses ||
         s.new_sessions > std::max(proxy_max_new_sessions, s.connections / 1000))
         return std::nullopt;
 
@@ -39,9 +38,9 @@ std::optional<std::string> proxy_warning(const proxy_sample& s, const config& c)
     }
     std::string who = loopback ? "a proxy on this host (nginx?) connects for them"
                                : "a proxy or load balancer in front connects for them";
-    return std::to_string(s.connections) + " connections, but only " + std::to_string(s.new_sessions) +
-           " new client" + (s.new_sessions == 1 ? "" : "s") + " recorded and " + std::to_string(keys.size()) +
-           " client address" + (keys.size() == 1 ? "" : "es") + " seen recently (" + list + "): " + who +
+    return std::to_string(s.connections) + " connections, but only " + std::to_string(s.new_sessions) + " new client" +
+           (s.new_sessions == 1 ? "" : "s") + " recorded and " + std::to_string(keys.size()) + " client address" +
+           (keys.size() == 1 ? "" : "es") + " seen recently (" + list + "): " + who +
            ", so every client lands on the same worker. Give each client its own source address: "
            "`sio-steer nginx-conf` prints the nginx configuration (docs/nginx.md).";
 }

@@ -14,10 +14,10 @@ namespace sio_steer {
 
 // What the check looks at, read from the pinned maps (counters count since the maps were created).
 struct proxy_sample {
-    bool address_keys = true;       // key mode "address" (with "address,port" nothing is recorded)
-    std::uint64_t connections = 0;  // stats.selections summed over the slots
-    std::uint64_t new_sessions = 0; // clients the ring placed (first connection, or after the TTL)
-    std::vector<client_key> recent; // keys of the sessions seen within the session TTL
+    bool address_keys = true;        // key mode "address" (with "address,port" nothing is recorded)
+    std::uint64_t connections = 0;   // stats.selections summed over the slots
+    std::uint64_t new_sessions = 0;  // clients the ring placed (first connection, or after the TTL)
+    std::vector<client_key> recent;  // keys of the sessions seen within the session TTL
 };
 
 // Thresholds: enough traffic to judge, few addresses, and almost no new client ever.

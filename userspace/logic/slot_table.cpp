@@ -59,8 +59,7 @@ slot_plan plan_slots(const std::vector<slot>& current, const std::vector<live_so
         if (!best)
             throw steer_error(exit_code::not_steerable,
                               "more than " + std::to_string(SIO_STEER_MAX_SLOTS) + " listening sockets on the port",
-                              "the workers map has one slot per listening socket",
-                              "run fewer workers on this port");
+                              "the workers map has one slot per listening socket", "run fewer workers on this port");
         plan.slots[*best] = slot{live[i].cookie, ++generation, live[i].instance.value_or(no_instance),
                                  SIO_STEER_SLOT_NONE, static_cast<std::uint32_t>(live[i].pid)};
         plan.inserts.emplace_back(*best, i);

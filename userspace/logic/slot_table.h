@@ -26,11 +26,11 @@ struct live_socket {
 };
 
 struct slot_plan {
-    std::vector<slot> slots;                 // the whole slots map as it must become
-    std::vector<std::uint32_t> changed;      // slots whose record changed (write these)
+    std::vector<slot> slots;                                     // the whole slots map as it must become
+    std::vector<std::uint32_t> changed;                          // slots whose record changed (write these)
     std::vector<std::pair<std::uint32_t, std::size_t>> inserts;  // (slot, index in live) for workers[]
-    std::vector<std::uint32_t> removed;      // slots whose socket is gone since last time
-    std::vector<maglev_member> ring_members; // one per instance: its newest socket
+    std::vector<std::uint32_t> removed;                          // slots whose socket is gone since last time
+    std::vector<maglev_member> ring_members;                     // one per instance: its newest socket
 };
 
 // The identity a worker keeps across restarts: its PM2 instance, else its pid.

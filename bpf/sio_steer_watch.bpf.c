@@ -5,7 +5,7 @@
  * so it fills or empties slots within milliseconds instead of waiting for its periodic resync.
  * Not pinned: it lives with the controller.
  *
- * Two ways to attach, tried in this order by userspace/listener_watch.cpp:
+ * Two ways to attach, tried in this order by userspace/kernel/listener_watch.cpp:
  *
  * 1. BTF (needs vmlinux BTF and BPF trampolines, nothing else): fexit/inet_listen sees every
  *    successful listen() on an INET socket, with its sock; tp_btf/inet_sock_set_state sees a

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * sio_steer_watch.h — what the listener watch (bpf/sio_steer_watch.bpf.c) tells the controller
- * (userspace/listener_watch.cpp). Not pinned, not ABI: both sides are built together.
+ * (userspace/kernel/listener_watch.cpp). Not pinned, not ABI: both sides are built together.
  */
 #ifndef SIO_STEER_WATCH_H
 #define SIO_STEER_WATCH_H

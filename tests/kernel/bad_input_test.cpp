@@ -1,5 +1,5 @@
 // What `sio-steer attach` (and the verbs that read pinned state) do with bad input: each case is
-// refused with its exit code (userspace/errors.h, docs/exit-codes.md) and a message on stderr that
+// refused with its exit code (userspace/logic/errors.h, docs/exit-codes.md) and a message on stderr that
 // says what is wrong, why ("why:") and what to do ("fix:"), before anything changes: no pin folder
 // appears, and steering that existed before is left exactly as it was. Each test runs in a fresh
 // network namespace with a private pin root.
@@ -26,7 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The exit codes a user (or a systemd unit, or a script) sees; userspace/errors.h names them.
+// The exit codes a user (or a systemd unit, or a script) sees; userspace/logic/errors.h names them.
 constexpr int exit_usage = 2;
 constexpr int exit_no_listeners = 3;
 constexpr int exit_not_steerable = 4;

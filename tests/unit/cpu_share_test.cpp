@@ -33,6 +33,15 @@ TEST(CpuShare, AutogroupsOffOrAbsentMeanEachWorkerWeighsByItself)
     EXPECT_FALSE(cpu_share_check(std::nullopt, {{101, "", false}, {102, "", false}}).shared);
 }
 
+// /proc/PID/autogroup is empty for processes of the session the host booted with (the container's
+// PID 1 started them without setsid): they are not grouped, so nothing is shared.
+TEST(CpuShare, WorkersOfTheBootSessionAreInNoAutogroup)
+{
+    auto f = cpu_share_check(true, {{101, "", false}, {102, "", false}});
+    EXPECT_FALSE(f.shared);
+    EXPECT_NE(f.detail.find("in no autogroup"), std::string::npos) << f.detail;
+}
+
 TEST(CpuShare, WorkersUnderCgroupCpuControlAreNotJudgedByTheirAutogroup)
 {
     auto f = cpu_share_check(true, {{101, "/autogroup-7", true}, {102, "/autogroup-7", true}});

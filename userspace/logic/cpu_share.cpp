@@ -54,11 +54,13 @@ cpu_share_finding cpu_share_check(std::optional<bool> autogroups_enabled, const 
         return {false, "scheduler autogroups are off: each worker gets its own share of the CPU", ""};
 
     std::map<std::string, std::vector<pid_t>> by_group;
-    std::size_t in_cgroups = 0;
+    std::size_t in_cgroups = 0, in_no_autogroup = 0;
     for (const worker_schedule& w : workers) {
         if (w.cpu_cgroup)
             in_cgroups++;
-        else if (!w.autogroup.empty())
+        else if (w.autogroup.empty())
+            in_no_autogroup++;
+        else
             by_group[w.autogroup].push_back(w.pid);
     }
     for (const auto& [group, pids] : by_group)
@@ -75,6 +77,11 @@ cpu_share_finding cpu_share_check(std::optional<bool> autogroups_enabled, const 
                 "docs/pm2.md"};
     if (in_cgroups == workers.size() && !workers.empty())
         return {false, "the workers are under cgroup CPU control, not autogroups", ""};
+    if (in_no_autogroup == workers.size() && !workers.empty())
+        return {false,
+                "the workers are in no autogroup (their session is the one the host booted with, which the kernel "
+                "does not group): each gets its own share of the CPU",
+                ""};
     return {false, "each worker has a scheduler autogroup of its own", ""};
 }
 

@@ -18,7 +18,8 @@ namespace sio_steer {
 
 struct worker_schedule {
     pid_t pid = 0;
-    std::string autogroup;    // "/autogroup-305" (/proc/PID/autogroup); empty when the kernel has none
+    std::string autogroup;    // "/autogroup-305" (/proc/PID/autogroup); empty when the kernel has none, and for
+                              // the boot session's processes (the root task group, never grouped)
     bool cpu_cgroup = false;  // scheduled by a cgroup with the cpu controller, not by its autogroup
 };
 

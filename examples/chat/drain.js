@@ -47,24 +47,57 @@ function countAcks(socket) {
 }
 
 // sio-steer's control socket: one line per request, one per reply, in order. Null if no
-// controller listens there.
-function connectControl(path) {
-  return new Promise((resolve) => {
-    const sock = net.createConnection({ path });
-    const waiting = [];
+// controller listens there. The controller closes a connection idle for 5 s: the next request opens
+// another. A request not answered within timeoutMs (a controller stopped or overwhelmed), or a
+// controller gone, makes it give up, with one line to log: every request from then on answers
+// "error ..." at once, and onGiveUp() lets the drain carry on as without a controller.
+async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp = () => {} } = {}) {
+  let sock = null, opening = null, failed = null;
+  const waiting = [];
+  const giveUp = (why) => {
+    if (failed) return;
+    failed = why;
+    log(`sio-steer control socket ${path}: ${why}; not releasing clients any more, the reconnects follow the closed listener`);
+    for (const reply of waiting.splice(0)) reply(`error ${why}`);
+    sock?.destroy();
+    onGiveUp();
+  };
+  const open = () => new Promise((resolve) => {
+    const s = net.createConnection({ path });
     let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (d) => {
+    const timer = setTimeout(() => { s.destroy(); resolve(null); }, timeoutMs);
+    s.setEncoding('utf8');
+    s.on('data', (d) => {
       buf += d;
       for (let eol; (eol = buf.indexOf('\n')) >= 0; buf = buf.slice(eol + 1)) waiting.shift()?.(buf.slice(0, eol));
     });
-    sock.on('error', () => resolve(null));
-    sock.on('close', () => { for (const reply of waiting.splice(0)) reply('error the control socket closed'); });
-    sock.on('connect', () => resolve({
-      request: (line) => new Promise((reply) => { waiting.push(reply); sock.write(`${line}\n`); }),
-      close: () => sock.end(),
-    }));
+    s.on('error', () => { clearTimeout(timer); resolve(null); });
+    s.on('close', () => {
+      if (sock === s) sock = null;
+      if (!failed) for (const reply of waiting.splice(0)) reply('error the control socket closed');
+    });
+    s.on('connect', () => { clearTimeout(timer); resolve(s); });
   });
+  const connected = async () => {
+    if (!sock && !opening) opening = open().then((s) => { sock = s; opening = null; return s; });
+    return sock ?? opening;
+  };
+  if (!(await connected())) return null;
+  return {
+    request: async (line) => {
+      if (failed) return `error ${failed}`;
+      const s = await connected();
+      if (failed) return `error ${failed}`;
+      if (!s) return giveUp(`cannot connect within ${timeoutMs} ms`), `error ${failed}`;
+      return new Promise((reply) => {
+        const timer = setTimeout(() => giveUp(`no answer within ${timeoutMs} ms`), timeoutMs);
+        waiting.push((r) => { clearTimeout(timer); reply(r); });
+        s.write(`${line}\n`);
+      });
+    },
+    failed: () => failed !== null,
+    close: () => sock?.end(),
+  };
 }
 
 // Says goodbye to one session as soon as it may. Resolves once its client has read the goodbye, or
@@ -246,7 +279,8 @@ async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTo
 // is left), readMs (400: how long a client may take to read its goodbye when it does not say so;
 // below Socket.IO's shortest default reconnection delay, 500 ms), graceMs (1000: how long a session
 // that got its goodbye takes POSTs), controlSocket (sio-steer's `<lock dir>/<port>.sock`), log (one
-// line per step). key: 'destination' for `sio-steer attach --key destination` (call after io is
+// line per step), controlTimeoutMs (2000: how long a release may wait for its answer; then the
+// drain carries on without the controller, as if there were none). key: 'destination' for `sio-steer attach --key destination` (call after io is
 // attached to httpServer), else clients are released by their address.
 function gracefulStop(io, httpServer, { key = 'address' } = {}) {
   io.on('connection', countAcks);
@@ -255,7 +289,7 @@ function gracefulStop(io, httpServer, { key = 'address' } = {}) {
 }
 
 async function drainAndClose(io, httpServer, options = {}) {
-  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 400, graceMs: 1000, log: () => {}, ...options };
+  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 400, graceMs: 1000, controlTimeoutMs: 2000, log: () => {}, ...options };
   const engine = io.engine;
   const until = Date.now() + opts.drainMs;
   opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
@@ -264,11 +298,16 @@ async function drainAndClose(io, httpServer, options = {}) {
   const stats = { told: 0, ok: 0, none: 0, error: 0 };
   const left = engine.clientsCount;
   if (left > 0) {
-    const control = opts.controlSocket ? await connectControl(opts.controlSocket) : null;
+    // Without a controller (or once it stops answering), the listener closes as soon as the
+    // goodbyes are out, for the reconnects to find it gone (a POST of a session not told yet would
+    // then be refused).
+    let allTold = false;
+    const plainClose = () => { if (httpServer.listening) httpServer.close(); };
+    const control = opts.controlSocket
+      ? await connectControl(opts.controlSocket, { timeoutMs: opts.controlTimeoutMs, log: opts.log, onGiveUp: () => { if (allTold) plainClose(); } })
+      : null;
     if (!control) opts.log(`no sio-steer control socket at ${opts.controlSocket}: the reconnects follow the closed listener`);
-    // Without a controller, the listener closes as soon as the goodbyes are out, for the
-    // reconnects to find it gone (a POST of a session not told yet would then be refused).
-    const onAllTold = () => { if (!control) httpServer.close(); };
+    const onAllTold = () => { allTold = true; if (!control || control.failed()) plainClose(); };
     if (opts.dests) await goodbyeByDestination(engine, opts.dests, control, opts, stats, onAllTold);
     else await goodbye(engine, control, opts, stats, onAllTold);
     control?.close();
@@ -282,4 +321,4 @@ async function drainAndClose(io, httpServer, options = {}) {
   await sleep(200); // close frames and close packets on their way out
 }
 
-module.exports = { gracefulStop };
+module.exports = { gracefulStop, connectControl };

@@ -186,6 +186,8 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
         argv.push_back("--no-reuseport");
     if (options.http)
         argv.push_back("--http");
+    if (options.become_uid)
+        argv.insert(argv.end(), {"--uid", std::to_string(*options.become_uid)});
     pid_t pid = spawn({.argv = argv, .env = env, .in = stdin_read.get(), .out = write_end.get(), .uid = options.uid});
     std::unique_ptr<worker_process> w(new worker_process(pid));  // owns the child from here on
     write_end.reset();
@@ -253,10 +255,15 @@ std::string worker_process::read_line(int timeout_ms)
 
 std::string worker_process::request(const std::string& path, const std::string& line)
 {
-    std::string command = path + " " + line + "\n";
-    check(write(to_worker_.get(), command.data(), command.size()) == static_cast<ssize_t>(command.size()),
+    return command(path + " " + line);
+}
+
+std::string worker_process::command(const std::string& line, int timeout_ms)
+{
+    std::string text = line + "\n";
+    check(write(to_worker_.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()),
           "write to test_worker");
-    return read_line(5000);
+    return read_line(timeout_ms);
 }
 
 pin_root::pin_root()

@@ -62,6 +62,9 @@ struct worker_options {
     bool reuseport = true;       // false: a plain listener, as PM2's God daemon has in cluster mode
     bool http = false;           // answers HTTP/1.1 requests (test_worker --http), e.g. behind nginx
     std::optional<uid_t> uid{};  // runs as this user, as PM2 apps do (default: root)
+    // listens as root, then becomes this user (test_worker --uid): a pid the controller recorded
+    // that is now another user's process, as after a pid reuse
+    std::optional<uid_t> become_uid{};
 };
 
 // One running test_worker (see test_worker.cpp), killed and reaped when the object goes away.
@@ -85,6 +88,8 @@ public:
     // Sends `line` to the Unix stream socket at `path` from this worker's process (as a draining
     // worker talks to the controller's control socket) and returns the reply line, without "\n".
     std::string request(const std::string& path, const std::string& line);
+    // Any line of test_worker's stdin protocol (e.g. "hold 70 PATH"); its answer line.
+    std::string command(const std::string& line, int timeout_ms = 5000);
 
 private:
     explicit worker_process(pid_t pid) : pid_(pid) {}

@@ -212,10 +212,12 @@ TEST_F(LifecycleTest, DrainingWorkerReleasesItsClientsOneByOneToItsSuccessor)
         EXPECT_EQ(after[client], worker) << client << ": only the released client moved";
     }
 
-    // Another worker cannot give it away; the old one cannot release what is not recorded.
-    reply = w[0]->request(control, "release " + kept);
-    EXPECT_TRUE(reply.starts_with("error " + kept + " is a client of pid " + old_pid)) << reply;
-    EXPECT_EQ(w[2]->request(control, "release 203.0.113.9"), "none 203.0.113.9: no session recorded");
+    // Another worker cannot give it away, nor learn whose it is; the old one cannot release what is
+    // not recorded.
+    const std::string w0_pid = std::to_string(w[0]->pid());
+    EXPECT_EQ(w[0]->request(control, "release " + kept), "none " + kept + ": not a recorded client of pid " + w0_pid);
+    EXPECT_EQ(w[2]->request(control, "release 203.0.113.9"),
+              "none 203.0.113.9: not a recorded client of pid " + old_pid);
     EXPECT_TRUE(w[2]->request(control, "steal everything").starts_with("error unknown request")) << "bad request";
     // A worker with no replacement listening keeps its clients until its socket closes.
     std::string of_w1;

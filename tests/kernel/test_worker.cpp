@@ -7,10 +7,14 @@
 // Each line "PATH REQUEST" on its stdin is sent to the Unix stream socket PATH as "REQUEST\n", and
 // the reply line printed: requests from this worker's pid, as a draining worker sends them to sio-steer.
 //
-//   test_worker --port N [--address ADDR] [--no-reuseport] [--http]
+// With --uid N it listens, then becomes user N (a pid the controller recorded, now another user's).
+//
+//   test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <poll.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,7 +24,9 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <chrono>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -36,7 +42,7 @@ std::string unix_request(const std::string& path, const std::string& request)
         return std::string("connect failed: ") + std::strerror(errno);
     }
     std::string line = request + "\n", reply;
-    (void)!write(fd, line.data(), line.size());
+    (void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL);  // a refusal may close it first
     char c;
     while (read(fd, &c, 1) == 1 && c != '\n')
         reply += c;
@@ -44,9 +50,75 @@ std::string unix_request(const std::string& path, const std::string& request)
     return reply;
 }
 
+int connect_unix(const std::string& path)
+{
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// What arrived on `fd` within timeout_ms: "" (nothing yet), the first line, or "EOF" (closed).
+std::string poll_line(int fd, int timeout_ms)
+{
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return "";
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return "EOF";
+    std::string line(buf, static_cast<std::size_t>(n));
+    return line.substr(0, line.find('\n'));
+}
+
+std::vector<int> held;  // connections opened by "hold", kept until the process exits
+
+// "hold N PATH": opens N idle connections to PATH (this worker's pid holding them) and prints
+// "<answered>/<N> <last answer>": how many got a line within 500 ms. "held": prints "closed K/N",
+// how many of them the other end has closed since (after its line, if any).
+void hold_or_held(const std::string& line)
+{
+    if (line == "held") {
+        int closed = 0;
+        for (int fd : held) {
+            std::string first = poll_line(fd, 0);
+            closed += first == "EOF" || (!first.empty() && poll_line(fd, 100) == "EOF");
+        }
+        std::printf("closed %d/%zu\n", closed, held.size());
+        return;
+    }
+    std::size_t space = line.find(' ', 5);
+    int n = std::atoi(line.substr(5, space - 5).c_str());
+    const std::string path = line.substr(space + 1);
+    for (int i = 0; i < n; i++)
+        held.push_back(connect_unix(path));
+    int answered = 0;
+    std::string last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int fd : held) {
+        std::string first = poll_line(fd, 0);
+        if (!first.empty() && first != "EOF") {
+            answered++;
+            last = first;
+        }
+    }
+    std::printf("%d/%d %s\n", answered, n, last.c_str());
+}
+
 void serve_requests_from_stdin()
 {
     for (std::string line; std::getline(std::cin, line);) {
+        if (line == "held" || line.starts_with("hold ")) {
+            hold_or_held(line);
+            std::fflush(stdout);
+            continue;
+        }
         std::size_t space = line.find(' ');
         std::string reply = space == std::string::npos ? "bad request line"
                                                        : unix_request(line.substr(0, space), line.substr(space + 1));
@@ -96,6 +168,7 @@ int main(int argc, char** argv)
     std::string address = "::";
     int port = 0;
     bool reuseport = true, http = false;
+    int uid = -1;
     for (int i = 1; i < argc; i++) {
         std::string arg = argv[i];
         if (arg == "--port" && i + 1 < argc)
@@ -106,8 +179,10 @@ int main(int argc, char** argv)
             reuseport = false;
         else if (arg == "--http")
             http = true;
+        else if (arg == "--uid" && i + 1 < argc)
+            uid = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport] [--http]\n");
+            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N]\n");
             return 2;
         }
     }
@@ -138,6 +213,11 @@ int main(int argc, char** argv)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) || listen(fd, 1024)) {
         std::perror("test_worker: bind/listen");
+        return 1;
+    }
+    // --uid: another user's process now, under the pid that listened (as after a pid reuse).
+    if (uid >= 0 && (setgroups(0, nullptr) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid))) {
+        std::perror("test_worker: --uid");
         return 1;
     }
     std::printf("ready\n");

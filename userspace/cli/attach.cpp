@@ -45,28 +45,24 @@ int run_attach(const args& a, std::ostream& out)
     // Numbers as text, parsed strictly below: an unsigned option would wrap "-1" silently.
     std::string v4_prefix = "32", v6_prefix = "64", max_sessions = std::to_string(o.max_sessions), resync = "2000";
     std::chrono::milliseconds resync_interval{2000};
-    std::string follow_with = "auto";
+    std::string follow_with = "auto", control_group;
     po::options_description options("attach options");
-    // clang-format off: one option per line, as --help lists them
-    options.add_options()("port", po::value(&port)->required(), "TCP port the workers listen on")(
-        "config", po::value(&config_path),
-        "read options from this file too (`name = value` lines; the command line wins)")(
-        "once", po::bool_switch(&once), "attach and exit, without following the workers")(
-        "key", po::value(&key)->default_value(key), "client key: address | address,port")(
-        "v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix),
-        "leading bits of an IPv4 client address in the key")("v6-prefix",
-                                                             po::value(&v6_prefix)->default_value(v6_prefix),
-                                                             "leading bits of an IPv6 client address in the key")(
-        "max-sessions", po::value(&max_sessions)->default_value(max_sessions),
-        "clients the sessions map remembers (LRU)")("session-ttl", po::value(&ttl)->default_value(ttl),
-                                                    "idle time after which a client may be placed anew (600, 10m, 1h)")(
-        "resync-interval", po::value(&resync)->default_value(resync),
-        "ms between resyncs that no listener event asked for (100 to 3600000)")(
-        "follow", po::value(&follow_with)->default_value(follow_with),
-        "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")(
-        "metrics-listen", po::value(&metrics_listen),
-        "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")(
-        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // one option per line, as --help lists them
+    // clang-format off
+    options.add_options()
+        ("port", po::value(&port)->required(), "TCP port the workers listen on")
+        ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
+        ("once", po::bool_switch(&once), "attach and exit, without following the workers")
+        ("key", po::value(&key)->default_value(key), "client key: address | address,port")
+        ("v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix), "leading bits of an IPv4 client address in the key")
+        ("v6-prefix", po::value(&v6_prefix)->default_value(v6_prefix), "leading bits of an IPv6 client address in the key")
+        ("max-sessions", po::value(&max_sessions)->default_value(max_sessions), "clients the sessions map remembers (LRU)")
+        ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
+        ("resync-interval", po::value(&resync)->default_value(resync), "ms between resyncs that no listener event asked for (100 to 3600000)")
+        ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
+        ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
+        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files")
+        ("control-group", po::value(&control_group), "group of the control socket <lock-dir>/<port>.sock, mode 0660: the workers' group (default: mode 0666, any local user may connect)");
     // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;
@@ -79,6 +75,7 @@ int run_attach(const args& a, std::ostream& out)
     }
     std::optional<listen_address> metrics_at;
     follow_mode follow_choice = follow_mode::automatic;
+    std::optional<gid_t> control_gid;
     try {
         o.port = parse_port(port);
         o.key_mode = parse_key_mode(key);
@@ -91,6 +88,8 @@ int run_attach(const args& a, std::ostream& out)
         validate(o);
         if (!once)
             check_control_socket_path(control_socket_path(o.lock_dir, o.port));
+        if (vm.count("control-group"))
+            control_gid = parse_control_group(control_group);
         if (!metrics_listen.empty())
             metrics_at = parse_listen_address(metrics_listen);
     } catch (const steer_error& e) {
@@ -105,6 +104,8 @@ int run_attach(const args& a, std::ostream& out)
 
     // Everything that can refuse does so before anything changes.
     require_capabilities();
+    if (control_gid && !once)
+        require_control_group(*control_gid, o.port);
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.pin_dir());
     std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
@@ -132,6 +133,7 @@ int run_attach(const args& a, std::ostream& out)
     follow_settings settings;
     settings.mode = follow_choice;
     settings.resync_interval = resync_interval;
+    settings.control_group = control_gid;
     settings.after_sync = [&, st = &state](bool changed) {
         counters.syncs++;
         if (changed) {

@@ -118,24 +118,34 @@ int follow(const steer_options& options, const pinned_state& state, const follow
 
     // Where draining workers release their clients one by one (release.h).
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
-    control_socket control(control_path, [&](pid_t peer, std::string_view line) {
-        std::string reply = handle_control_request(state, peer, line);
-        if (settings.after_request)
-            settings.after_request(reply);
-        return reply;
-    });
-    spdlog::info("control socket for draining workers: {}", control_path);
+    control_socket control(
+        control_path, settings.control_group,
+        [&](const control_peer& peer) { return admit_control_peer(state, options.port, peer); },
+        [&](const control_peer& peer, std::string_view line) {
+            control_reply reply = handle_control_request(state, options.port, peer, line);
+            if (settings.after_request)
+                settings.after_request(reply.line);
+            return reply;
+        });
+    if (settings.control_group)
+        spdlog::info("control socket for draining workers: {} (mode 0660, group {})", control_path,
+                     *settings.control_group);
+    else
+        spdlog::info("control socket for draining workers: {} (mode 0666: set --control-group to let only the "
+                     "workers' group connect)",
+                     control_path);
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
     const std::string config_pin = state.dir() + "/config";
     auto last_sync = steady_clock::now();
     std::vector<steady_clock::time_point> rechecks;
+    bool control_busy = false;  // the control socket left work for the next pass
 
     for (;;) {
         std::vector<pollfd> fds = {{signals.get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
         for (int fd : control.fds())
             fds.push_back({fd, POLLIN, 0});
-        int timeout = static_cast<int>(tick.count());
+        int timeout = control_busy ? 0 : static_cast<int>(tick.count());
         if (!rechecks.empty())
             timeout = std::clamp(
                 static_cast<int>(duration_cast<milliseconds>(rechecks.front() - steady_clock::now()).count()) + 1, 0,
@@ -153,7 +163,9 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             spdlog::info("the pinned state in {} was removed (sio-steer detach): exiting", state.dir());
             return 0;
         }
-        control.serve();
+        // A bounded amount per pass: a peer that writes without pause delays the checks above
+        // and the resync below by one pass, not forever.
+        control_busy = control.serve();
         listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
         const auto now = steady_clock::now();
         bool recheck_due = !rechecks.empty() && now >= rechecks.front();

@@ -1,8 +1,11 @@
 // The foreground part of `sio-steer attach`: follows worker restarts, reloads and scale changes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "follow_status.h"
@@ -27,6 +30,8 @@ struct follow_settings {
     std::chrono::milliseconds resync_interval{2000};
     // Called after every sync (metrics, sd_notify); may be empty.
     std::function<void(bool changed)> after_sync;
+    // The control socket's group (attach --control-group): mode 0660 with it, 0666 without.
+    std::optional<gid_t> control_group;
     // Called with the reply to every control socket request (metrics); may be empty.
     std::function<void(const std::string& reply)> after_request;
     // Called once the follower knows how it follows the port (events or polling, and why); may be empty.

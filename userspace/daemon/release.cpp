@@ -1,12 +1,16 @@
 #include "release.h"
 
+#include <algorithm>
+
 #include "client_key.h"
+#include "discovery.h"
 
 namespace sio_steer {
 
 namespace {
 
-std::string release(const pinned_state& state, pid_t peer, const std::string& address)
+std::string release(const pinned_state& state, const std::vector<std::uint32_t>& mine, pid_t pid,
+                    const std::string& address)
 {
     std::optional<client_key> parsed = parse_address(address);
     if (!parsed)
@@ -16,16 +20,13 @@ std::string release(const pinned_state& state, pid_t peer, const std::string& ad
         return "error sessions are per connection (--key address,port): there is no client to release";
     const client_key key = key_for(*parsed, c);
     std::optional<session> s = state.find_session(key);
-    if (!s)
-        return "none " + address + ": no session recorded";
-
     const std::vector<slot> slots = state.read_slots();
-    if (s->slot >= slots.size() || slots[s->slot].generation != s->generation)
-        return "none " + address + ": its session is stale";
+    // No session, a stale one, or another worker's client: one answer, the peer learns nothing
+    // about clients that are not its own.
+    if (!s || std::find(mine.begin(), mine.end(), s->slot) == mine.end() || s->slot >= slots.size() ||
+        slots[s->slot].generation != s->generation)
+        return "none " + address + ": not a recorded client of pid " + std::to_string(pid);
     const slot& from = slots[s->slot];
-    if (from.pid != static_cast<std::uint32_t>(peer))
-        return "error " + address + " is a client of pid " + std::to_string(from.pid) + " (slot " +
-               std::to_string(s->slot) + "), not of pid " + std::to_string(peer);
     const std::uint32_t to = from.successor;
     if (to == SIO_STEER_SLOT_NONE || to >= slots.size() || slots[to].cookie == 0 ||
         state.worker_cookie(to) != slots[to].cookie)
@@ -38,12 +39,47 @@ std::string release(const pinned_state& state, pid_t peer, const std::string& ad
 
 }  // namespace
 
-std::string handle_control_request(const pinned_state& state, pid_t peer, std::string_view line)
+std::vector<std::uint32_t> slots_of_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer)
 {
+    std::vector<std::uint32_t> mine;
+    if (peer.pid <= 0)
+        return mine;
+    const std::vector<slot> slots = state.read_slots();
+    for (std::uint32_t i = 0; i < slots.size(); i++)
+        if (slots[i].cookie && slots[i].pid == static_cast<std::uint32_t>(peer.pid) &&
+            state.worker_cookie(i) == slots[i].cookie)
+            mine.push_back(i);
+    if (mine.empty())
+        return mine;  // the usual stranger: no sock_diag dump
+    const std::vector<listener> listeners = list_listeners(port);
+    std::erase_if(mine, [&](std::uint32_t i) {
+        auto l = std::find_if(listeners.begin(), listeners.end(),
+                              [&](const listener& x) { return x.cookie == slots[i].cookie; });
+        return l == listeners.end() || l->uid != peer.uid;
+    });
+    // Checked last: the pid compared above is still the process that connected.
+    if (!peer.alive())
+        mine.clear();
+    return mine;
+}
+
+std::optional<std::string> admit_control_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer)
+{
+    if (slots_of_peer(state, port, peer).empty())
+        return std::string(control_refusal);
+    return std::nullopt;
+}
+
+control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
+                                     std::string_view line)
+{
+    const std::vector<std::uint32_t> mine = slots_of_peer(state, port, peer);
+    if (mine.empty())
+        return {std::string(control_refusal), true};
     constexpr std::string_view verb = "release ";
     if (!line.starts_with(verb) || line.size() == verb.size())
-        return "error unknown request; the one request is: release ADDRESS";
-    return release(state, peer, std::string(line.substr(verb.size())));
+        return {"error unknown request; the one request is: release ADDRESS"};
+    return {release(state, mine, peer.pid, std::string(line.substr(verb.size())))};
 }
 
 }  // namespace sio_steer

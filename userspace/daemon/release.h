@@ -5,20 +5,37 @@
 // releases its clients one at a time, over the controller's control socket (control_socket.h).
 #pragma once
 
-#include <sys/types.h>
-
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "control_socket.h"
 #include "pinned_state.h"
 
 namespace sio_steer {
 
-// Executes one request line from the worker `peer` and returns the reply line:
+// The one answer to a peer that is not a recorded worker of the port, whatever it asked: it says
+// nothing about any client (the sessions are root's, pin folder mode 0700).
+inline constexpr std::string_view control_refusal =
+    "error refused: only a worker listening on this port may release clients, and only its own";
+
+// The slots whose socket `peer` owns: the slot records the peer's pid, its socket is still in the
+// workers map, the socket was created by the peer's uid (sock_diag), and the peer has not exited
+// since it connected (its pidfd). A pid alone could be another process's by now. Empty: a stranger.
+std::vector<std::uint32_t> slots_of_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer);
+
+// Whether `peer` may use the control socket at all: nullopt, or control_refusal.
+std::optional<std::string> admit_control_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer);
+
+// Executes one request line from `peer` and returns the reply line. The peer is checked first,
+// before the request is even parsed; a stranger gets control_refusal, and the connection closes.
 //   release ADDRESS  ->  "ok ADDRESS slot N -> slot M"   the session now points at the successor
-//                        "none ADDRESS: WHY"             nothing changed (no session, no successor)
-//                        "error WHY"                     refused (not the peer's client, bad request)
-// A worker may release only clients recorded on a socket it owns.
-std::string handle_control_request(const pinned_state& state, pid_t peer, std::string_view line);
+//                        "none ADDRESS: WHY"             nothing changed (not a client of the peer,
+//                                                        no successor)
+//                        "error WHY"                     a bad request
+control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
+                                     std::string_view line);
 
 }  // namespace sio_steer

@@ -22,9 +22,11 @@ int run_detach(const args& a, std::ostream& out)
     steer_options o;
     std::string port;
     po::options_description options("detach options");
-    // clang-format off: one option per line, as --help lists them
-    options.add_options()("port", po::value(&port)->required(), "TCP port to stop steering")(
-        "lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
+    // one option per line, as --help lists them
+    // clang-format off
+    options.add_options()
+        ("port", po::value(&port)->required(), "TCP port to stop steering")
+        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
     // clang-format on
     add_pin_root(options, o.pin_root);
     po::variables_map vm;

@@ -16,29 +16,30 @@ int run_nginx_conf(const args& a, std::ostream& out)
     bool location_snippet = false;
     std::string key = "address";
     po::options_description options("nginx-conf options");
-    // clang-format off: one option per line, as --help lists them
-    options.add_options()(
-        "listen", po::value(&o.listen),
-        "also print a server {} listening here (443, ADDR:PORT, [V6]:PORT); without it, the directives "
-        "for your own location {}")(
-        "upstream", po::value(&o.upstream)->default_value(o.upstream),
-        "the workers: an IPv4 loopback address and their port (--key destination: the first destination)")(
-        "key", po::value(&key)->default_value(key),
-        "how sio-steer tells the clients apart: address (nginx connects from a source per client, no "
-        "upstream keepalive) or destination (nginx hashes each client onto one of --destinations addresses, "
-        "with upstream keepalive; attach with --key destination)")(
-        "destinations", po::value(&o.destinations)->default_value(o.destinations),
-        "--key destination: how many loopback destinations, from --upstream's address on")(
-        "keepalive", po::value(&o.keepalive)->default_value(o.keepalive),
-        "--key destination: idle upstream connections per destination and nginx worker process")(
-        "ssl-certificate", po::value(&o.ssl_certificate), "TLS on --listen: the certificate (chain) file")(
-        "ssl-certificate-key", po::value(&o.ssl_certificate_key), "TLS on --listen: its key file")(
-        "real-ip-header", po::value(&o.real_ip_header),
-        "behind a CDN: the header carrying the visitor's address (X-Forwarded-For, CF-Connecting-IP, ...)")(
-        "trusted", po::value(&o.trusted)->multitoken()->composing(),
-        "behind a CDN: the CIDRs whose --real-ip-header is believed (repeat, or list several)")(
-        "location-snippet", po::bool_switch(&location_snippet),
-        "print only the location {} directives, to `include` in your own location");
+    // one option per line, as --help lists them
+    // clang-format off
+    options.add_options()
+        ("listen", po::value(&o.listen),
+         "also print a server {} listening here (443, ADDR:PORT, [V6]:PORT); without it, the directives "
+         "for your own location {}")
+        ("upstream", po::value(&o.upstream)->default_value(o.upstream),
+         "the workers: an IPv4 loopback address and their port (--key destination: the first destination)")
+        ("key", po::value(&key)->default_value(key),
+         "how sio-steer tells the clients apart: address (nginx connects from a source per client, no "
+         "upstream keepalive) or destination (nginx hashes each client onto one of --destinations addresses, "
+         "with upstream keepalive; attach with --key destination)")
+        ("destinations", po::value(&o.destinations)->default_value(o.destinations),
+         "--key destination: how many loopback destinations, from --upstream's address on")
+        ("keepalive", po::value(&o.keepalive)->default_value(o.keepalive),
+         "--key destination: idle upstream connections per destination and nginx worker process")
+        ("ssl-certificate", po::value(&o.ssl_certificate), "TLS on --listen: the certificate (chain) file")
+        ("ssl-certificate-key", po::value(&o.ssl_certificate_key), "TLS on --listen: its key file")
+        ("real-ip-header", po::value(&o.real_ip_header),
+         "behind a CDN: the header carrying the visitor's address (X-Forwarded-For, CF-Connecting-IP, ...)")
+        ("trusted", po::value(&o.trusted)->multitoken()->composing(),
+         "behind a CDN: the CIDRs whose --real-ip-header is believed (repeat, or list several)")
+        ("location-snippet", po::bool_switch(&location_snippet),
+         "print only the location {} directives, to `include` in your own location");
     // clang-format on
     po::variables_map vm;
     if (!parse_args("nginx-conf",

@@ -162,7 +162,8 @@ TEST_F(MetricsTest, CountersMoveWithTrafficAndMatchWhereConnectionsWent)
             ASSERT_FALSE(answer.empty()) << c;
             answered[answer.substr(answer.find(' ') + 1)]++;
         }
-    samples after = scrape();
+    // The session count is the controller's, refreshed every 2 s (docs/metrics.md, "Limits").
+    samples after = scrape_until([&](const samples& s) { return s.at(metric("sio_steer_sessions")) == 60; });
     EXPECT_EQ(after[metric("sio_steer_sessions")], 60);
     EXPECT_EQ(after[metric("sio_steer_sessions_recorded_total")] - before[metric("sio_steer_sessions_recorded_total")],
               60);
@@ -277,7 +278,10 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
     start_controller();
     probe(client_addresses(40, 0), port, 2);
     // Once the follower has said how it follows the port, every controller family is served.
-    samples served = scrape_until([&](const samples& s) { return sum_of(s, "sio_steer_controller_follow_mode") == 1; });
+    // (and its session count, refreshed every 2 s, has seen the clients).
+    samples served = scrape_until([&](const samples& s) {
+        return sum_of(s, "sio_steer_controller_follow_mode") == 1 && s.at(metric("sio_steer_sessions")) == 40;
+    });
     run_result r = sio_steer(args("status", {"--prometheus"}));
     ASSERT_EQ(r.code, 0) << r.err;
     samples printed = parse_exposition(r.out);

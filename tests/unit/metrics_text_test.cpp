@@ -121,7 +121,8 @@ TEST(ListenAddress, AddressAndPort)
     EXPECT_EQ(parse_listen_address("127.0.0.1:9477").host, "127.0.0.1");
     EXPECT_EQ(parse_listen_address("127.0.0.1:9477").port, 9477);
     EXPECT_EQ(parse_listen_address("[::1]:9477").host, "::1");
-    EXPECT_EQ(parse_listen_address(":9477").host, "0.0.0.0");
+    EXPECT_EQ(parse_listen_address(":9477").host, "127.0.0.1") << "no address: loopback, not every address";
+    EXPECT_EQ(parse_listen_address("0.0.0.0:9477").host, "0.0.0.0");
     for (const char* bad :
          {"9477", "::1:9477", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "host:port", "[::1]9477"}) {
         try {

@@ -1,66 +1,278 @@
 #include "metrics_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <httplib.h>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "errors.h"
+#include "http_request.h"
 
 namespace sio_steer {
 
-metrics_server::metrics_server(const listen_address& where) : server_(std::make_unique<httplib::Server>())
+using namespace std::chrono;
+
+namespace {
+
+// SIGTERM must reach the follower's signalfd: a thread that does not block it could take the
+// signal and its default action would kill the process mid-sync.
+void block_stop_signals()
 {
-    // httplib's default sets SO_REUSEPORT, which would let two controllers share one metrics port
-    // silently (each scrape reaching either): plain SO_REUSEADDR makes a taken port an error.
-    server_->set_socket_options([](int fd) {
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    });
-    // One scrape at a time is plenty, and keeps the thread count low.
-    server_->new_task_queue = [] { return new httplib::ThreadPool(1); };
-    if (!server_->bind_to_port(where.host, where.port))
-        throw steer_error(
-            exit_code::environment, "cannot listen for metrics on " + where.host + ":" + std::to_string(where.port),
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+bool is_loopback(const listen_address& where)
+{
+    return where.host.starts_with("127.") || where.host == "::1" || where.host == "localhost";
+}
+
+struct connection {
+    unique_fd fd;
+    steady_clock::time_point accepted;
+    std::string in, out;
+    std::size_t sent = 0;
+    bool replying = false;
+};
+
+}  // namespace
+
+metrics_server::metrics_server(const listen_address& where, metrics_limits limits) : limits_(limits)
+{
+    auto refuse = [&](int err) {
+        return steer_error(
+            exit_code::environment,
+            "cannot listen for metrics on " + where.host + ":" + std::to_string(where.port) + ": " + std::strerror(err),
             "the address is not local, or another process listens on that port",
             "pick another --metrics-listen address (see `ss -ltnp 'sport = :" + std::to_string(where.port) + "'`)");
+    };
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    std::string host = where.host == "localhost" ? "127.0.0.1" : where.host;
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(where.port);
+        len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(where.port);
+        len = sizeof(*v6);
+    } else {
+        throw refuse(EADDRNOTAVAIL);
+    }
+    listener_.reset(socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!listener_)
+        throw refuse(errno);
+    // Plain SO_REUSEADDR, not SO_REUSEPORT: a second controller on the same metrics port must fail.
+    int one = 1;
+    setsockopt(listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), len) || listen(listener_.get(), 64))
+        throw refuse(errno);
+    wake_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!wake_)
+        throw_system_error("cannot create an eventfd", errno);
+    if (!is_loopback(where))
+        spdlog::warn("metrics served on {}:{}, beyond loopback: restrict who reaches it (IPAddressAllow= in the unit, "
+                     "a firewall)",
+                     where.host, where.port);
 }
 
 metrics_server::~metrics_server()
 {
-    if (!thread_.joinable())
-        return;
-    // stop() does nothing until the thread is inside listen_after_bind(): repeat until it is out.
-    while (!finished_) {
-        server_->stop();
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    {
+        std::lock_guard hold(mutex_);
+        stopping_ = true;
     }
-    thread_.join();
+    stop_.notify_all();
+    std::uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof(one));
+    if (thread_.joinable())
+        thread_.join();
+    if (refresher_.joinable())
+        refresher_.join();
 }
 
-void metrics_server::serve(std::function<std::string()> render)
+void metrics_server::serve(std::function<std::string()> render, std::function<void()> refresh)
 {
-    server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
+    if (refresh) {
+        refresh();
+        refresher_ = std::thread([this, refresh] {
+            block_stop_signals();
+            pthread_setname_np(pthread_self(), "sio-metrics-ref");
+            std::unique_lock hold(mutex_);
+            while (!stop_.wait_for(hold, limits_.refresh_every, [this] { return stopping_; })) {
+                hold.unlock();
+                try {
+                    refresh();
+                } catch (const std::exception& e) {
+                    spdlog::warn("metrics: {}", e.what());
+                }
+                hold.lock();
+            }
+        });
+    }
+    thread_ = std::thread([this, render] {
+        block_stop_signals();
+        pthread_setname_np(pthread_self(), "sio-metrics");
         try {
-            res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+            run(render);
         } catch (const std::exception& e) {
-            res.status = 500;
-            res.set_content(std::string("sio-steer: ") + e.what() + "\n", "text/plain");
+            spdlog::warn("the metrics endpoint stopped serving: {}", e.what());
         }
     });
-    thread_ = std::thread([this] {
-        // SIGTERM must reach the follower's signalfd: a thread that does not block it could take
-        // the signal and its default action would kill the process mid-sync.
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &set, nullptr);
-        if (!server_->listen_after_bind())
-            spdlog::warn("the metrics endpoint stopped serving");
-        finished_ = true;
-    });
+}
+
+void metrics_server::run(const std::function<std::string()>& render)
+{
+    unique_fd ep(epoll_create1(EPOLL_CLOEXEC));
+    if (!ep)
+        throw_system_error("epoll_create1", errno);
+    auto watch = [&](int op, int fd, std::uint32_t events) {
+        epoll_event e{};
+        e.events = events;
+        e.data.fd = fd;
+        if (epoll_ctl(ep.get(), op, fd, &e))
+            throw_system_error("epoll_ctl", errno);
+    };
+    watch(EPOLL_CTL_ADD, listener_.get(), EPOLLIN);
+    watch(EPOLL_CTL_ADD, wake_.get(), EPOLLIN);
+    std::map<int, connection> open;  // by fd; closing erases (and the fd leaves the epoll set)
+
+    // Sends what is left of the reply; closes the connection once all of it is out.
+    auto push = [&](connection& c) {
+        while (c.sent < c.out.size()) {
+            ssize_t n = send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                watch(EPOLL_CTL_MOD, c.fd.get(), EPOLLOUT);
+                return;
+            }
+            if (n <= 0)
+                break;
+            c.sent += static_cast<std::size_t>(n);
+        }
+        open.erase(c.fd.get());
+    };
+    auto reply = [&](connection& c, std::string text) {
+        c.replying = true;
+        c.out = std::move(text);
+        c.in = {};
+        push(c);
+    };
+    auto answer = [&](connection& c) {
+        http_request r = parse_http_request(c.in);
+        if (r.what == http_request::verdict::incomplete)
+            return;
+        if (r.what != http_request::verdict::serve)
+            return reply(c, http_refusal(r.what));
+        std::string body, status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8";
+        try {
+            body = render();
+        } catch (const std::exception& e) {
+            status = "500 Internal Server Error";
+            type = "text/plain; charset=utf-8";
+            body = std::string("sio-steer: ") + e.what() + "\n";
+        }
+        reply(c, "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
+                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    };
+    // Out of fds (the process is at LimitNOFILE): stop accepting for a while rather than spin on a
+    // listener that stays readable; the kernel keeps the rest queued (backlog 64).
+    std::optional<steady_clock::time_point> paused_until;
+    auto accept_all = [&] {
+        for (int i = 0; i < 256; i++) {  // bounded: expired connections and the wake fd get their turn
+            unique_fd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+            if (!fd && (errno == EMFILE || errno == ENFILE)) {
+                watch(EPOLL_CTL_DEL, listener_.get(), 0);
+                paused_until = steady_clock::now() + milliseconds(100);
+                return;
+            }
+            if (!fd)
+                return;  // EAGAIN, or the client gave up before we took it
+            if (open.size() >= limits_.max_connections) {
+                // Idle or trickling connections make way for new ones, the oldest first.
+                auto oldest = open.end();
+                for (auto it = open.begin(); it != open.end(); ++it)
+                    if (!it->second.replying && (oldest == open.end() || it->second.accepted < oldest->second.accepted))
+                        oldest = it;
+                if (oldest == open.end()) {
+                    std::string busy = http_refusal(http_request::verdict::incomplete);
+                    (void)!send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                    continue;
+                }
+                open.erase(oldest);
+            }
+            int raw = fd.get();
+            watch(EPOLL_CTL_ADD, raw, EPOLLIN | EPOLLRDHUP);
+            open.emplace(raw, connection{std::move(fd), steady_clock::now(), {}, {}, 0, false});
+        }
+    };
+
+    epoll_event events[64];
+    for (;;) {
+        auto now = steady_clock::now();
+        milliseconds wait = seconds(1);
+        if (paused_until && *paused_until <= now) {
+            watch(EPOLL_CTL_ADD, listener_.get(), EPOLLIN);
+            paused_until.reset();
+        }
+        if (paused_until)
+            wait = duration_cast<milliseconds>(*paused_until - now) + milliseconds(1);
+        for (auto it = open.begin(); it != open.end();) {
+            auto ends = it->second.accepted + limits_.deadline;
+            if (ends <= now) {
+                it = open.erase(it);  // past the deadline: a slowloris, an idle or a non-reading client
+                continue;
+            }
+            wait = std::min(wait, duration_cast<milliseconds>(ends - now) + milliseconds(1));
+            ++it;
+        }
+        int n = epoll_wait(ep.get(), events, 64, static_cast<int>(wait.count()));
+        if (n < 0 && errno != EINTR)
+            throw_system_error("epoll_wait", errno);
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == wake_.get())
+                return;
+            if (fd == listener_.get()) {
+                accept_all();
+                continue;
+            }
+            auto it = open.find(fd);
+            if (it == open.end())
+                continue;  // closed earlier in this round
+            connection& c = it->second;
+            if (c.replying) {
+                push(c);
+                continue;
+            }
+            char buf[4096];
+            ssize_t got = recv(fd, buf, std::min(sizeof(buf), max_request_head + 1 - c.in.size()), MSG_DONTWAIT);
+            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                open.erase(it);
+                continue;
+            }
+            if (got > 0) {
+                c.in.append(buf, static_cast<std::size_t>(got));
+                answer(c);
+            }
+        }
+    }
 }
 
 }  // namespace sio_steer

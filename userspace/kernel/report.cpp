@@ -27,14 +27,15 @@ json follow_report(const std::string& lock_dir, const std::string& pin_dir)
 
 }  // namespace
 
-nlohmann::json status_report(const pinned_state& state, std::uint16_t port, const std::string& lock_dir)
+nlohmann::json status_report(const pinned_state& state, std::uint16_t port, const std::string& lock_dir,
+                             const report_scope& scope)
 {
     config c = state.read_config();
     stats st = state.read_stats();
     std::vector<slot> slots = state.read_slots();
 
     std::map<std::uint64_t, const listener*> by_cookie;
-    std::vector<listener> listeners = find_listeners(port);
+    std::vector<listener> listeners = scope.owners ? find_listeners(port) : list_listeners(port);
     for (const listener& l : listeners)
         by_cookie[l.cookie] = &l;
 
@@ -67,8 +68,9 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
         unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
 
     json warnings = json::array();
-    if (std::optional<std::string> w = proxy_warning(state))
-        warnings.push_back(*w);
+    if (scope.warnings)
+        if (std::optional<std::string> w = proxy_warning(state))
+            warnings.push_back(*w);
 
     return {
         {"port", port},
@@ -82,7 +84,8 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
           {"v6_prefix", c.v6_prefix},
           {"session_ttl_s", c.session_ttl_ns / 1'000'000'000ull},
           {"abi_version", c.abi_version}}},
-        {"sessions", {{"count", state.count_sessions()}, {"capacity", state.max_sessions()}}},
+        {"sessions",
+         {{"count", scope.sessions ? *scope.sessions : state.count_sessions()}, {"capacity", state.max_sessions()}}},
         {"counters",
          {{"session_hits", st.session_hits},
           {"new_sessions", st.new_sessions},

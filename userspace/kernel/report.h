@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -19,8 +20,16 @@ namespace sio_steer {
 //  "follow": {"mode", "reason", "pid"}}
 // "follow" is what the controller holding the port's lock in `lock_dir` published: mode "events" or
 // "polling" (port_lock::publish), "unknown" before it has, "none" (pid null) when none holds it.
+// What a report reads: everything for `status`; for /metrics only what costs the same however
+// many clients are recorded and processes run (a scrape must not be a lever on the controller).
+struct report_scope {
+    bool owners = true;                     // each listener's process: a walk of /proc/*/fd ("process" is "" without)
+    bool warnings = true;                   // proxy_warning(): a walk of the sessions map (no "warnings" without)
+    std::optional<std::uint64_t> sessions;  // "sessions.count" if known already; else the map is counted
+};
+
 nlohmann::json status_report(const pinned_state& state, std::uint16_t port,
-                             const std::string& lock_dir = steer_options().lock_dir);
+                             const std::string& lock_dir = steer_options().lock_dir, const report_scope& scope = {});
 
 // proxy_warning() (proxy_check.h) on a sample of the pinned state of a port: the connections
 // and new clients the program counted, the client keys of the sessions seen within the TTL.

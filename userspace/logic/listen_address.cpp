@@ -9,9 +9,10 @@ namespace sio_steer {
 listen_address parse_listen_address(const std::string& text)
 {
     auto refuse = [&] {
-        return steer_error(exit_code::usage, "--metrics-listen " + text + " is not an ADDRESS:PORT",
-                           "the metrics endpoint listens on one local address and TCP port",
-                           "write it like 127.0.0.1:9477, [::1]:9477 or :9477 (every address)");
+        return steer_error(
+            exit_code::usage, "--metrics-listen " + text + " is not an ADDRESS:PORT",
+            "the metrics endpoint listens on one local address and TCP port",
+            "write it like 127.0.0.1:9477, [::1]:9477, :9477 (loopback) or 0.0.0.0:9477 (every address)");
     };
     std::size_t colon = text.rfind(':');
     if (colon == std::string::npos)
@@ -22,7 +23,7 @@ listen_address parse_listen_address(const std::string& text)
     else if (host.find(':') != std::string::npos)
         throw refuse();  // an IPv6 address needs brackets
     if (host.empty())
-        host = "0.0.0.0";
+        host = "127.0.0.1";  // no address given: loopback; every address only when written out
     unsigned port = 0;
     const char* first = text.data() + colon + 1;
     const char* last = text.data() + text.size();

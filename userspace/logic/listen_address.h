@@ -11,7 +11,7 @@ struct listen_address {
     std::uint16_t port = 0;
 };
 
-// "127.0.0.1:9477", "[::1]:9477", ":9477" (every address); throws steer_error(usage) naming the option.
+// "127.0.0.1:9477", "[::1]:9477", ":9477" (loopback, 127.0.0.1), "0.0.0.0:9477" (every address); throws steer_error(usage) naming the option.
 listen_address parse_listen_address(const std::string& text);
 
 }  // namespace sio_steer

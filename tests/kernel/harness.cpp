@@ -188,6 +188,8 @@ std::unique_ptr<worker_process> worker_process::start(std::uint16_t port, const 
         argv.push_back("--http");
     if (options.become_uid)
         argv.insert(argv.end(), {"--uid", std::to_string(*options.become_uid)});
+    if (options.swap_port)
+        argv.insert(argv.end(), {"--swap-port", std::to_string(options.swap_port)});
     pid_t pid = spawn({.argv = argv, .env = env, .in = stdin_read.get(), .out = write_end.get(), .uid = options.uid});
     std::unique_ptr<worker_process> w(new worker_process(pid));  // owns the child from here on
     write_end.reset();

@@ -65,6 +65,7 @@ struct worker_options {
     // listens as root, then becomes this user (test_worker --uid): a pid the controller recorded
     // that is now another user's process, as after a pid reuse
     std::optional<uid_t> become_uid{};
+    std::uint16_t swap_port = 0;  // SIGUSR1 puts a listener of this port on its listener's fd number
 };
 
 // One running test_worker (see test_worker.cpp), killed and reaped when the object goes away.

@@ -6,15 +6,19 @@
 // "<instance> <pid>" and the header "X-Peer: <client address>" (IPv4 as a.b.c.d), e.g. behind nginx.
 // Each line "PATH REQUEST" on its stdin is sent to the Unix stream socket PATH as "REQUEST\n", and
 // the reply line printed: requests from this worker's pid, as a draining worker sends them to sio-steer.
+// With --swap-port P, SIGUSR1 makes it close its listener and put a new SO_REUSEPORT listener on
+// port P under the same fd number (a worker that reuses an fd number between the controller's
+// discovery and its pidfd_getfd).
 //
 // With --uid N it listens, then becomes user N (a pid the controller recorded, now another user's).
 //
-//   test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N]
+//   test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N] [--swap-port P]
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-#include <grp.h>
 #include <poll.h>
+#include <signal.h>
+#include <grp.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,6 +33,41 @@
 #include <vector>
 
 namespace {
+
+volatile sig_atomic_t swap_asked = 0;
+
+// A listener on `address`:port, or -1.
+int listen_on(const std::string& address, int port, bool reuseport)
+{
+    sockaddr_storage ss{};
+    socklen_t len;
+    int family = address.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+    if (family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        inet_pton(AF_INET6, address.c_str(), &a->sin6_addr);
+        len = sizeof(*a);
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        inet_pton(AF_INET, address.c_str(), &a->sin_addr);
+        len = sizeof(*a);
+    }
+    int fd = socket(family, SOCK_STREAM, 0);
+    int one = 1, zero = 0;
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) || listen(fd, 1024)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 // One request over a fresh connection to the Unix socket at `path`; the reply line or why not.
 std::string unix_request(const std::string& path, const std::string& request)
@@ -169,6 +208,7 @@ int main(int argc, char** argv)
     int port = 0;
     bool reuseport = true, http = false;
     int uid = -1;
+    int swap_port = 0;
     for (int i = 1; i < argc; i++) {
         std::string arg = argv[i];
         if (arg == "--port" && i + 1 < argc)
@@ -181,37 +221,18 @@ int main(int argc, char** argv)
             http = true;
         else if (arg == "--uid" && i + 1 < argc)
             uid = std::atoi(argv[++i]);
+        else if (arg == "--swap-port" && i + 1 < argc)
+            swap_port = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N]\n");
+            std::fprintf(stderr, "usage: test_worker --port N [--address ADDR] [--no-reuseport] [--http] [--uid N] "
+                                 "[--swap-port P]\n");
             return 2;
         }
     }
     const char* instance = std::getenv("NODE_APP_INSTANCE");
 
-    sockaddr_storage ss{};
-    socklen_t len;
-    int family = address.find(':') != std::string::npos ? AF_INET6 : AF_INET;
-    if (family == AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        inet_pton(AF_INET6, address.c_str(), &a->sin6_addr);
-        len = sizeof(*a);
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(port);
-        inet_pton(AF_INET, address.c_str(), &a->sin_addr);
-        len = sizeof(*a);
-    }
-    int fd = socket(family, SOCK_STREAM, 0);
-    int one = 1, zero = 0;
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) || listen(fd, 1024)) {
+    int fd = listen_on(address, port, reuseport);
+    if (fd < 0) {
         std::perror("test_worker: bind/listen");
         return 1;
     }
@@ -225,7 +246,24 @@ int main(int argc, char** argv)
     std::thread(serve_requests_from_stdin).detach();
 
     std::string reply = std::string(instance ? instance : "-") + " " + std::to_string(getpid()) + "\n";
+    if (swap_port) {
+        struct sigaction sa {};
+        sa.sa_handler = [](int) { swap_asked = 1; };
+        sigaction(SIGUSR1, &sa, nullptr);  // no SA_RESTART: poll() returns EINTR
+    }
     for (;;) {
+        if (swap_asked) {
+            swap_asked = 0;
+            int other = listen_on(address, swap_port, true);
+            if (other < 0 || dup2(other, fd) != fd) {  // closes the old listener, same fd number
+                std::perror("test_worker: swap");
+                return 1;
+            }
+            close(other);
+        }
+        pollfd pfd{fd, POLLIN, 0};
+        if (poll(&pfd, 1, -1) <= 0)
+            continue;
         sockaddr_storage peer{};
         socklen_t peer_len = sizeof(peer);
         int c = accept(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len);

@@ -1,11 +1,15 @@
 #include "controller.h"
 
+#include <bpf/bpf.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -33,11 +37,110 @@ std::string describe_group(const listener& l)
                                 : l.address + ":" + std::to_string(l.port);
 }
 
+std::uint64_t socket_cookie(int fd)
+{
+    std::uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    return getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 ? cookie : 0;
+}
+
+// The socket at fd `l.fd` of `l.pid`, if it is still the listener sock_diag listed: between
+// discovery and pidfd_getfd the worker may have closed it and reused the number.
+unique_fd take_socket(const listener& l)
+{
+    unique_fd fd = duplicate_socket(l.pid, l.fd);
+    if (std::uint64_t cookie = socket_cookie(fd.get()); cookie != l.cookie) {
+        spdlog::warn("fd {} of pid {} is no longer the listener of cookie {} (now cookie {}): left to the next resync",
+                     l.fd, l.pid, l.cookie, cookie);
+        return unique_fd();
+    }
+    return fd;
+}
+
 bool has_reuseport(int fd)
 {
     int on = 0;
     socklen_t len = sizeof(on);
     return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on;
+}
+
+// Writes a plan: successors and records first, then sockets, then (the caller) the ring, so the
+// program never reads a ring entry whose slot is not filled yet. A socket the workers map refuses
+// undoes what this pass wrote (the previous records, the slots emptied again) and is returned:
+// the caller plans again without it. Any other failure undoes the same, and throws.
+std::optional<std::size_t> write_plan(const pinned_state& state, const std::vector<slot>& current,
+                                      const slot_plan& plan, const worker_sockets& sockets,
+                                      const std::vector<std::size_t>& listener_of,
+                                      const std::map<std::uint64_t, std::size_t>& live_index, sync_report& report)
+{
+    std::vector<std::uint32_t> written, inserted;
+    auto undo = [&] {
+        try {
+            for (std::uint32_t s : inserted)
+                if (bpf_map_delete_elem(state.workers(), &s) && errno != ENOENT)
+                    throw_system_error("cannot empty slot " + std::to_string(s) + " of the workers map", errno);
+            for (std::uint32_t s : written)
+                state.write_slot(s, current[s]);
+        } catch (const steer_error& e) {
+            spdlog::error("undoing a failed sync: {}", e.what());
+        }
+    };
+    std::vector<std::string> came;
+    // Tries one insert; nullopt when done, else the errno.
+    auto insert = [&](std::uint32_t s, std::size_t i) -> std::optional<int> {
+        try {
+            state.insert_worker(s, sockets.fds[i].get());
+        } catch (const sys_error& e) {
+            return e.errnum();
+        }
+        inserted.push_back(s);
+        return std::nullopt;
+    };
+    auto refuse = [&](std::size_t i, std::uint32_t s, int err) {
+        undo();
+        spdlog::warn("worker socket left out: {}, cookie {}: the workers map refuses it in slot {} ({}); "
+                     "steering stays as it was for it, tried again at the next resync",
+                     describe_owner(sockets.listeners[i]), sockets.listeners[i].cookie, s, std::strerror(err));
+        return std::optional<std::size_t>(i);
+    };
+    try {
+        for (std::uint32_t s : plan.changed) {
+            state.write_slot(s, plan.slots[s]);
+            written.push_back(s);
+        }
+        for (auto [s, k] : plan.inserts) {
+            std::size_t i = listener_of[k];
+            if (std::optional<int> err = insert(s, i))
+                return refuse(i, s, *err);
+            came.push_back(fmt::format("worker socket came: slot {}, {}, cookie {}", s,
+                                       describe_owner(sockets.listeners[i]), sockets.listeners[i].cookie));
+        }
+        // A socket the slots map records but the workers map lost (emptied with bpftool in an
+        // emergency, see docs/runbook.md) goes back in, so that attaching again restores steering.
+        for (std::uint32_t s = 0; s < plan.slots.size(); s++) {
+            auto it = live_index.find(plan.slots[s].cookie);
+            if (!plan.slots[s].cookie || it == live_index.end() || !sockets.fds[it->second] ||
+                state.worker_cookie(s) == plan.slots[s].cookie)
+                continue;
+            // The kernel also empties the slot of a socket that is closing right now, which sock_diag
+            // may still list: that one is refused (EINVAL: no longer hashed) and goes in the next
+            // resync as removed.
+            if (std::optional<int> err = insert(s, it->second)) {
+                if (*err == EINVAL)
+                    continue;
+                return refuse(it->second, s, *err);
+            }
+            came.push_back(fmt::format("worker socket restored: slot {}, {} (the workers map had lost it)", s,
+                                       describe_owner(sockets.listeners[it->second])));
+        }
+    } catch (...) {
+        undo();
+        throw;
+    }
+    report.added = inserted;
+    for (const std::string& line : came)
+        spdlog::info("{}", line);
+    return std::nullopt;
 }
 
 }  // namespace
@@ -81,7 +184,7 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
             // yet, or be gone by the time we reach it (ESRCH: the process, EBADF: its fd). Leave
             // it to the next resync. Anything else (EPERM, ENOMEM) refuses the resync, and says so.
             try {
-                ws.fds.push_back(l.pid ? duplicate_socket(l.pid, l.fd) : unique_fd());
+                ws.fds.push_back(l.pid ? take_socket(l) : unique_fd());
             } catch (const sys_error& e) {
                 if (e.errnum() != ESRCH && e.errnum() != EBADF)
                     throw;
@@ -97,7 +200,7 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
                 "sio-steer finds a socket's owner in /proc/PID/fd, which it cannot read for processes of "
                 "another PID namespace, nor without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
                 "run sio-steer as root in the workers' PID namespace (on the host, not in another container)");
-        ws.fds.push_back(duplicate_socket(l.pid, l.fd));
+        ws.fds.push_back(take_socket(l));
     }
     for (std::size_t i = 0; i < ws.listeners.size(); i++) {
         if (!ws.fds[i] || has_reuseport(ws.fds[i].get()))
@@ -132,57 +235,36 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
 
     // A socket we could not take (its worker is starting or exiting) counts only if it already
     // sits in a slot: the kernel keeps it there without us.
-    std::vector<slot> current = state.read_slots();
+    const std::vector<slot> current = state.read_slots();
     std::set<std::uint64_t> in_map;
     for (const slot& s : current)
         if (s.cookie)
             in_map.insert(s.cookie);
-    std::vector<live_socket> live;
-    std::vector<std::size_t> listener_of;  // live[k] is sockets.listeners[listener_of[k]]
-    for (std::size_t i = 0; i < sockets.listeners.size(); i++) {
-        const listener& l = sockets.listeners[i];
-        if (!sockets.fds[i] && !in_map.count(l.cookie))
-            continue;
-        live.push_back({l.cookie, l.instance, l.pid});
-        listener_of.push_back(i);
-    }
-    slot_plan plan = plan_slots(current, live);
-
-    sync_report report;
-    // Successors and records first, then sockets, then the ring: the program never reads a ring
-    // entry whose slot is not filled yet.
-    for (std::uint32_t s : plan.changed)
-        state.write_slot(s, plan.slots[s]);
-    for (auto [s, k] : plan.inserts) {
-        std::size_t i = listener_of[k];
-        state.insert_worker(s, sockets.fds[i].get());
-        report.added.push_back(s);
-        spdlog::info("worker socket came: slot {}, {}, cookie {}", s, describe_owner(sockets.listeners[i]),
-                     sockets.listeners[i].cookie);
-    }
-    // A socket the slots map records but the workers map lost (emptied with bpftool in an
-    // emergency, see docs/runbook.md) goes back in, so that attaching again restores steering.
     std::map<std::uint64_t, std::size_t> live_index;
     for (std::size_t i = 0; i < sockets.listeners.size(); i++)
         live_index[sockets.listeners[i].cookie] = i;
-    for (std::uint32_t s = 0; s < plan.slots.size(); s++) {
-        auto it = live_index.find(plan.slots[s].cookie);
-        if (!plan.slots[s].cookie || it == live_index.end() || !sockets.fds[it->second] ||
-            state.worker_cookie(s) == plan.slots[s].cookie)
-            continue;
-        // The kernel also empties the slot of a socket that is closing right now, which sock_diag
-        // may still list: that one is refused (EINVAL: no longer hashed) and goes in the next
-        // resync as removed.
-        try {
-            state.insert_worker(s, sockets.fds[it->second].get());
-        } catch (const sys_error& e) {
-            if (e.errnum() != EINVAL)
-                throw;
-            continue;
+
+    sync_report report;
+    std::set<std::uint64_t> refused;  // sockets the workers map refused in this sync
+    slot_plan plan;
+    // Each pass plans without the sockets refused so far, so it ends after at most one pass per socket.
+    for (;;) {
+        std::vector<live_socket> live;
+        std::vector<std::size_t> listener_of;  // live[k] is sockets.listeners[listener_of[k]]
+        for (std::size_t i = 0; i < sockets.listeners.size(); i++) {
+            const listener& l = sockets.listeners[i];
+            if ((!sockets.fds[i] && !in_map.count(l.cookie)) || refused.count(l.cookie))
+                continue;
+            live.push_back({l.cookie, l.instance, l.pid});
+            listener_of.push_back(i);
         }
-        report.added.push_back(s);
-        spdlog::info("worker socket restored: slot {}, {} (the workers map had lost it)", s,
-                     describe_owner(sockets.listeners[it->second]));
+        plan = plan_slots(current, live);
+        std::optional<std::size_t> failed = write_plan(state, current, plan, sockets, listener_of, live_index, report);
+        if (!failed)
+            break;
+        const listener& l = sockets.listeners[*failed];
+        refused.insert(l.cookie);
+        report.skipped.push_back(l.cookie);
     }
     for (std::uint32_t s : plan.removed) {
         report.removed.push_back(s);
@@ -209,8 +291,9 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
     // Any member attaches the program to the whole group; it replaces whatever was attached. A
     // group whose sockets were all taken before still has it: it goes when the group goes.
     int prog = state.program();
-    for (const unique_fd& fd : sockets.fds) {
-        if (!fd)
+    for (std::size_t i = 0; i < sockets.fds.size(); i++) {
+        const unique_fd& fd = sockets.fds[i];
+        if (!fd || refused.count(sockets.listeners[i].cookie))
             continue;
         if (setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
             throw_system_error("cannot attach the steering program to port " + std::to_string(options.port), errno);

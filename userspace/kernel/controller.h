@@ -33,6 +33,8 @@ worker_sockets take_listeners(std::uint16_t port, take_mode mode = take_mode::at
 
 // The same checks on listeners found already (a following controller remembers their owners);
 // sockets whose cookie is in `steered` (the workers map holds them) are not taken: empty fd.
+// A socket whose fd number names another socket by the time it is taken (SO_COOKIE differs
+// from sock_diag's) is not taken either: empty fd, left to the next resync.
 worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners, take_mode mode,
                             const std::set<std::uint64_t>& steered = {});
 
@@ -42,12 +44,15 @@ struct sync_report {
     std::size_t ring_changes = 0;                     // ring entries rewritten
     std::map<std::uint64_t, std::uint32_t> recorded;  // cookie -> slot of each socket the slots map records
     std::vector<std::uint32_t> ring;                  // the ring map as this sync left it
+    std::vector<std::uint64_t> skipped;  // cookies of sockets the workers map refused: left out of this sync
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
 };
 
 // Puts every socket into the workers map (keeping those already there), rebuilds the ring,
 // writes the config from `options` (keeping the pinned hash seed) and attaches the program to
-// the reuseport group. Logs one line per socket that came or went.
+// the reuseport group. Logs one line per socket that came or went. A socket the workers map
+// refuses undoes this sync's slot records and inserts and is left out (report.skipped): the
+// sync is planned again without it, so a failure never leaves the maps half-updated.
 // `ring_now`: the ring map as the caller knows it (the last sync's report.ring), which spares
 // reading 65,537 entries back; empty: read it.
 sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets,

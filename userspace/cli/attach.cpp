@@ -11,6 +11,7 @@
 #include "controller.h"
 #include "errors.h"
 #include "follower.h"
+#include "group_pin.h"
 #include "metrics.h"
 #include "metrics_server.h"
 #include "options.h"
@@ -18,6 +19,7 @@
 #include "preflight.h"
 #include "report.h"
 #include "service_notify.h"
+#include "worker_group.h"
 
 namespace po = boost::program_options;
 
@@ -36,6 +38,29 @@ std::string service_status(const pinned_state& state, std::uint16_t port)
     return "port " + std::to_string(port) + ": steering " + std::to_string(live) + " worker sockets, in sync";
 }
 
+// The group this port steers: the one recorded at the first attach (with the uids of --worker-uid,
+// if given now), else the one listening now, recorded once the maps are loaded.
+worker_group steered_group(const steer_options& o, const std::optional<std::vector<std::uint32_t>>& worker_uids)
+{
+    std::optional<worker_group> recorded = read_group(o.pin_dir());
+    if (!recorded) {
+        std::vector<bound_listener> found;
+        for (const listener& l : list_listeners(o.port))
+            found.push_back(bound(l));
+        worker_group g = first_group(found, worker_uids, o.port);
+        spdlog::info("port {}: steering the group {} (recorded for the next attach)", o.port, group_text(g, o.port));
+        return g;
+    }
+    if (worker_uids && *worker_uids != recorded->uids) {
+        worker_group g = *recorded;
+        g.uids = *worker_uids;
+        spdlog::info("port {}: --worker-uid: the group {} is now {}", o.port, group_text(*recorded, o.port),
+                     group_text(g, o.port));
+        return g;
+    }
+    return *recorded;
+}
+
 }  // namespace
 
 int run_attach(const args& a, std::ostream& out)
@@ -46,7 +71,7 @@ int run_attach(const args& a, std::ostream& out)
     // Numbers as text, parsed strictly below: an unsigned option would wrap "-1" silently.
     std::string v4_prefix = "32", v6_prefix = "64", max_sessions = std::to_string(o.max_sessions), resync = "2000";
     std::chrono::milliseconds resync_interval{2000};
-    std::string follow_with = "auto", control_group;
+    std::string follow_with = "auto", control_group, worker_uid;
     po::options_description options("attach options");
     // one option per line, as --help lists them
     // clang-format off
@@ -62,6 +87,7 @@ int run_attach(const args& a, std::ostream& out)
         ("resync-interval", po::value(&resync)->default_value(resync), "ms between resyncs that no listener event asked for (100 to 3600000)")
         ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
         ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
+        ("worker-uid", po::value(&worker_uid), "uids or user names whose listeners form the steered group, e.g. 1000 or pm2 (default: the uid of the workers found at the first attach); any: every uid")
         ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files")
         ("control-group", po::value(&control_group), "group of the control socket <lock-dir>/<port>.sock, mode 0660: the workers' group (default: mode 0666, any local user may connect)");
     // clang-format on
@@ -77,7 +103,10 @@ int run_attach(const args& a, std::ostream& out)
     std::optional<listen_address> metrics_at;
     follow_mode follow_choice = follow_mode::automatic;
     std::optional<gid_t> control_gid;
+    std::optional<std::vector<std::uint32_t>> worker_uids;
     try {
+        if (vm.count("worker-uid"))
+            worker_uids = parse_worker_uids(worker_uid, max_group_uids);
         o.port = parse_port(port);
         o.key_mode = parse_key_mode(key);
         o.session_ttl = parse_duration("--session-ttl", ttl);
@@ -110,9 +139,16 @@ int run_attach(const args& a, std::ostream& out)
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.pin_dir());
     std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
-    worker_sockets sockets = take_listeners(o.port);
+    worker_group group = steered_group(o, worker_uids);
+    std::vector<listener> members = find_listeners(o.port), foreign;
+    leave_out_foreign(members, group, foreign);
+    for (const listener& l : foreign)
+        spdlog::warn("port {}: {} (cookie {})", o.port, foreign_listener_text(group, sio_steer::bound(l), o.port),
+                     l.cookie);
+    worker_sockets sockets = take_sockets(o.port, std::move(members), take_mode::attach);
 
     auto [state, created] = pinned_state::load(o);
+    record_group(state.dir(), group);
     sync_report report = sync(state, o, sockets);
     spdlog::info("{} port {}: {} worker sockets, {} ring entries set, state in {}", created ? "attached to" : "adopted",
                  o.port, sockets.listeners.size(), report.ring_changes, state.dir());

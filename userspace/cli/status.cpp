@@ -25,6 +25,8 @@ void print_text(const nlohmann::json& r, std::ostream& out)
           : r["in_sync"].get<bool>() ? "attached, in sync"
                                      : "attached, NOT in sync (listeners changed; is `sio-steer attach` running?)");
     print(out, "  pinned   %s\n", r["pin_dir"].get<std::string>().c_str());
+    if (!r["group"].is_null())
+        print(out, "  group    %s\n", r["group"].get<std::string>().c_str());
     const auto& f = r["follow"];
     if (f["mode"] == "none")
         print(out, "  follow   no controller follows this port\n");
@@ -48,6 +50,10 @@ void print_text(const nlohmann::json& r, std::ostream& out)
     for (const auto& l : r["unmanaged_listeners"])
         print(out, "  %-5s %-8u %-9s %-22s (listening, not in the workers map)\n", "-", l["pid"].get<unsigned>(), "-",
               l["process"].get<std::string>().c_str());
+    for (const auto& l : r["foreign_listeners"])
+        print(out, "  %-5s %-8u %-9s %-22s %-6u (listening on %s, not of the group: ignored)\n", "-",
+              l["pid"].get<unsigned>(), "-", l["process"].get<std::string>().c_str(), l["uid"].get<unsigned>(),
+              l["address"].get<std::string>().c_str());
     print(out, "\n  counters");
     for (const auto& [name, value] : r["counters"].items())
         print(out, " %s=%llu", name.c_str(), value.get<unsigned long long>());

@@ -145,6 +145,16 @@ std::optional<std::size_t> write_plan(const pinned_state& state, const std::vect
 
 }  // namespace
 
+bound_listener bound(const listener& l) { return {l.family, l.address, l.uid}; }
+
+void leave_out_foreign(std::vector<listener>& listeners, const worker_group& group, std::vector<listener>& foreign)
+{
+    auto first_foreign = std::stable_partition(listeners.begin(), listeners.end(),
+                                               [&](const listener& l) { return belongs(group, bound(l)); });
+    foreign.insert(foreign.end(), std::make_move_iterator(first_foreign), std::make_move_iterator(listeners.end()));
+    listeners.erase(first_foreign, listeners.end());
+}
+
 worker_sockets take_listeners(std::uint16_t port, take_mode mode)
 {
     return take_sockets(port, find_listeners(port), mode);

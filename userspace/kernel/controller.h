@@ -10,6 +10,7 @@
 #include "options.h"
 #include "pinned_state.h"
 #include "unique_fd.h"
+#include "worker_group.h"
 
 namespace sio_steer {
 
@@ -37,6 +38,11 @@ worker_sockets take_listeners(std::uint16_t port, take_mode mode = take_mode::at
 // from sock_diag's) is not taken either: empty fd, left to the next resync.
 worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners, take_mode mode,
                             const std::set<std::uint64_t>& steered = {});
+
+// Moves the listeners not of `group` (another address, family or uid: another local user's)
+// from `listeners` to `foreign`.
+void leave_out_foreign(std::vector<listener>& listeners, const worker_group& group, std::vector<listener>& foreign);
+bound_listener bound(const listener& l);
 
 struct sync_report {
     std::vector<std::uint32_t> added;                 // slots filled with a new socket

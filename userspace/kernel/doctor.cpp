@@ -16,6 +16,7 @@
 #include "cpu_share.h"
 #include "discovery.h"
 #include "errors.h"
+#include "group_pin.h"
 #include "node_version.h"
 #include "pinned_state.h"
 #include "preflight.h"
@@ -120,10 +121,33 @@ std::string owner_text(const listener& l)
     return "pid " + std::to_string(l.pid) + (l.instance ? " (instance " + std::to_string(*l.instance) + ")" : "");
 }
 
-finding check_listeners(std::uint16_t port)
+// The group recorded at the first attach, if the pinned state can tell.
+std::optional<worker_group> recorded_group(const std::string& pin_dir)
 {
     try {
-        worker_sockets ws = take_listeners(port);  // the very checks attach makes
+        return read_group(pin_dir);
+    } catch (const steer_error&) {
+        // the steering check reports it
+    }
+    return std::nullopt;
+}
+
+finding check_listeners(std::uint16_t port, const std::string& pin_dir)
+{
+    try {
+        std::vector<listener> members = find_listeners(port), foreign;
+        std::optional<worker_group> recorded = recorded_group(pin_dir);
+        if (recorded)
+            leave_out_foreign(members, *recorded, foreign);
+        worker_sockets ws = take_sockets(port, std::move(members), take_mode::attach);  // the very checks attach makes
+        if (!foreign.empty()) {
+            std::string what;
+            for (const listener& l : foreign)
+                what += (what.empty() ? "" : "; ") + foreign_listener_text(*recorded, bound(l), port) + ", " +
+                        owner_text(l);
+            return {"listeners", verdict::warn, what,
+                    "another user listens on the port: sio-steer ignores it; if it should not, find and stop it"};
+        }
         std::map<pid_t, int> per_pid;
         std::vector<std::string> owners;
         for (const listener& l : ws.listeners) {
@@ -346,7 +370,7 @@ std::vector<finding> examine(const doctor_settings& s)
     } catch (const steer_error&) {
         // take_listeners below reports the same failure
     }
-    out.push_back(check_listeners(s.port));
+    out.push_back(check_listeners(s.port, pin_dir));
     out.push_back(check_node(seen));
     out.push_back(check_migration());
     out.push_back(check_scheduler(seen));

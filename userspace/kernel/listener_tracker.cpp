@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <spdlog/spdlog.h>
+
 #include "errors.h"
+#include "group_pin.h"
 
 namespace sio_steer {
 
@@ -12,8 +15,25 @@ listener_tracker::listener_tracker(const steer_options& options, const pinned_st
                                    std::chrono::milliseconds rescan_interval)
     : options_(options),
       state_(state),
-      rescan_interval_(rescan_interval)
+      rescan_interval_(rescan_interval),
+      group_(read_group(state.dir()))
 {}
+
+void listener_tracker::leave_out_foreign(std::vector<listener>& listeners)
+{
+    if (!group_)
+        return;
+    std::vector<listener> foreign;
+    sio_steer::leave_out_foreign(listeners, *group_, foreign);
+    std::set<std::uint64_t> now;
+    for (const listener& l : foreign) {
+        now.insert(l.cookie);
+        if (!foreign_.contains(l.cookie))
+            spdlog::warn("port {}: {} (cookie {})", options_.port,
+                         foreign_listener_text(*group_, bound(l), options_.port), l.cookie);
+    }
+    foreign_ = std::move(now);  // forget the closed ones
+}
 
 bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
 {
@@ -28,6 +48,8 @@ bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
 std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hints)
 {
     std::vector<listener> listeners = list_listeners(options_.port);
+    // Before anything else: another user's listener costs no /proc walk and never reaches the maps.
+    leave_out_foreign(listeners);
     std::set<std::uint64_t> cookies;
     for (const listener& l : listeners)
         cookies.insert(l.cookie);

@@ -2,7 +2,9 @@
 
 #include <map>
 
+#include "controller.h"
 #include "discovery.h"
+#include "group_pin.h"
 #include "options.h"
 #include "preflight.h"
 #include "slot_table.h"
@@ -35,7 +37,11 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
     std::vector<slot> slots = state.read_slots();
 
     std::map<std::uint64_t, const listener*> by_cookie;
-    std::vector<listener> listeners = scope.owners ? find_listeners(port) : list_listeners(port);
+    std::vector<listener> listeners = scope.owners ? find_listeners(port) : list_listeners(port), foreign;
+    // Other users' listeners on the port: never steered, so not what "in sync" is about.
+    std::optional<worker_group> group = read_group(state.dir());
+    if (group)
+        leave_out_foreign(listeners, *group, foreign);
     for (const listener& l : listeners)
         by_cookie[l.cookie] = &l;
 
@@ -68,6 +74,16 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
         unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
 
     json warnings = json::array();
+    json ignored = json::array();
+    for (const listener& l : foreign) {
+        ignored.push_back({{"pid", l.pid},
+                           {"process", l.process},
+                           {"uid", l.uid},
+                           {"cookie", l.cookie},
+                           {"address", address_text(l.family, l.address, port)}});
+        if (scope.warnings)
+            warnings.push_back(foreign_listener_text(*group, bound(l), port));
+    }
     if (scope.warnings)
         if (std::optional<std::string> w = proxy_warning(state))
             warnings.push_back(*w);
@@ -95,6 +111,8 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
           {"errors", st.errors}}},
         {"workers", workers},
         {"unmanaged_listeners", unmanaged},
+        {"group", group ? json(group_text(*group, port)) : json(nullptr)},
+        {"foreign_listeners", ignored},
         {"warnings", warnings},
         {"follow", follow_report(lock_dir, state.dir())},
     };

@@ -16,7 +16,9 @@ namespace sio_steer {
 
 // {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
 //  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
-//  "in_map", "selections"}], "unmanaged_listeners": [...], "warnings": ["what looks wrong, and what to do", ...],
+//  "in_map", "selections"}], "unmanaged_listeners": [...], "group": "[::]:5001 of uid 1000" (null before the first attach
+//  recorded it), "foreign_listeners": [{"pid", "process", "uid", "cookie", "address"}] (listeners
+//  not of the group: ignored), "warnings": ["what looks wrong, and what to do", ...],
 //  "follow": {"mode", "reason", "pid"}}
 // "follow" is what the controller holding the port's lock in `lock_dir` published: mode "events" or
 // "polling" (port_lock::publish), "unknown" before it has, "none" (pid null) when none holds it.

@@ -1,6 +1,11 @@
 // Which Node runs a worker, read from its environment and its binary's install, never by running it.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -113,6 +118,77 @@ TEST(NodeRuntime, OtherProgramsAreNotNode)
         node_runtime_from(environ_of({R"(pm2_env={"node_version":)"}), "/usr/bin/node", "/nonexistent");
     EXPECT_TRUE(broken.is_node);
     EXPECT_FALSE(broken.version);
+}
+
+// node_runtime_from() in a child process with 512 MB of address space, so that a reader that
+// blocks or reads without end fails the test instead of hanging or exhausting the machine: the
+// version it found, "unknown", or what went wrong.
+std::string version_within_5s(const fs::path& root, const std::string& exe)
+{
+    int out[2];
+    if (pipe(out))
+        return "pipe failed";
+    pid_t child = fork();
+    if (child == 0) {
+        close(out[0]);
+        rlimit as{512u << 20, 512u << 20};
+        setrlimit(RLIMIT_AS, &as);
+        node_runtime r = node_runtime_from(environ_of({R"(pm2_env={"exec_mode":"cluster_mode"})"}), exe, root.string());
+        std::string text = r.version ? r.version->text() : "unknown";
+        (void)!write(out[1], text.data(), text.size());
+        _exit(0);
+    }
+    close(out[1]);
+    pollfd p{out[0], POLLIN, 0};
+    std::string result;
+    if (poll(&p, 1, 5000) == 1) {
+        char buf[64];
+        ssize_t n = read(out[0], buf, sizeof(buf));
+        result = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "the reader died (out of memory?)";
+    } else {
+        result = "no answer within 5 s";
+        kill(child, SIGKILL);
+    }
+    close(out[0]);
+    waitpid(child, nullptr, 0);
+    return result;
+}
+
+// A worker's user owns its install: doctor (root) reads its node_version.h, and must neither hang
+// on a FIFO, read /dev/zero without end, nor follow a symbolic link out of the worker's root.
+TEST(NodeRuntime, AHostileNodeVersionHIsReadPromptlyOrNotAtAll)
+{
+    fs::path base = fs::temp_directory_path() / ("sio-steer-node-hostile-" + std::to_string(getpid()));
+    fs::path root = base / "root", include = root / "opt/node/include/node", header = include / "node_version.h";
+    fs::create_directories(include);
+    const std::string exe = "/opt/node/bin/node";
+
+    ASSERT_EQ(mkfifo(header.c_str(), 0644), 0);
+    EXPECT_EQ(version_within_5s(root, exe), "unknown") << "a FIFO with no writer";
+    fs::remove(header);
+
+    fs::create_symlink("/dev/zero", header);
+    EXPECT_EQ(version_within_5s(root, exe), "unknown") << "a symbolic link to /dev/zero";
+    fs::remove(header);
+
+    // A link out of the worker's root to a header of the host: resolved inside the root, it is not there.
+    fs::create_directories(base / "host/include/node");
+    std::ofstream(base / "host/include/node/node_version.h")
+        << "#define NODE_MAJOR_VERSION 99\n#define NODE_MINOR_VERSION 0\n#define NODE_PATCH_VERSION 0\n";
+    fs::remove_all(root / "opt/node/include");
+    fs::create_directory_symlink(base / "host/include", root / "opt/node/include");
+    EXPECT_EQ(version_within_5s(root, exe), "unknown") << "a link out of the worker's root";
+    fs::remove(root / "opt/node/include");
+
+    // 4 GB (sparse) after the #defines: they are found in the first KB, the rest is not read.
+    fs::create_directories(include);
+    {
+        std::ofstream(header)
+            << "#define NODE_MAJOR_VERSION 24\n#define NODE_MINOR_VERSION 21\n#define NODE_PATCH_VERSION 0\n";
+        ASSERT_EQ(truncate(header.c_str(), off_t{4} << 30), 0);
+    }
+    EXPECT_EQ(version_within_5s(root, exe), "24.21.0") << "a 4 GB header";
+    fs::remove_all(base);
 }
 
 }  // namespace

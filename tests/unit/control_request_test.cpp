@@ -45,4 +45,14 @@ TEST(ControlRequest, AnythingElseGetsOneErrorLine)
     EXPECT_EQ(refusal("release 192.0.2.0/24"), "error 192.0.2.0/24 is not an IP address");
 }
 
+// Found by tests/fuzz (corpus/control_request/nul_in_address): inet_pton stops at a NUL, so
+// "release 192.0.2.7<NUL>junk" released 192.0.2.7 and echoed the NUL back.
+TEST(ControlRequest, AnAddressWithANulInsideIsRefused)
+{
+    using namespace std::string_literals;
+    EXPECT_EQ(refusal("release 192.0.2.7\0junk"s), "error 192.0.2.7\0junk is not an IP address"s);
+    EXPECT_EQ(refusal("release ::ff\0\0\0\0" "0.7"s), "error ::ff\0\0\0\0" "0.7 is not an IP address"s);
+    EXPECT_FALSE(sio_steer::parse_address("2001:db8::1\0"s));
+}
+
 }  // namespace

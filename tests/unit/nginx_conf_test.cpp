@@ -477,3 +477,33 @@ TEST(NginxConf, BadOptionsAreUsageErrorsThatSayWhatToDo)
 }
 
 }  // namespace
+
+// Found by tests/fuzz (corpus/nginx_conf/nul_in_path): a NUL or another control character passed
+// the checks and went into nginx's configuration as it was; inet_pton read an address up to a NUL.
+TEST(NginxConf, ControlCharactersAndNulsAreRefused)
+{
+    using namespace std::string_literals;
+    auto with = [](auto change) {
+        nginx_conf_options o;
+        o.listen = "443";
+        change(o);
+        return usage_error(o);
+    };
+    EXPECT_EQ(with([](auto& o) {
+                  o.ssl_certificate = "/etc/ssl/site.pem";
+                  o.ssl_certificate_key = "/e\0\0\0\0gl/site.key"s;
+              }),
+              exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.ssl_certificate = "/etc/ssl/\x1b[2Jsite.pem";
+                  o.ssl_certificate_key = "/etc/ssl/site.key";
+              }),
+              exit_code::usage);
+    EXPECT_EQ(with([](auto& o) { o.upstream = "127.0.0.1\0;evil:5001"s; }), exit_code::usage);
+    EXPECT_EQ(with([](auto& o) { o.listen = "127.0.0.1\0;evil:443"s; }), exit_code::usage);
+    EXPECT_EQ(with([](auto& o) {
+                  o.real_ip_header = "X-Forwarded-For";
+                  o.trusted = {"10.0.0.0\0;evil"s};
+              }),
+              exit_code::usage);
+}

@@ -192,3 +192,21 @@ TEST(NodeRuntime, AHostileNodeVersionHIsReadPromptlyOrNotAtAll)
 }
 
 }  // namespace
+
+// Found by tests/fuzz (corpus/node_version/long_major, long_digits): a header the worker's owner
+// wrote with a long number made std::stoul throw out of doctor, and a very long one
+// overflowed the stack in std::regex. Such a version is unknown, not a crash.
+TEST(NodeRuntime, AHeaderWithAHugeNumberIsNoVersion)
+{
+    fs::path root = fs::temp_directory_path() / ("sio-steer-node-huge-" + std::to_string(getpid()));
+    fs::create_directories(root / "opt/node/include/node");
+    for (std::size_t digits : {24, 200000}) {
+        std::ofstream(root / "opt/node/include/node/node_version.h")
+            << "#define NODE_MAJOR_VERSION " << std::string(digits, '9')
+            << "\n#define NODE_MINOR_VERSION 1\n#define NODE_PATCH_VERSION 0\n";
+        node_runtime r = node_runtime_from("", "/opt/node/bin/node", root.string());
+        EXPECT_TRUE(r.is_node);
+        EXPECT_FALSE(r.version) << digits << " digits";
+    }
+    fs::remove_all(root);
+}

@@ -8,6 +8,9 @@ namespace sio_steer {
 
 std::optional<client_key> parse_address(const std::string& text)
 {
+    // inet_pton reads a C string: "192.0.2.7\0junk" would pass as 192.0.2.7 (tests/fuzz found it).
+    if (text.find('\0') != std::string::npos)
+        return std::nullopt;
     client_key key{};
     in_addr v4{};
     if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {

@@ -8,7 +8,8 @@
 
 namespace sio_steer {
 
-// "192.0.2.7" or "2001:db8::1" as an unmasked key (IPv4 as ::ffff:a.b.c.d); nullopt if not an address.
+// "192.0.2.7" or "2001:db8::1" as an unmasked key (IPv4 as ::ffff:a.b.c.d); nullopt if the whole text
+// is not one address.
 std::optional<client_key> parse_address(const std::string& text);
 
 bool is_v4_mapped(const client_key& key);

@@ -22,14 +22,19 @@ bool parse_port_text(const std::string& text, unsigned& port)
     return ec == std::errc() && end == text.data() + text.size() && port >= 1 && port <= 65535;
 }
 
+// inet_pton reads a C string: a NUL would end the address early and the rest be printed as is.
 bool is_v4(const std::string& text)
 {
+    if (text.find('\0') != std::string::npos)
+        return false;
     in_addr a{};
     return inet_pton(AF_INET, text.c_str(), &a) == 1;
 }
 
 bool is_v6(const std::string& text)
 {
+    if (text.find('\0') != std::string::npos)
+        return false;
     in6_addr a{};
     return inet_pton(AF_INET6, text.c_str(), &a) == 1;
 }
@@ -84,7 +89,7 @@ bool valid_path(const std::string& path)
     if (path.empty() || path.size() > 4096)
         return false;
     for (char ch : path)
-        if (std::isspace(static_cast<unsigned char>(ch)) || ch == ';' || ch == '{' || ch == '}' || ch == '"' ||
+        if (std::isspace(static_cast<unsigned char>(ch)) || std::iscntrl(static_cast<unsigned char>(ch)) || ch == ';' || ch == '{' || ch == '}' || ch == '"' ||
             ch == '\'' || ch == '$' || ch == '#')
             return false;
     return true;

@@ -25,7 +25,10 @@ std::optional<node_version> from_version_header(const std::string& text)
     unsigned* parts[] = {&v.major, &v.minor, &v.patch};
     const char* names[] = {"MAJOR", "MINOR", "PATCH"};
     for (int i = 0; i < 3; i++) {
-        std::regex define(std::string("#define NODE_") + names[i] + "_VERSION (\\d+)");
+        // At most 4 digits, as parse_node_version() takes: the file is the worker's, and `\d+` let a
+        // long run of digits overflow the stack (std::regex recurses per character) or std::stoul
+        // throw (tests/fuzz: corpus/node_version/long_major).
+        std::regex define(std::string("#define NODE_") + names[i] + "_VERSION (\\d{1,4})(?!\\d)");
         if (!std::regex_search(text, m, define))
             return std::nullopt;
         *parts[i] = static_cast<unsigned>(std::stoul(m[1]));

@@ -348,7 +348,7 @@ TEST_F(BadInputTest, SecondControllerOnTheSamePortIsRefusedAndChangesNothing)
     const std::string holder = std::to_string(first.pid());
     for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"--v4-prefix", "16"}}) {
         expect_refused(sio_steer(attach_args(extra)), exit_busy,
-                       {"(pid " + holder + ") is already managing " + pins().dir(port), "sio-steer status"});
+                       {"(pid " + holder + ") is already managing port " + port_text(), "sio-steer status"});
     }
     EXPECT_TRUE(snapshot(pins().dir(port)) == before) << "the refused controller changed the pinned state";
     EXPECT_EQ(placement(), placed);

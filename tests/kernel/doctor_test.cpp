@@ -263,7 +263,7 @@ TEST_F(DoctorTest, AControllerWhoseWatchWasRefusedSaysWhy)
 {
     start_workers(2);
     attach_once();
-    port_lock lock(pins().lock_dir(), pins().dir(port));
+    port_lock lock(pins().lock_dir(), port);
     const std::string why =
         "cannot attach a listener watch: the kernel has no BTF; to fix: run a kernel with CONFIG_DEBUG_INFO_BTF";
     lock.publish({"polling", why});
@@ -288,10 +288,8 @@ TEST_F(DoctorTest, AControllerWithItsLockFolderOnOverlayfsIsFound)
     ASSERT_TRUE(attach.wait_for_output("following port")) << attach.output();
 
     // The condition itself: stat() and /proc/locks disagree on the lock file's device.
-    std::string pin_name = pins().dir(port);
-    std::replace(pin_name.begin(), pin_name.end(), '/', '-');
     struct stat st {};
-    ASSERT_EQ(stat((locks + "/" + pin_name + ".lock").c_str(), &st), 0);
+    ASSERT_EQ(stat((locks + "/" + std::to_string(port) + ".lock").c_str(), &st), 0);
     std::string seen = locks_device_of(attach.pid(), st.st_ino);
     char stat_device[32];
     std::snprintf(stat_device, sizeof stat_device, "%02x:%02x", major(st.st_dev), minor(st.st_dev));

@@ -15,10 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "harness.h"
 
@@ -156,47 +159,92 @@ protected:
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
         std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n";
         const std::string dir = bin.string();
-        write_script(bin / "systemctl",
-                     "#!/bin/sh\n"
-                     "# Test double: systemd is not PID 1 here. Does what sio-steer@.service does.\n"
-                     "unit=${2%.service}; port=${unit#sio-steer@}; pidfile='" +
-                         dir + "/controller.pid'; log='" + dir +
-                         "/controller.log'\n"
-                         "[ \"$unit\" = \"sio-steer@$port\" ] || { echo \"systemctl double: $2?\" >&2; exit 1; }\n"
-                         "running() { [ -e /proc/$1 ] && ! grep -q ') Z' /proc/$1/stat; }\n"
-                         "stop() {\n"
-                         "  [ -s \"$pidfile\" ] || return 0\n"
-                         "  pid=$(cat \"$pidfile\"); kill -TERM $pid 2>/dev/null\n"
-                         "  for i in $(seq 100); do running $pid || break; sleep 0.05; done\n"
-                         "  : > \"$pidfile\"\n"
-                         "}\n"
-                         "start() {\n"
-                         "  before=$(grep -c 'following port' \"$log\" 2>/dev/null)\n"
-                         "  sio-steer attach --port $port --config '" +
-                         dir +
-                         "'/$port.conf >>\"$log\" 2>&1 &\n"
-                         "  echo $! > \"$pidfile\"\n"
-                         "  for i in $(seq 200); do\n"
-                         "    [ \"$(grep -c 'following port' \"$log\")\" -gt \"${before:-0}\" ] && return 0\n"
-                         "    running $! || { tail -5 \"$log\" >&2; return 1; }\n"
-                         "    sleep 0.05\n"
-                         "  done\n"
-                         "  return 1\n"
-                         "}\n"
-                         "case \"$1\" in start) start ;; stop) stop ;; restart) stop; start ;;\n"
-                         "  *) echo \"systemctl double: $1 is not emulated\" >&2; exit 1 ;; esac\n");
+        // Restart= and RestartPreventExitStatus= as the packaged unit says; RestartSec=1s, not 5 s.
+        const std::string prevent = unit_setting("RestartPreventExitStatus");
+        ASSERT_EQ(unit_setting("Restart"), "on-failure");
+        ASSERT_FALSE(prevent.empty());
+        write_script(
+            bin / "systemctl",
+            "#!/bin/sh\n"
+            "# Test double: systemd is not PID 1 here. Does what sio-steer@.service does, restarts included.\n"
+            "unit=${2%.service}; port=${unit#sio-steer@}; pidfile='" +
+                dir + "/controller.pid'; log='" + dir + "/controller.log'; supervisor='" + dir +
+                "/supervisor.pid'\n"
+                "[ \"$unit\" = \"sio-steer@$port\" ] || { echo \"systemctl double: $2?\" >&2; exit 1; }\n"
+                "running() { [ -e /proc/$1 ] && ! grep -q ') Z' /proc/$1/stat; }\n"
+                "supervise() {\n"
+                "  while :; do\n"
+                "    sio-steer attach --port $port --config '" +
+                dir +
+                "'/$port.conf &\n"
+                "    echo $! > \"$pidfile\"\n"
+                "    code=0; wait $! || code=$?\n"
+                "    echo \"systemctl double: attach exited $code\"\n"
+                "    [ $code -eq 0 ] && exit 0\n"
+                "    case ' " +
+                prevent +
+                " ' in *\" $code \"*) exit 0 ;; esac\n"
+                "    sleep 1\n"
+                "  done\n"
+                "}\n"
+                "stop() {\n"
+                "  [ -s \"$supervisor\" ] && kill -TERM $(cat \"$supervisor\") 2>/dev/null; : > \"$supervisor\"\n"
+                "  [ -s \"$pidfile\" ] || return 0\n"
+                "  pid=$(cat \"$pidfile\"); kill -TERM $pid 2>/dev/null\n"
+                "  for i in $(seq 100); do running $pid || break; sleep 0.05; done\n"
+                "  : > \"$pidfile\"\n"
+                "}\n"
+                "start() {\n"
+                "  [ -s \"$supervisor\" ] && running $(cat \"$supervisor\") && return 0\n"
+                "  before=$(grep -c 'following port' \"$log\" 2>/dev/null)\n"
+                "  supervise </dev/null >>\"$log\" 2>&1 &\n"
+                "  echo $! > \"$supervisor\"\n"
+                "  for i in $(seq 200); do\n"
+                "    [ \"$(grep -c 'following port' \"$log\")\" -gt \"${before:-0}\" ] && return 0\n"
+                "    running $(cat \"$supervisor\") || { tail -5 \"$log\" >&2; return 1; }\n"
+                "    sleep 0.05\n"
+                "  done\n"
+                "  return 1\n"
+                "}\n"
+                "case \"$1\" in start) start ;; stop) stop ;; restart) stop; start ;;\n"
+                "  *) echo \"systemctl double: $1 is not emulated\" >&2; exit 1 ;; esac\n");
         ASSERT_EQ(run_shell("systemctl start sio-steer@" + p + "\n", bin).code, 0) << controller_log();
         traffic(population());
     }
 
     void TearDown() override
     {
-        std::ifstream pidfile(bin / "controller.pid");
-        pid_t pid = 0;
-        if (pidfile >> pid && pid > 0)
-            ::kill(pid, SIGKILL);
+        for (const char* file : {"supervisor.pid", "controller.pid"}) {  // the supervisor first: no restart
+            pid_t pid = 0;
+            if (std::ifstream(bin / file) >> pid && pid > 0)
+                ::kill(pid, SIGKILL);
+        }
         std::error_code ec;
         fs::remove_all(bin, ec);
+    }
+
+    // A [Service] setting of the packaged unit, e.g. "2 5 7" for RestartPreventExitStatus.
+    static std::string unit_setting(const std::string& name)
+    {
+        std::ifstream unit(SIO_STEER_SOURCE_DIR "/packaging/sio-steer@.service");
+        for (std::string line; std::getline(unit, line);)
+            if (line.starts_with(name + "="))
+                return line.substr(name.size() + 1);
+        return "";
+    }
+
+    static bool alive(pid_t pid)  // a zombie is not: nobody may have reaped the double's children
+    {
+        std::string stat;
+        std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/stat"), stat);
+        return pid > 0 && !stat.empty() && stat.find(") Z") == std::string::npos;
+    }
+
+    pid_t controller_pid() const
+    {
+        pid_t pid = 0;
+        std::ifstream(bin / "controller.pid") >> pid;
+        return pid;
     }
 
     std::string controller_log() const { return read_text(bin / "controller.log"); }
@@ -248,6 +296,41 @@ TEST(RunbookFormat, ExpectationsRejectOtherOutput)
     EXPECT_NE(unmatched({"b", "a"}, "a\nb\n"), "") << "order matters";
     EXPECT_NE(unmatched({"sio_steer_in_sync{port=\"<N>\"} 1"}, "sio_steer_in_sync{port=\"5001\"} 0\n"), "");
     EXPECT_NE(unmatched({"slot <N>"}, "slot x\n"), "");
+}
+
+// The runbook's emergency detach holds while the service would restart the controller: after a
+// crash (Restart=on-failure brings it back RestartSec later), or with a controller that follows (it
+// exits 0 on the detach, which is not restarted).
+TEST_F(RunbookTest, TheEmergencyDetachHoldsWhileTheServiceRestarts)
+{
+    const std::string p = std::to_string(port);
+    const std::vector<runbook_step> steps = runbook();
+    auto emergency = std::find_if(steps.begin(), steps.end(), [](const runbook_step& s) {
+        return s.commands.find("sio-steer detach --port 5001") != std::string::npos;
+    });
+    ASSERT_NE(emergency, steps.end()) << "no detach in docs/runbook.md";
+    auto still_detached = [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // RestartSec and a start
+        run_result r = run_shell("sio-steer status --port " + p + "\n", bin);
+        EXPECT_EQ(r.code, 8) << r.out << "controller log:\n" << controller_log();
+        EXPECT_FALSE(alive(controller_pid())) << "a controller runs again:\n" << controller_log();
+    };
+
+    // The controller crashes; the service is about to restart it.
+    ASSERT_EQ(::kill(controller_pid(), SIGKILL), 0);
+    for (int i = 0; i < 100 && controller_log().find("attach exited 137") == std::string::npos; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_NE(controller_log().find("attach exited 137"), std::string::npos) << controller_log();
+    run_result r = run_shell(localized(emergency->commands), bin);
+    EXPECT_EQ(r.code, emergency->exit_code) << r.out;
+    still_detached();
+
+    // A following controller, detached without the runbook's stop: it exits 0, not restarted.
+    ASSERT_EQ(run_shell("systemctl start sio-steer@" + p + "\n", bin).code, 0) << controller_log();
+    r = run_shell("sio-steer detach --port " + p + "\n", bin);
+    EXPECT_EQ(r.code, 0) << r.out;
+    still_detached();
+    EXPECT_NE(controller_log().find("attach exited 0"), std::string::npos) << controller_log();
 }
 
 TEST_F(RunbookTest, EveryCommandPrintsWhatTheRunbookSays)

@@ -126,7 +126,7 @@ TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
 TEST_F(StatusFollowTest, APollingControllerSaysWhy)
 {
     ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0);
-    port_lock lock(pins().lock_dir(), pins().dir(port));
+    port_lock lock(pins().lock_dir(), port);
     EXPECT_EQ(follow().value("mode", ""), "unknown") << "held, nothing published yet";
     const std::string why =
         "tp_btf/inet_sock_set_state: refused (Operation not permitted); tracepoint: tracefs is not mounted";

@@ -3,12 +3,14 @@
 // flock on a temporary file: no privileges needed.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "errors.h"
 #include "port_lock.h"
 
 namespace {
@@ -62,23 +64,23 @@ protected:
 
     std::string content() const
     {
-        std::ifstream in(dir + "/-pins-5001.lock");
+        std::ifstream in(dir + "/5001.lock");
         std::stringstream s;
         s << in.rdbuf();
         return s.str();
     }
 
     std::string dir;
-    const std::string pin_dir = "/pins/5001";
+    const std::uint16_t port = 5001;
 };
 
 TEST_F(LockFile, PublishedWhileHeldGoneWhenReleased)
 {
-    EXPECT_FALSE(read_follow_status(dir, pin_dir)) << "no lock file";
+    EXPECT_FALSE(read_follow_status(dir, port)) << "no lock file";
     {
-        port_lock lock(dir, pin_dir);
-        EXPECT_EQ(lock_holder(dir, pin_dir), getpid());
-        std::optional<follow_status> f = read_follow_status(dir, pin_dir);
+        port_lock lock(dir, port);
+        EXPECT_EQ(lock_holder(dir, port), getpid());
+        std::optional<follow_status> f = read_follow_status(dir, port);
         ASSERT_TRUE(f);
         EXPECT_EQ(f->mode, "unknown") << "held, nothing published yet";
         EXPECT_NE(f->reason.find("pid " + std::to_string(getpid())), std::string::npos) << f->reason;
@@ -86,17 +88,44 @@ TEST_F(LockFile, PublishedWhileHeldGoneWhenReleased)
         lock.publish({"polling", "a rather long reason why no watch could be attached, with its fix"});
         lock.publish({"events", "fexit/inet_listen"});  // shorter: nothing of the first may remain
         EXPECT_EQ(content(), std::to_string(getpid()) + "\nfollow events fexit/inet_listen\n");
-        f = read_follow_status(dir, pin_dir);
+        f = read_follow_status(dir, port);
         ASSERT_TRUE(f);
         EXPECT_EQ(f->mode, "events");
         EXPECT_EQ(f->reason, "fexit/inet_listen");
     }
-    EXPECT_FALSE(lock_holder(dir, pin_dir));
-    EXPECT_FALSE(read_follow_status(dir, pin_dir)) << "the file stays, but nobody holds it:\n" << content();
+    EXPECT_FALSE(lock_holder(dir, port));
+    EXPECT_FALSE(read_follow_status(dir, port)) << "the file stays, but nobody holds it:\n" << content();
 
-    port_lock next(dir, pin_dir);  // a new holder starts from its pid alone
+    port_lock next(dir, port);  // a new holder starts from its pid alone
     EXPECT_EQ(content(), std::to_string(getpid()) + "\n");
-    EXPECT_EQ(read_follow_status(dir, pin_dir)->mode, "unknown");
+    EXPECT_EQ(read_follow_status(dir, port)->mode, "unknown");
+}
+
+// Whatever sits at the lock's path is never followed, truncated or waited for: a link (another
+// user's, in a lock folder they can write) is refused, and so is a FIFO; readers skip both.
+TEST_F(LockFile, LinksAndFifosAtItsPathAreRefusedNotFollowed)
+{
+    const std::string victim = dir + "/victim", path = dir + "/5001.lock";
+    std::ofstream(victim) << "precious\n";
+    ASSERT_EQ(symlink(victim.c_str(), path.c_str()), 0);
+    try {
+        port_lock lock(dir, port);
+        ADD_FAILURE() << "a symbolic link was taken as the lock file";
+    } catch (const steer_error& e) {
+        EXPECT_EQ(e.code(), exit_code::environment);
+        EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
+    }
+    std::ifstream in(victim);
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "precious");
+    EXPECT_FALSE(lock_holder(dir, port));
+    EXPECT_FALSE(read_follow_status(dir, port));
+
+    ASSERT_EQ(unlink(path.c_str()), 0);
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    EXPECT_THROW(port_lock(dir, port), steer_error);
+    EXPECT_FALSE(read_follow_status(dir, port)) << "a FIFO is not read (it would block)";
 }
 
 }  // namespace

@@ -137,7 +137,7 @@ int run_attach(const args& a, std::ostream& out)
     if (control_gid && !once)
         require_control_group(*control_gid, o.port);
     require_bpffs(o.pin_root);
-    port_lock lock(o.lock_dir, o.pin_dir());
+    port_lock lock(o.lock_dir, o.port);
     std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
     worker_group group = steered_group(o, worker_uids);
     std::vector<listener> members = find_listeners(o.port), foreign;

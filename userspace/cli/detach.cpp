@@ -37,26 +37,37 @@ int run_detach(const args& a, std::ostream& out)
 
     std::optional<pinned_state> state;
     std::set<std::uint64_t> ours;
-    try {
-        state = open_pinned_state(o, "sio-steer was not attached to this port (or was detached already)",
-                                  "see `sio-steer status` for the ports it steers");
-    } catch (const steer_error& e) {
-        // Another version's (or incomplete) state: detach is the way out that attach and status
-        // point to, so remove it anyway, taking the sockets from the kernel's own workers map.
-        if (e.code() != exit_code::incompatible)
-            throw;
-        spdlog::warn("{}; removing it anyway", e.what());
+    if (pinned_state::half_removed(o.pin_dir())) {
+        // A detach killed halfway (no config map left): finish it.
+        spdlog::warn("{} has pins but no config map (a detach was interrupted): removing the rest", o.pin_dir());
         ours = pinned_state::socket_cookies(o.pin_dir());
+    } else {
+        try {
+            state = open_pinned_state(o, "sio-steer was not attached to this port (or was detached already)",
+                                      "see `sio-steer status` for the ports it steers");
+        } catch (const steer_error& e) {
+            // Another version's (or incomplete) state: detach is the way out that attach and status
+            // point to, so remove it anyway, taking the sockets from the kernel's own workers map.
+            if (e.code() != exit_code::incompatible)
+                throw;
+            spdlog::warn("{}; removing it anyway", e.what());
+            ours = pinned_state::socket_cookies(o.pin_dir());
+        }
     }
     if (state)
         for (const slot& s : state->read_slots())
             if (s.cookie)
                 ours.insert(s.cookie);
-    // Pins first: a following `attach` sees them gone and exits; once it has released the lock it
-    // can no longer re-attach behind our back.
+    const bool followed = lock_holder(o.lock_dir, o.port).has_value();
+    // Pins first (one rename): a following `attach` sees them gone and exits 0, which its unit does
+    // not restart; once it has released the lock it can no longer re-attach behind our back.
     pinned_state::remove(o.pin_dir());
     state.reset();
-    port_lock lock = port_lock::wait(o.lock_dir, o.pin_dir(), std::chrono::seconds(5));
+    port_lock lock = port_lock::wait(o.lock_dir, o.port, std::chrono::seconds(5));
+    if (!followed)
+        spdlog::info("no controller was following port {}: a service that is restarting (systemctl status "
+                     "sio-steer@{}) would attach it again; `systemctl stop sio-steer@{}` keeps it detached",
+                     o.port, o.port, o.port);
 
     // Detach from the group that holds our sockets: one member is enough for the whole group.
     std::size_t detached = 0;

@@ -112,7 +112,12 @@ int run_status(const args& a, std::ostream& out)
         }
         if (!state) {
             missing = true;
-            if (!json_out)
+            if (!json_out && pinned_state::half_removed(o.pin_dir()))
+                print(out,
+                      "port %u: not attached (%s has pins but no config map: a detach was interrupted; the next "
+                      "`sio-steer attach --port %u` or `sio-steer detach --port %u` removes them)\n",
+                      p, o.pin_dir().c_str(), p, p);
+            else if (!json_out)
                 print(out, "port %u: not attached (nothing pinned in %s)\n", p, o.pin_dir().c_str());
             continue;
         }

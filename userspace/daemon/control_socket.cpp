@@ -56,6 +56,16 @@ void check_control_socket_path(const std::string& path)
     if (path.size() >= sizeof(sockaddr_un::sun_path))
         throw steer_error(exit_code::usage, "the control socket path " + path + " is too long for a Unix socket",
                           "Unix socket paths are limited to 107 bytes", "use a shorter --lock-dir");
+    // Only a socket (a killed controller's) may be there to be replaced: anything else, above all a
+    // symbolic link, may be a trap set by another user who can write in the lock folder.
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+        throw steer_error(exit_code::environment,
+                          "the control socket path " + path +
+                              (S_ISLNK(st.st_mode) ? " is a symbolic link" : " is not a socket"),
+                          "root creates the control socket there: another user who can write in the lock folder may "
+                          "have put it there",
+                          "remove it, and keep the lock folder writable by root only (/run/sio-steer is mode 0755)");
 }
 
 gid_t parse_control_group(const std::string& name)
@@ -115,15 +125,15 @@ control_socket::control_socket(std::string path, std::optional<gid_t> group, adm
     if (!listener_)
         throw_system_error("cannot create the control socket", errno);
     ::unlink(path_.c_str());  // left by a controller that was killed; the port lock is ours
-    // Born 0660 root:root, so that nobody else connects before the group and mode are set.
-    const mode_t old_umask = umask(0117);
+    // Born with its final mode (0660 with a group, else 0666) from the umask at bind(): no chmod()
+    // by path afterwards, which would follow a link swapped in meanwhile (bind() never follows one).
+    const mode_t umask_before = umask(group ? 0117 : 0111);
     const int bound = bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
     const int bind_errno = errno;
-    umask(old_umask);
+    umask(umask_before);
     if (bound)
         throw_system_error("cannot listen on the control socket " + path_, bind_errno);
-    if ((group && lchown(path_.c_str(), static_cast<uid_t>(-1), *group)) || chmod(path_.c_str(), group ? 0660 : 0666) ||
-        listen(listener_.get(), 64))
+    if ((group && lchown(path_.c_str(), static_cast<uid_t>(-1), *group)) || listen(listener_.get(), 64))
         throw_system_error("cannot listen on the control socket " + path_, errno);
 }
 

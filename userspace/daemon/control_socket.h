@@ -21,8 +21,9 @@ namespace sio_steer {
 
 // <lock dir>/<port>.sock: where workers find it (examples/chat/drain.js).
 std::string control_socket_path(const std::string& lock_dir, std::uint16_t port);
-// Throws steer_error(usage) for a path too long for a Unix socket: attach checks it before it
-// changes anything.
+// Throws steer_error(usage) for a path too long for a Unix socket, steer_error(environment) when
+// something other than a socket is there (a symbolic link, a file): attach checks it before it
+// changes anything, and the constructor again.
 void check_control_socket_path(const std::string& path);
 // The group named by --control-group; throws steer_error(usage) naming the option if there is none.
 gid_t parse_control_group(const std::string& name);

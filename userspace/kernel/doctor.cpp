@@ -313,10 +313,10 @@ finding check_steering(const pinned_state& state, std::uint16_t port, const std:
     return {"steering", verdict::ok, "attached, in sync: " + counts, ""};
 }
 
-finding check_controller(const doctor_settings& s, const std::string& pin_dir)
+finding check_controller(const doctor_settings& s)
 {
     const std::string p = std::to_string(s.port);
-    std::optional<pid_t> pid = lock_holder(s.lock_dir, pin_dir);
+    std::optional<pid_t> pid = lock_holder(s.lock_dir, s.port);
     if (!pid)
         return {
             "controller", verdict::warn,
@@ -324,7 +324,7 @@ finding check_controller(const doctor_settings& s, const std::string& pin_dir)
             "systemctl enable --now sio-steer@" + p + " (or run `sio-steer attach --port " + p + "` without --once)"};
     const std::string who =
         "pid " + std::to_string(*pid) + " (" + first_line("/proc/" + std::to_string(*pid) + "/comm") + ")";
-    std::optional<follow_status> f = read_follow_status(s.lock_dir, pin_dir);
+    std::optional<follow_status> f = read_follow_status(s.lock_dir, s.port);
     if (f && f->mode == "events")
         return {"controller", verdict::ok, who + " follows the workers by events: " + f->reason, ""};
     // Polling works, but lists the port's listeners every 100 ms and reacts later than a watch.
@@ -392,7 +392,7 @@ std::vector<finding> examine(const doctor_settings& s)
     }
     if (state) {
         out.push_back(check_steering(*state, s.port, s.lock_dir));
-        out.push_back(check_controller(s, pin_dir));
+        out.push_back(check_controller(s));
         out.push_back(check_proxy(*state));
     }
     return out;

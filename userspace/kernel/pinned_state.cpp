@@ -8,9 +8,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <regex>
+
+#include <spdlog/spdlog.h>
 
 #include "errors.h"
 #include "sio_steer.skel.h"
@@ -52,23 +56,71 @@ void update(int map, const void* key, const void* value, const char* what)
         throw_system_error(std::string("cannot update the ") + what + " map", errno);
 }
 
-// The pinned maps must have the layout this build's program expects.
+skeleton open_skeleton()
+{
+    skeleton skel(sio_steer_bpf__open());
+    if (!skel)
+        throw_system_error("cannot open the BPF object", errno);
+    return skel;
+}
+
+// The pinned map must have the layout this build's program expects, checked before anything is
+// read from it: a value larger than our struct (a newer ABI, after a rollback) would be written
+// past its end by the kernel.
 void check_layout(const std::string& dir, bpf_map* expected, int fd)
 {
     bpf_map_info info{};
     __u32 len = sizeof(info);
     if (bpf_obj_get_info_by_fd(fd, &info, &len))
         throw_system_error("cannot read map info in " + dir, errno);
-    bool same = info.type == bpf_map__type(expected) && info.key_size == bpf_map__key_size(expected) &&
-                info.value_size == bpf_map__value_size(expected) &&
-                (info.max_entries == bpf_map__max_entries(expected) || info.type == BPF_MAP_TYPE_LRU_HASH);
-    if (!same)
+    std::string differences;
+    auto differs = [&](const char* what, std::uint64_t pinned, std::uint64_t ours) {
+        if (pinned != ours)
+            differences += std::string(differences.empty() ? "" : ", ") + what + " " + std::to_string(pinned) +
+                           " where this version has " + std::to_string(ours);
+    };
+    differs("type", info.type, bpf_map__type(expected));
+    differs("key size", info.key_size, bpf_map__key_size(expected));
+    differs("value size", info.value_size, bpf_map__value_size(expected));
+    if (info.type != BPF_MAP_TYPE_LRU_HASH)  // --max-sessions sizes the sessions map
+        differs("entries", info.max_entries, bpf_map__max_entries(expected));
+    if (!differences.empty())
         throw steer_error(
             exit_code::incompatible,
             std::string("the pinned map ") + bpf_map__name(expected) + " in " + dir +
-                " has another layout than this version of sio-steer expects",
+                " has another layout than this version of sio-steer expects (" + differences + ")",
             "it was written by an incompatible version of sio-steer",
             "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
+}
+
+// Folders a killed attach or detach left in the pin root: new_<port>_<pid> (load() pins a new
+// state there, then renames it into place) and old_<port>_<pid> (remove() renames the port's
+// folder there, then empties it). A SIGKILL during load() leaves maps that live as long as their
+// pins (the sessions LRU is preallocated: about 1.3 GB at 16M entries); nothing else removes them.
+void remove_stale_folders(const std::string& pin_root)
+{
+    static const std::regex made_by(R"(^(new|old)_\d{1,5}_(\d{1,9})$)");
+    std::vector<std::pair<fs::path, pid_t>> stale;
+    std::error_code ec;
+    for (fs::directory_iterator it(pin_root, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        std::smatch m;
+        if (!std::regex_match(name, m, made_by))
+            continue;
+        pid_t pid = static_cast<pid_t>(std::stol(m[2]));
+        if (pid > 0 && pid != getpid() && kill(pid, 0) && errno == ESRCH)
+            stale.emplace_back(it->path(), pid);
+    }
+    for (const auto& [path, pid] : stale) {
+        const char* what = path.filename().string().starts_with("new_") ? "attach" : "detach";
+        fs::remove_all(path, ec);
+        if (ec)
+            spdlog::warn("cannot remove {}, left by pid {} (gone) in an interrupted {}: {}", path.string(), pid, what,
+                         ec.message());
+        else
+            spdlog::info("removed {}, left with its maps by pid {} (gone) in an interrupted {}", path.string(), pid,
+                         what);
+    }
 }
 
 }  // namespace
@@ -96,9 +148,11 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
         throw_pins_unreadable(dir, ec.value());
     if (!pinned)
         return std::nullopt;
+    skeleton skel = open_skeleton();
     pinned_state st;
     st.dir_ = dir;
     st.config_ = get_pinned(dir + "/config");
+    check_layout(dir, skel->maps.config, st.config_.get());  // before read_config() copies it
     config c = st.read_config();
     if (c.abi_version != SIO_STEER_ABI_VERSION)
         throw steer_error(
@@ -113,24 +167,44 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
     st.sessions_ = get_pinned(dir + "/sessions");
     st.ring_ = get_pinned(dir + "/ring");
     st.stats_ = get_pinned(dir + "/stats");
+    check_layout(dir, skel->maps.workers, st.workers_.get());
+    check_layout(dir, skel->maps.slots, st.slots_.get());
+    check_layout(dir, skel->maps.sessions, st.sessions_.get());
+    check_layout(dir, skel->maps.ring, st.ring_.get());
+    check_layout(dir, skel->maps.stats, st.stats_.get());
     return st;
+}
+
+bool pinned_state::half_removed(const std::string& dir)
+{
+    std::error_code ec;
+    return fs::is_directory(dir, ec) && !fs::exists(dir + "/config", ec) && !ec;
 }
 
 std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
 {
     const std::string dir = options.pin_dir();
-    std::optional<pinned_state> existing = open(dir);
+    remove_stale_folders(options.pin_root);
+    std::optional<pinned_state> existing = open(dir);  // layouts checked
+    if (!existing && half_removed(dir)) {
+        // A detach that was killed halfway (or a config map removed by hand): nothing in it can be
+        // adopted without its config, and it would be in the way of the new folder (ENOTEMPTY).
+        spdlog::warn("{} has pins but no config map (a detach was interrupted): removing what is left of it", dir);
+        // Its program may still be attached and keep its workers map alive: a socket is in one
+        // REUSEPORT_SOCKARRAY at most (EBUSY), so free them for the new map.
+        if (unique_fd old(bpf_obj_get((dir + "/workers").c_str())); old)
+            for (std::uint32_t i = 0; i < SIO_STEER_MAX_SLOTS; i++)
+                bpf_map_delete_elem(old.get(), &i);
+        remove(dir);
+    }
 
-    skeleton skel(sio_steer_bpf__open());
-    if (!skel)
-        throw_system_error("cannot open the BPF object", errno);
+    skeleton skel = open_skeleton();
     bpf_map* maps[] = {skel->maps.workers, skel->maps.slots,  skel->maps.sessions,
                        skel->maps.ring,    skel->maps.config, skel->maps.stats};
     if (existing) {
         int fds[] = {existing->workers_.get(), existing->slots_.get(),  existing->sessions_.get(),
                      existing->ring_.get(),    existing->config_.get(), existing->stats_.get()};
         for (int i = 0; i < 6; i++) {
-            check_layout(dir, maps[i], fds[i]);
             if (bpf_map__reuse_fd(maps[i], fds[i]))
                 throw_system_error("cannot reuse the pinned map " + std::string(map_names[i]), errno);
         }
@@ -199,10 +273,20 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
 
 void pinned_state::remove(const std::string& dir)
 {
+    // Renamed away first, in one step: the port is either pinned whole or not at all, and a remove
+    // that is killed halfway leaves old_<port>_<pid>, which the next attach removes.
+    const fs::path from(dir);
+    const fs::path away = from.parent_path() / ("old_" + from.filename().string() + "_" + std::to_string(getpid()));
     std::error_code ec;
-    fs::remove_all(dir, ec);
+    fs::remove_all(away, ec);
+    if (rename(dir.c_str(), away.c_str())) {
+        if (errno == ENOENT)
+            return;
+        throw_system_error("cannot move " + dir + " out of the way to " + away.string(), errno);
+    }
+    fs::remove_all(away, ec);
     if (ec)
-        throw steer_error(exit_code::failure, "cannot remove " + dir + ": " + ec.message());
+        throw steer_error(exit_code::failure, "cannot remove " + away.string() + " (was " + dir + "): " + ec.message());
 }
 
 std::set<std::uint64_t> pinned_state::socket_cookies(const std::string& dir)

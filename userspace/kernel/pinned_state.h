@@ -31,15 +31,23 @@ std::uint64_t session_clock_ns();
 
 class pinned_state {
 public:
-    // The state pinned in `dir`, or nullopt if nothing is pinned there.
-    // Throws steer_error(incompatible) if it was written by another ABI version.
+    // The state pinned in `dir`, or nullopt if nothing is pinned there (no config map).
+    // Throws steer_error(incompatible) if it was written by another ABI version, or if a map's
+    // type, key or value size differs from this build's (checked before anything is read).
     static std::optional<pinned_state> open(const std::string& dir);
+
+    // `dir` holds pins but no config map: what a detach killed halfway leaves (or a hand-made
+    // removal). open() says nothing is pinned; load() and remove() clear it.
+    static bool half_removed(const std::string& dir);
 
     // Loads this build's program onto the pinned maps (or onto new ones, which it pins), and pins
     // the program; returns the state and whether it was created. Existing sessions are kept.
+    // First removes, saying so, what killed runs left: new_/old_<port>_<pid> folders of pids
+    // that are gone, and a half-removed `dir`.
     static std::pair<pinned_state, bool> load(const steer_options& options);
 
-    // Removes the pinned folder (maps and program live on only while something still uses them).
+    // Removes the pinned folder (maps and program live on only while something still uses them):
+    // renamed to <pin root>/old_<port>_<pid> first, then emptied.
     static void remove(const std::string& dir);
 
     // SO_COOKIEs of the sockets in the pinned workers map of `dir`, whatever version wrote it (the

@@ -15,15 +15,15 @@ using nlohmann::json;
 
 namespace {
 
-json follow_report(const std::string& lock_dir, const std::string& pin_dir)
+json follow_report(const std::string& lock_dir, std::uint16_t port)
 {
-    std::optional<follow_status> f = read_follow_status(lock_dir, pin_dir);
+    std::optional<follow_status> f = read_follow_status(lock_dir, port);
     if (!f)
         return {{"mode", "none"},
                 {"reason", "no controller holds the port's lock in " + lock_dir +
                                ": nothing follows worker restarts, reloads or scale changes"},
                 {"pid", nullptr}};
-    std::optional<pid_t> pid = lock_holder(lock_dir, pin_dir);
+    std::optional<pid_t> pid = lock_holder(lock_dir, port);
     return {{"mode", f->mode}, {"reason", f->reason}, {"pid", pid ? json(*pid) : json(nullptr)}};
 }
 
@@ -114,7 +114,7 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
         {"group", group ? json(group_text(*group, port)) : json(nullptr)},
         {"foreign_listeners", ignored},
         {"warnings", warnings},
-        {"follow", follow_report(lock_dir, state.dir())},
+        {"follow", follow_report(lock_dir, port)},
     };
 }
 

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "errors.h"
+#include "small_file.h"
 
 namespace sio_steer {
 
@@ -24,23 +25,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string lock_path(const std::string& lock_dir, const std::string& pin_dir)
+// Per port, not per pin folder: two attaches with different --pin-root must not both steer it.
+std::string lock_path(const std::string& lock_dir, std::uint16_t port)
 {
-    std::string name = pin_dir;
-    for (char& c : name)
-        if (c == '/')
-            c = '-';
-    return lock_dir + "/" + name + ".lock";
+    return lock_dir + "/" + std::to_string(port) + ".lock";
 }
+
+// The lock file as it is, never through a link (small_file.h); "" if it cannot be read.
+std::string lock_text(const std::string& path) { return read_small_file(path, 4096).value_or(""); }
 
 // Line 1 of a lock file: the pid of the process that took it last (it may be gone).
 std::optional<pid_t> recorded_pid(const std::string& path)
 {
-    std::ifstream in(path);
+    std::istringstream in(lock_text(path));
     long pid = 0;
     if (!(in >> pid) || pid <= 0)
         return std::nullopt;
     return static_cast<pid_t>(pid);
+}
+
+[[noreturn]] void refuse_lock_file(const std::string& path, const std::string& what)
+{
+    throw steer_error(exit_code::environment, "the lock file " + path + " " + what,
+                      "root opens it to write its pid: another user who can write in the lock folder may have put "
+                      "it there to make root write elsewhere",
+                      "remove it, and keep the lock folder writable by root only (/run/sio-steer is mode 0755)");
 }
 
 // True when one of `pid`'s own fds is the file `st` describes and holds an flock on it (a
@@ -65,20 +74,29 @@ bool holds_flock_on(pid_t pid, const struct stat& st)
 
 }  // namespace
 
-port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
+port_lock::port_lock(const std::string& lock_dir, std::uint16_t port)
 {
     std::error_code ec;
     fs::create_directories(lock_dir, ec);
-    std::string path = lock_path(lock_dir, pin_dir);
-    fd_ = unique_fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    std::string path = lock_path(lock_dir, port);
+    // O_NOFOLLOW: a link planted here would make root create or truncate the file it names.
+    fd_ = unique_fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+    if (!fd_ && errno == ELOOP)
+        refuse_lock_file(path, "is a symbolic link");
     if (!fd_)
         throw_system_error("cannot open the lock file " + path, errno);
+    struct stat st {};
+    if (fstat(fd_.get(), &st))
+        throw_system_error("cannot stat the lock file " + path, errno);
+    if (!S_ISREG(st.st_mode))
+        refuse_lock_file(path, "is not a regular file");
+    if (st.st_uid != geteuid())
+        refuse_lock_file(path, "belongs to uid " + std::to_string(st.st_uid) + ", not to this user");
     if (flock(fd_.get(), LOCK_EX | LOCK_NB)) {
-        std::string holder;
-        std::ifstream(path) >> holder;
+        std::optional<pid_t> holder = recorded_pid(path);
         throw steer_error(exit_code::busy,
-                          "another sio-steer" + (holder.empty() ? std::string() : " (pid " + holder + ")") +
-                              " is already managing " + pin_dir,
+                          "another sio-steer" + (holder ? " (pid " + std::to_string(*holder) + ")" : std::string()) +
+                              " is already managing port " + std::to_string(port) + " (" + path + ")",
                           "two controllers writing the same maps would undo each other's slots",
                           "use `sio-steer status` to see it; stop it (e.g. systemctl stop sio-steer@PORT) first");
     }
@@ -87,12 +105,12 @@ port_lock::port_lock(const std::string& lock_dir, const std::string& pin_dir)
         (void)!pwrite(fd_.get(), pid.data(), pid.size(), 0);
 }
 
-port_lock port_lock::wait(const std::string& lock_dir, const std::string& pin_dir, std::chrono::milliseconds timeout)
+port_lock port_lock::wait(const std::string& lock_dir, std::uint16_t port, std::chrono::milliseconds timeout)
 {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         try {
-            return port_lock(lock_dir, pin_dir);
+            return port_lock(lock_dir, port);
         } catch (const steer_error& e) {
             if (e.code() != exit_code::busy || std::chrono::steady_clock::now() > deadline)
                 throw;
@@ -137,11 +155,11 @@ std::optional<follow_status> parse_follow_line(const std::string& line)
     return f;
 }
 
-std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string& pin_dir)
+std::optional<pid_t> lock_holder(const std::string& lock_dir, std::uint16_t port)
 {
-    const std::string path = lock_path(lock_dir, pin_dir);
+    const std::string path = lock_path(lock_dir, port);
     struct stat st {};
-    if (stat(path.c_str(), &st))
+    if (lstat(path.c_str(), &st) || !S_ISREG(st.st_mode))
         return std::nullopt;
     // "1: FLOCK  ADVISORY  WRITE 4242 00:1a:5678 0 EOF"; waiters have "->" after the number.
     std::ifstream locks("/proc/locks");
@@ -164,12 +182,12 @@ std::optional<pid_t> lock_holder(const std::string& lock_dir, const std::string&
     return std::nullopt;
 }
 
-std::optional<follow_status> read_follow_status(const std::string& lock_dir, const std::string& pin_dir)
+std::optional<follow_status> read_follow_status(const std::string& lock_dir, std::uint16_t port)
 {
-    std::optional<pid_t> holder = lock_holder(lock_dir, pin_dir);
+    std::optional<pid_t> holder = lock_holder(lock_dir, port);
     if (!holder)
         return std::nullopt;
-    std::ifstream in(lock_path(lock_dir, pin_dir));
+    std::istringstream in(lock_text(lock_path(lock_dir, port)));
     std::string pid_line, line;
     std::getline(in, pid_line);
     if (std::getline(in, line) && pid_line == std::to_string(*holder))

@@ -117,15 +117,7 @@ BENCH_PINS="/sys/fs/bpf/sio-steer-bench-$$" # bpffs names may not contain dots
 mkdir -p "$BENCH_PINS" "$BENCH_TMP/locks"
 export BENCH_TMP BENCH_PINS
 STATS_PID=""
-cleanup() {
-  contenders_cleanup
-  if [[ -n "$STATS_PID" ]]; then kill "$STATS_PID" 2>/dev/null || true; wait "$STATS_PID" 2>/dev/null || true; fi
-  redis_stop
-  rmdir "$BENCH_PINS" 2>/dev/null || true
-  rm -rf "$BENCH_TMP"
-  bench_scheduler_end
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 bench_scheduler_begin "$keep_autogroup"
 

@@ -584,3 +584,14 @@ bench_scheduler_end() {
   if [[ "${BENCH_AUTOGROUP_WAS:-}" == 1 ]]; then echo 1 >/proc/sys/kernel/sched_autogroup_enabled; fi
   return 0
 }
+
+# What both benchmarks leave behind, undone on exit, failed or not: the contenders and their
+# processes, the stats sampler, Redis, the pin folder, the temporary files, the scheduler setting.
+bench_cleanup() {
+  contenders_cleanup
+  if [[ -n "${STATS_PID:-}" ]]; then kill "$STATS_PID" 2>/dev/null || true; wait "$STATS_PID" 2>/dev/null || true; fi
+  redis_stop
+  rmdir "$BENCH_PINS" 2>/dev/null || true
+  rm -rf "$BENCH_TMP"
+  bench_scheduler_end
+}

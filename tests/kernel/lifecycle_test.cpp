@@ -35,10 +35,11 @@ protected:
         clients = client_addresses(300, 0);
     }
 
-    // A following attach, once the workers map holds the live workers.
+    // A following attach, once it follows the port (its control socket open) and the workers map
+    // holds the live workers.
     void start_controller()
     {
-        controller = std::make_unique<background_process>(args("attach"));
+        kernel_test::start_controller();
         wait_for_workers();
     }
 
@@ -203,7 +204,7 @@ TEST_F(LifecycleTest, DrainingWorkerReleasesItsClientsOneByOneToItsSuccessor)
     const std::string released = old_clients[0], kept = old_clients[1];
 
     std::string reply = w[2]->request(control, "release " + released);
-    EXPECT_TRUE(reply.starts_with("ok " + released + " slot ")) << reply;
+    EXPECT_TRUE(reply.starts_with("ok " + released + " slot ")) << reply << "\ncontroller:\n" << controller->output();
     client_map after = where(clients);
     EXPECT_EQ(pid_of(after[released]), new_pid) << "the released client goes to the successor";
     for (const auto& [client, worker] : before) {

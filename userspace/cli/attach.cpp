@@ -39,8 +39,10 @@ std::string service_status(const pinned_state& state, std::uint16_t port)
 }
 
 // The group this port steers: the one recorded at the first attach (with the uids of --worker-uid,
-// if given now), else the one listening now, recorded once the maps are loaded.
-worker_group steered_group(const steer_options& o, const std::optional<std::vector<std::uint32_t>>& worker_uids)
+// if given now), else the one listening now, recorded once the maps are loaded. `news` says what
+// changed, logged once it is recorded (a refused attach records nothing, and says only why).
+worker_group steered_group(const steer_options& o, const std::optional<std::vector<std::uint32_t>>& worker_uids,
+                           std::string& news)
 {
     std::optional<worker_group> recorded = read_group(o.pin_dir());
     if (!recorded) {
@@ -48,14 +50,13 @@ worker_group steered_group(const steer_options& o, const std::optional<std::vect
         for (const listener& l : list_listeners(o.port))
             found.push_back(bound(l));
         worker_group g = first_group(found, worker_uids, o.port);
-        spdlog::info("port {}: steering the group {} (recorded for the next attach)", o.port, group_text(g, o.port));
+        news = "steering the group " + group_text(g, o.port) + " (recorded for the next attach)";
         return g;
     }
     if (worker_uids && *worker_uids != recorded->uids) {
         worker_group g = *recorded;
         g.uids = *worker_uids;
-        spdlog::info("port {}: --worker-uid: the group {} is now {}", o.port, group_text(*recorded, o.port),
-                     group_text(g, o.port));
+        news = "--worker-uid: the group " + group_text(*recorded, o.port) + " is now " + group_text(g, o.port);
         return g;
     }
     return *recorded;
@@ -139,7 +140,8 @@ int run_attach(const args& a, std::ostream& out)
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.port);
     std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
-    worker_group group = steered_group(o, worker_uids);
+    std::string group_news;
+    worker_group group = steered_group(o, worker_uids, group_news);
     std::vector<listener> members = find_listeners(o.port), foreign;
     leave_out_foreign(members, group, foreign);
     for (const listener& l : foreign)
@@ -149,6 +151,8 @@ int run_attach(const args& a, std::ostream& out)
 
     auto [state, created] = pinned_state::load(o);
     record_group(state.dir(), group);
+    if (!group_news.empty())
+        spdlog::info("port {}: {}", o.port, group_news);
     sync_report report = sync(state, o, sockets);
     spdlog::info("{} port {}: {} worker sockets, {} ring entries set, state in {}", created ? "attached to" : "adopted",
                  o.port, sockets.listeners.size(), report.ring_changes, state.dir());

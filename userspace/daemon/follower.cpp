@@ -108,15 +108,8 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // event, so that the log line below means: followed from now on.
     listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
     resync_and_tell(options, tracker, {}, settings);
-    if (watch)
-        spdlog::info("following port {}: listener events from {}, resync every {} ms", options.port, status.reason,
-                     resync.count());
-    else
-        spdlog::warn("following port {} by polling every {} ms: {}", options.port, resync.count(), status.reason);
-    if (settings.on_follow_mode)
-        settings.on_follow_mode(status);
-
-    // Where draining workers release their clients one by one (release.h).
+    // Where draining workers release their clients one by one (release.h); open before the line
+    // below, which tells tests, scripts and the unit that the port is followed and served.
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
     control_socket control(
         control_path, settings.control_group,
@@ -134,6 +127,14 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         spdlog::info("control socket for draining workers: {} (mode 0666: set --control-group to let only the "
                      "workers' group connect)",
                      control_path);
+    if (watch)
+        spdlog::info("following port {}: listener events from {}, resync every {} ms", options.port, status.reason,
+                     resync.count());
+    else
+        spdlog::warn("following port {} by polling every {} ms: {}", options.port, resync.count(), status.reason);
+    if (settings.on_follow_mode)
+        settings.on_follow_mode(status);
+
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
     const std::string config_pin = state.dir() + "/config";

@@ -5,9 +5,13 @@
  * address so that all TCP connections of one client land in the same worker's accept queue.
  *
  *   key  = source address, masked to a prefix (--key destination: the address connected to)
- *   slot = sessions[key]              if recorded and not idle past the TTL
- *        else ring[hash(key) % M]     Maglev table built by the controller
+ *   slot = sessions[key] or moved[key]   if recorded and not idle past the TTL
+ *        else ring[hash(key) % M]        Maglev table built by the controller
  *   bpf_sk_select_reuseport(workers[slot]); a gone worker => its successor, else the next ring entry
+ *
+ * A client recorded on a slot that is not the ring's first choice for its key goes to `moved`,
+ * which new clients cannot evict; the others to `sessions`, an LRU (a flood of new sources evicts
+ * only clients whom the ring sends where they are anyway). A key is in one map at a time.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -57,6 +61,9 @@ static __always_inline void count_selection(struct stats *st, __u32 slot)
 		st->selections[slot]++;
 }
 
+/* Where a client's record was found. */
+enum { FOUND_NONE, FOUND_SESSIONS, FOUND_MOVED };
+
 SEC("sk_reuseport/migrate")
 int steer(struct sk_reuseport_md *ctx)
 {
@@ -66,7 +73,7 @@ int steer(struct sk_reuseport_md *ctx)
 	struct client_key key = {};
 	struct session *s = NULL;
 	__u32 port = 0, slot = SIO_STEER_SLOT_NONE;
-	int is_v4 = 0;
+	int is_v4 = 0, found = FOUND_NONE, off_ring = 0;
 	__u64 now = 0;
 
 	if (!cfg || !st)
@@ -84,7 +91,14 @@ int steer(struct sk_reuseport_md *ctx)
 		sio_steer_apply_mask(&key, is_v4 ? &cfg->v4_mask : &cfg->v6_mask);
 		port = 0;
 		now = bpf_ktime_get_coarse_ns();
+		/* sessions first: most recorded clients are on the ring, and pay no second lookup. */
 		s = bpf_map_lookup_elem(&sessions, &key);
+		if (s) {
+			found = FOUND_SESSIONS;
+		} else {
+			s = bpf_map_lookup_elem(&moved, &key);
+			found = s ? FOUND_MOVED : FOUND_NONE;
+		}
 		if (s && now - s->last_seen_ns > cfg->session_ttl_ns) {
 			st->expired++;
 			s = NULL; /* overwritten below as a new session */
@@ -105,8 +119,13 @@ int steer(struct sk_reuseport_md *ctx)
 		/* The recorded socket closed: move the client once, to the socket that replaced it
 		 * (same PM2 instance) if there is one, else to the ring's choice, and record it. */
 		st->fallbacks++;
-		if (sl && sl->successor != SIO_STEER_SLOT_NONE && select_slot(ctx, sl->successor) == 0)
+		if (sl && sl->successor != SIO_STEER_SLOT_NONE && select_slot(ctx, sl->successor) == 0) {
+			__u32 bucket = sio_steer_hash(&key, port, cfg->hash_seed) % SIO_STEER_RING_SIZE;
+			__u32 *first = bpf_map_lookup_elem(&ring, &bucket);
+
 			slot = sl->successor;
+			off_ring = !first || *first != slot;
+		}
 	}
 	if (slot == SIO_STEER_SLOT_NONE) {
 		int chosen = select_by_ring(ctx, sio_steer_hash(&key, port, cfg->hash_seed));
@@ -116,7 +135,8 @@ int steer(struct sk_reuseport_md *ctx)
 			return SK_PASS;
 		}
 		slot = (__u32)chosen & ~SELECT_FELL_BACK;
-		if (((__u32)chosen & SELECT_FELL_BACK) && !s)
+		off_ring = ((__u32)chosen & SELECT_FELL_BACK) != 0;
+		if (off_ring && !s)
 			st->fallbacks++;
 	}
 	count_selection(st, slot);
@@ -124,17 +144,33 @@ int steer(struct sk_reuseport_md *ctx)
 		return SK_PASS;
 
 	struct slot *chosen_slot = bpf_map_lookup_elem(&slots, &slot);
-	__u32 generation = chosen_slot ? chosen_slot->generation : 0;
+	struct session rec = {
+		.slot = slot,
+		.generation = chosen_slot ? chosen_slot->generation : 0,
+		.last_seen_ns = now,
+	};
 
-	if (s) {
-		s->slot = slot;
-		s->generation = generation;
-		s->last_seen_ns = now;
-	} else {
-		struct session fresh = { .slot = slot, .generation = generation, .last_seen_ns = now };
-
-		bpf_map_update_elem(&sessions, &key, &fresh, BPF_ANY);
+	if (!s)
 		st->new_sessions++;
+	if (off_ring) {
+		/* Losing this record would send the client to another worker: keep it out of the LRU. */
+		if (s && found == FOUND_MOVED) {
+			*s = rec;
+			return SK_PASS;
+		}
+		if (bpf_map_update_elem(&moved, &key, &rec, BPF_ANY) == 0) {
+			if (found == FOUND_SESSIONS)
+				bpf_map_delete_elem(&sessions, &key);
+			return SK_PASS;
+		}
+		st->moved_full++; /* recorded in the LRU instead: evictable, as before the moved map */
 	}
+	if (s && found == FOUND_SESSIONS) {
+		*s = rec;
+		return SK_PASS;
+	}
+	bpf_map_update_elem(&sessions, &key, &rec, BPF_ANY);
+	if (found == FOUND_MOVED)
+		bpf_map_delete_elem(&moved, &key); /* back on the ring, or expired */
 	return SK_PASS;
 }

@@ -3,17 +3,18 @@
  * sio_steer.h — the one header shared by the steering program (bpf/sio_steer.bpf.c)
  * and the controller (userspace/). Every struct here is the value or key of a pinned map.
  *
- * ABI: the layout of client_key, session, slot, config and stats is read from pinned maps by
- * other versions of sio-steer and by bpftool. Change a layout or a meaning => bump
- * SIO_STEER_ABI_VERSION (the controller refuses pinned state of another version).
+ * ABI: the layout of client_key, session, slot, config and stats, and the set of pinned maps, are
+ * read by other versions of sio-steer and by bpftool. Change a layout, a meaning or the map set =>
+ * bump SIO_STEER_ABI_VERSION (the controller refuses pinned state of another version).
  * Fields may only be added at the end of config and stats, and only with a version bump too.
+ * Version 2: the moved map, stats.moved_full.
  */
 #ifndef SIO_STEER_H
 #define SIO_STEER_H
 
 #include <linux/types.h>
 
-#define SIO_STEER_ABI_VERSION 1
+#define SIO_STEER_ABI_VERSION 2
 
 /* Listening sockets the workers map can hold (a slot is one socket, not one PM2 instance). */
 #define SIO_STEER_MAX_SLOTS 256
@@ -46,7 +47,10 @@ struct client_key {
 	__u8 addr[16];
 };
 
-/* Value of the sessions map: the slot a client was given, and when it was last seen. */
+/* Value of the sessions and moved maps: the slot a client was given, and when it was last seen.
+ * A client lives in one of the two: moved holds those recorded on a slot that is not the ring's
+ * first choice for their key (they would change worker if their session were lost), sessions,
+ * an LRU, all the others (losing theirs sends them where they are anyway). */
 struct session {
 	__u32 slot;
 	__u32 generation;   /* slot generation when recorded: a reused slot does not inherit clients */
@@ -87,6 +91,7 @@ struct stats {
 	__u64 migrations;   /* connections handed over from a closing listener */
 	__u64 errors;       /* no live worker in the map, or the packet could not be read */
 	__u64 selections[SIO_STEER_MAX_SLOTS];
+	__u64 moved_full;   /* a client off the ring recorded in sessions (evictable): the moved map was full */
 };
 
 /* ---- Logic shared by both sides: the controller predicts what the program does. ---- */

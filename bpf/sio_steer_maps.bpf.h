@@ -38,6 +38,17 @@ struct {
 	__type(value, struct session);
 } sessions SEC(".maps");
 
+/* client key -> session, for the clients recorded on a slot that is not the ring's first choice
+ * for their key (moved by a scale change, a reload, a crash or a release): a plain hash, so a flood
+ * of new clients, which fills the LRU, cannot evict them. Preallocated: the program's insert
+ * never allocates, and fails (E2BIG) only when the map is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072); /* resized by the controller (--max-moved) before load */
+	__type(key, struct client_key);
+	__type(value, struct session);
+} moved SEC(".maps");
+
 /* Maglev bucket -> slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

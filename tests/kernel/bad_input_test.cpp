@@ -235,6 +235,8 @@ TEST_F(BadInputTest, NegativeNumbersAreUsageErrors)
                    {"--v4-prefix -4294967272 is not a whole number"});
     expect_refused(sio_steer(attach_args({"--max-sessions", "-1"})), exit_usage,
                    {"--max-sessions -1 is not a whole number"});
+    expect_refused(sio_steer(attach_args({"--max-moved", "-1"})), exit_usage, {"--max-moved -1 is not a whole number"});
+    expect_refused(sio_steer(attach_args({"--max-moved", "100"})), exit_usage, {"--max-moved 100 is out of range"});
     expect_refused(sio_steer(attach_args({"--resync-interval", "50"})), exit_usage,
                    {"--resync-interval 50 is not a number from 100 to 3600000"});
     expect_nothing_pinned();

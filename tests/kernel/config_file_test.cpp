@@ -121,6 +121,7 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
         {"session-ttl = forever", "--session-ttl forever is not a duration"},
         {"key = ip", "--key ip is not a key mode"},
         {"max-sessions = 12", "--max-sessions 12 is out of range"},
+        {"max-moved = 12", "--max-moved 12 is out of range"},
         {"metrics-listen = localhost", "--metrics-listen localhost is not an ADDRESS:PORT"},
         {"port = 5002", "option \"port\" cannot be set in a config file"},
         {"config = /etc/other.conf", "option \"config\" cannot be set in a config file"},

@@ -20,13 +20,15 @@ json report(std::uint64_t hits)
     return {{"attached", true},
             {"in_sync", true},
             {"sessions", {{"count", 3}, {"capacity", 1024}}},
+            {"moved", {{"count", 1}, {"capacity", 1024}}},
             {"counters",
              {{"session_hits", hits},
               {"new_sessions", 3},
               {"expired", 0},
               {"fallbacks", 1},
               {"migrations", 0},
-              {"errors", 0}}},
+              {"errors", 0},
+              {"moved_full", 0}}},
             {"workers",
              json::array({{{"slot", 0}, {"pid", 101}, {"instance", 0}, {"live", true}, {"selections", 7}},
                           {{"slot", 1}, {"pid", 102}, {"instance", nullptr}, {"live", false}, {"selections", 2}}})},
@@ -113,7 +115,7 @@ TEST(PrometheusText, APortWithNothingPinnedIsNotAttached)
     std::string text = prometheus_text({{5003, std::nullopt, nullptr}});
     EXPECT_NE(text.find("sio_steer_attached{port=\"5003\"} 0\n"), std::string::npos) << text;
     EXPECT_EQ(text.find("sio_steer_in_sync"), std::string::npos) << "no family without samples";
-    EXPECT_NE(text.find("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"1\"} 1\n"), std::string::npos);
+    EXPECT_NE(text.find("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"2\"} 1\n"), std::string::npos);
 }
 
 TEST(ListenAddress, AddressAndPort)

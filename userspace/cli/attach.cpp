@@ -71,6 +71,7 @@ int run_attach(const args& a, std::ostream& out)
     bool once = false;
     // Numbers as text, parsed strictly below: an unsigned option would wrap "-1" silently.
     std::string v4_prefix = "32", v6_prefix = "64", max_sessions = std::to_string(o.max_sessions), resync = "2000";
+    std::string max_moved = std::to_string(o.max_moved);
     std::chrono::milliseconds resync_interval{2000};
     std::string follow_with = "auto", control_group, worker_uid;
     po::options_description options("attach options");
@@ -84,6 +85,7 @@ int run_attach(const args& a, std::ostream& out)
         ("v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix), "leading bits of an IPv4 client address in the key")
         ("v6-prefix", po::value(&v6_prefix)->default_value(v6_prefix), "leading bits of an IPv6 client address in the key")
         ("max-sessions", po::value(&max_sessions)->default_value(max_sessions), "clients the sessions map remembers (LRU)")
+        ("max-moved", po::value(&max_moved)->default_value(max_moved), "clients off the ring the moved map keeps apart from the LRU (a flood cannot evict them)")
         ("session-ttl", po::value(&ttl)->default_value(ttl), "idle time after which a client may be placed anew (600, 10m, 1h)")
         ("resync-interval", po::value(&resync)->default_value(resync), "ms between resyncs that no listener event asked for (100 to 3600000)")
         ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
@@ -114,6 +116,7 @@ int run_attach(const args& a, std::ostream& out)
         o.v4_prefix = static_cast<std::uint32_t>(parse_number("--v4-prefix", v4_prefix, 0, UINT32_MAX));
         o.v6_prefix = static_cast<std::uint32_t>(parse_number("--v6-prefix", v6_prefix, 0, UINT32_MAX));
         o.max_sessions = static_cast<std::uint32_t>(parse_number("--max-sessions", max_sessions, 0, UINT32_MAX));
+        o.max_moved = static_cast<std::uint32_t>(parse_number("--max-moved", max_moved, 0, UINT32_MAX));
         resync_interval = std::chrono::milliseconds(parse_number("--resync-interval", resync, 100, 3'600'000));
         follow_choice = parse_follow_mode(follow_with);
         validate(o);
@@ -163,17 +166,23 @@ int run_attach(const args& a, std::ostream& out)
     controller_counters counters;
     // Counting the sessions walks the map (in batches): done every few seconds off the request
     // path, so that a scrape costs the same with 10 and with 262,144 clients recorded.
-    std::atomic<std::uint64_t> sessions_counted{0};
+    std::atomic<std::uint64_t> sessions_counted{0}, moved_counted{0};
     // Declared after `state`, `counters` and the count, so it stops serving before they go away.
     std::unique_ptr<metrics_server> metrics = std::move(bound);
     if (metrics) {
         const pinned_state* st = &state;
         metrics->serve(
             [&, st] {
-                report_scope scope{.owners = false, .warnings = false, .sessions = sessions_counted.load()};
+                report_scope scope{.owners = false,
+                                   .warnings = false,
+                                   .sessions = sessions_counted.load(),
+                                   .moved = moved_counted.load()};
                 return prometheus_text({{o.port, status_report(*st, o.port, o.lock_dir, scope), &counters}});
             },
-            [&, st] { sessions_counted = st->count_sessions(); });
+            [&, st] {
+                sessions_counted = st->count_sessions();
+                moved_counted = st->count_moved();
+            });
         spdlog::info("serving metrics at http://{}:{}/metrics", metrics_at->host, metrics_at->port);
     }
     notify_ready(service_status(state, o.port));

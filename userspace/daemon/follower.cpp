@@ -54,6 +54,8 @@ void resync_and_tell(const steer_options& options, listener_tracker& tracker, co
                              report->recorded.size(), report->added.size(), report->removed.size(),
                              report->ring_changes);
         }
+        if (SIO_STEER_KEY_RECORDS(options.key_mode))
+            tracker.tidy_moved_now_and_then();
     } catch (const steer_error& e) {
         spdlog::warn("port {}: {}{}", options.port, e.what(), e.fix().empty() ? "" : " (" + e.fix() + ")");
     }

@@ -32,7 +32,9 @@ std::string release(const pinned_state& state, const std::vector<std::uint32_t>&
         return "none " + address + ": slot " + std::to_string(s->slot) +
                " has no live successor (no replacement listens yet); its clients move when it closes";
 
-    state.write_session(key, session{to, slots[to].generation, session_clock_ns()});
+    // Where the program would record it: in moved if the ring sends the key elsewhere.
+    const bool off_ring = state.ring_at(ring_bucket(key, c)) != to;
+    state.record_client(key, session{to, slots[to].generation, session_clock_ns()}, off_ring);
     return "ok " + address + " slot " + std::to_string(s->slot) + " -> slot " + std::to_string(to);
 }
 

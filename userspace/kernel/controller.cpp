@@ -14,7 +14,9 @@
 #include <spdlog/spdlog.h>
 
 #include "errors.h"
+#include "client_key.h"
 #include "maglev.h"
+#include "moved_clients.h"
 #include "slot_table.h"
 
 namespace sio_steer {
@@ -143,7 +145,47 @@ std::optional<std::size_t> write_plan(const pinned_state& state, const std::vect
     return std::nullopt;
 }
 
+// Moves into the moved map every record of the sessions map seen at or after `since_ns` whose
+// client the ring `ring` would send to another worker than its record does (must_keep_apart()):
+// the LRU may evict such a record, and a flood of new sources does. Adds to `report`.
+void keep_off_ring_apart(const pinned_state& state, const config& c, const std::vector<slot>& slots,
+                         const std::vector<std::uint32_t>& ring, std::uint64_t since_ns, sync_report& report)
+{
+    const std::uint64_t now = session_clock_ns();
+    for (const auto& [key, s] : state.read_sessions()) {
+        if (s.last_seen_ns < since_ns || !must_keep_apart(s, slots, ring[ring_bucket(key, c)], now, c.session_ttl_ns))
+            continue;
+        if (report.moved_full == 0 && state.keep_apart(key, s))
+            report.kept_apart++;
+        else
+            report.moved_full++;  // full: the rest stays in the LRU, evictable as before
+    }
+}
+
 }  // namespace
+
+moved_tidy tidy_moved(const pinned_state& state, const std::vector<std::uint32_t>& ring_now)
+{
+    moved_tidy done;
+    const std::vector<std::pair<client_key, session>> records = state.read_moved();
+    if (records.empty())
+        return done;
+    const config c = state.read_config();
+    const std::vector<slot> slots = state.read_slots();
+    const std::vector<std::uint32_t> ring = ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
+    const std::uint64_t now = session_clock_ns();
+    for (const auto& [key, s] : records) {
+        std::optional<std::uint32_t> to = recorded_destination(s, slots, now, c.session_ttl_ns);
+        if (!to) {
+            state.forget_moved(key);  // the ring places it anew, as the program would
+            done.forgotten++;
+        } else if (*to == ring[ring_bucket(key, c)]) {
+            state.move_back(key, s);
+            done.moved_back++;
+        }
+    }
+    return done;
+}
 
 bound_listener bound(const listener& l) { return {l.family, l.address, l.uid}; }
 
@@ -291,7 +333,23 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
     std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
     for (std::size_t i = 0; i < ring.size(); i++)
         report.ring_changes += ring[i] != ring_before[i];
-    state.write_ring(ring, ring_before);
+    if (report.ring_changes && SIO_STEER_KEY_RECORDS(wanted.key_mode)) {
+        // The clients the new ring no longer chooses for go into the moved map before it is
+        // published, then those recorded meanwhile under the old ring (last_seen_ns is the
+        // program's clock, bpf_ktime_get_coarse_ns: the same as session_clock_ns()).
+        const std::uint64_t since = session_clock_ns();
+        keep_off_ring_apart(state, wanted, plan.slots, ring, 0, report);
+        state.write_ring(ring, ring_before);
+        keep_off_ring_apart(state, wanted, plan.slots, ring, since, report);
+        if (report.kept_apart)
+            spdlog::info("{} recorded clients off the new ring kept apart in the moved map", report.kept_apart);
+        if (report.moved_full)
+            spdlog::warn("the moved map is full: {} recorded clients off the ring stay in the sessions map, where a "
+                         "flood of new clients can evict them (raise --max-moved, now {})",
+                         report.moved_full, state.max_moved());
+    } else {
+        state.write_ring(ring, ring_before);
+    }
     report.ring = std::move(ring);
 
     for (std::uint32_t s = 0; s < plan.slots.size(); s++)

@@ -51,6 +51,8 @@ struct sync_report {
     std::map<std::uint64_t, std::uint32_t> recorded;  // cookie -> slot of each socket the slots map records
     std::vector<std::uint32_t> ring;                  // the ring map as this sync left it
     std::vector<std::uint64_t> skipped;  // cookies of sockets the workers map refused: left out of this sync
+    std::size_t kept_apart = 0;  // records moved from sessions into moved: the new ring sends their clients elsewhere
+    std::size_t moved_full = 0;  // records that belonged in moved, left in sessions: moved was full
     bool changed() const { return !added.empty() || !removed.empty() || ring_changes; }
 };
 
@@ -63,6 +65,18 @@ struct sync_report {
 // reading 65,537 entries back; empty: read it.
 sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets,
                  const std::vector<std::uint32_t>& ring_now = {});
+
+// What tidy_moved() did with the moved map's records.
+struct moved_tidy {
+    std::size_t moved_back = 0;  // their client is on the ring again: back into sessions (the LRU)
+    std::size_t forgotten = 0;   // idle past the TTL, or their worker gone with no successor
+};
+
+// Takes out of the moved map the records that no longer need it (the ring chooses their worker
+// again, or they no longer bind), given `ring_now` (the ring map as the caller knows it; empty:
+// read it). One batch walk of the moved map, bounded by its size (--max-moved); nothing more
+// when it is empty.
+moved_tidy tidy_moved(const pinned_state& state, const std::vector<std::uint32_t>& ring_now = {});
 
 // One line naming a listener's owner, e.g. "pid 812 (PM2 v7.0.4: God), instance 2".
 std::string describe_owner(const listener& l);

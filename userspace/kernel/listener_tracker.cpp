@@ -45,6 +45,19 @@ bool listener_tracker::unchanged(const std::set<std::uint64_t>& cookies) const
     return true;
 }
 
+void listener_tracker::tidy_moved_now_and_then()
+{
+    const auto now = steady_clock::now();
+    if (now - last_tidy_ < std::chrono::seconds(2))
+        return;
+    last_tidy_ = now;
+    moved_tidy done = tidy_moved(state_, ring_);
+    if (done.moved_back || done.forgotten)
+        spdlog::info("port {}: moved map: {} clients back on the ring (sessions map), {} records no longer binding "
+                     "dropped",
+                     options_.port, done.moved_back, done.forgotten);
+}
+
 std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hints)
 {
     std::vector<listener> listeners = list_listeners(options_.port);

@@ -30,6 +30,10 @@ public:
     // port (listener watch), whose fd tables hold the new sockets. Throws steer_error as sync() does.
     std::optional<sync_report> resync(const std::vector<pid_t>& hints);
 
+    // tidy_moved() at most every 2 s (a resync may come every 100 ms): the records of the moved
+    // map that no longer need it leave it. Throws steer_error as the map reads do.
+    void tidy_moved_now_and_then();
+
     // Walks of every process's fd table so far (the cost this class exists to avoid).
     std::uint64_t full_scans() const { return full_scans_; }
 
@@ -45,7 +49,7 @@ private:
     std::vector<std::uint32_t> ring_;                  // the ring map as the last sync wrote it
     bool synced_ = false;              // recorded_ is the outcome of a sync (the maps were written after attach's)
     std::set<std::uint64_t> refused_;  // a set of listeners the last sync refused
-    std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{};
+    std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{}, last_tidy_{};
     std::uint64_t full_scans_ = 0;
     std::optional<worker_group> group_;  // recorded at the first attach; listeners not of it are ignored
     std::set<std::uint64_t> foreign_;    // cookies of the ignored listeners, each warned about once

@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const map_names[] = {"workers", "slots", "sessions", "ring", "config", "stats"};
+const char* const map_names[] = {"workers", "slots", "sessions", "moved", "ring", "config", "stats"};
+constexpr int map_count = sizeof(map_names) / sizeof(map_names[0]);
 
 struct skeleton_deleter {
     void operator()(sio_steer_bpf* s) const { sio_steer_bpf__destroy(s); }
@@ -82,7 +83,8 @@ void check_layout(const std::string& dir, bpf_map* expected, int fd)
     differs("type", info.type, bpf_map__type(expected));
     differs("key size", info.key_size, bpf_map__key_size(expected));
     differs("value size", info.value_size, bpf_map__value_size(expected));
-    if (info.type != BPF_MAP_TYPE_LRU_HASH)  // --max-sessions sizes the sessions map
+    // sessions and moved: sized by the options (--max-sessions, --max-moved) of the attach that made them
+    if (info.type != BPF_MAP_TYPE_LRU_HASH && info.type != BPF_MAP_TYPE_HASH)
         differs("entries", info.max_entries, bpf_map__max_entries(expected));
     if (!differences.empty())
         throw steer_error(
@@ -121,7 +123,85 @@ void remove_stale_folders(const std::string& pin_root)
             spdlog::info("removed {}, left with its maps by pid {} (gone) in an interrupted {}", path.string(), pid,
                          what);
     }
-}
+
+    // Every entry of a sessions-like map (client_key -> session), in batches of 4,096: one bpf() call
+    // per batch instead of one per entry. A kernel without batch lookups on the map type gets the
+    // one-by-one walk. An entry the program adds or deletes meanwhile may be missed or seen twice.
+    std::vector<std::pair<client_key, session>> read_entries(int fd)
+    {
+        constexpr __u32 batch = 4096;
+        std::vector<std::pair<client_key, session>> out;
+        std::vector<client_key> keys(batch);
+        std::vector<session> values(batch);
+        __u32 in = 0, next = 0;  // the hash map's batch token: a bucket index
+        for (bool first = true;; first = false) {
+            __u32 count = batch;
+            int err =
+                bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, keys.data(), values.data(), &count, nullptr);
+            if (err && errno != ENOENT) {
+                if (!first)
+                    break;  // what could be read
+                client_key key{}, k{};
+                const void* prev = nullptr;
+                while (bpf_map_get_next_key(fd, prev, &k) == 0) {
+                    session v{};
+                    if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+                        out.emplace_back(k, v);
+                    key = k;
+                    prev = &key;
+                }
+                return out;
+            }
+            for (__u32 i = 0; i < count; i++)
+                out.emplace_back(keys[i], values[i]);
+            if (err)
+                return out;  // ENOENT: that was the last batch
+            in = next;
+        }
+        return out;
+    }
+
+    // How many entries a sessions-like map holds, counted in batches as read_entries() reads them.
+    std::size_t count_entries(int fd)
+    {
+        constexpr __u32 batch = 4096;
+        std::vector<client_key> keys(batch);
+        std::vector<session> values(batch);
+        __u32 in = 0, out = 0;
+        std::size_t n = 0;
+        for (bool first = true;; first = false) {
+            __u32 count = batch;
+            int err =
+                bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(), &count, nullptr);
+            if (err && errno != ENOENT) {
+                if (!first)
+                    break;  // counted what could be read: a count, not an inventory
+                n = 0;
+                client_key key{}, next{};
+                const void* prev = nullptr;
+                while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+                    n++;
+                    key = next;
+                    prev = &key;
+                }
+                return n;
+            }
+            n += count;
+            if (err)
+                return n;  // ENOENT: that was the last batch
+            in = out;
+        }
+        return n;
+    }
+
+    std::uint32_t max_entries(int fd, const char* what)
+    {
+        bpf_map_info info{};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len))
+            throw_system_error(std::string("cannot read the ") + what + " map info", errno);
+        return info.max_entries;
+    }
 
 }  // namespace
 
@@ -165,11 +245,13 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
     st.workers_ = get_pinned(dir + "/workers");
     st.slots_ = get_pinned(dir + "/slots");
     st.sessions_ = get_pinned(dir + "/sessions");
+    st.moved_ = get_pinned(dir + "/moved");
     st.ring_ = get_pinned(dir + "/ring");
     st.stats_ = get_pinned(dir + "/stats");
     check_layout(dir, skel->maps.workers, st.workers_.get());
     check_layout(dir, skel->maps.slots, st.slots_.get());
     check_layout(dir, skel->maps.sessions, st.sessions_.get());
+    check_layout(dir, skel->maps.moved, st.moved_.get());
     check_layout(dir, skel->maps.ring, st.ring_.get());
     check_layout(dir, skel->maps.stats, st.stats_.get());
     return st;
@@ -199,17 +281,21 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
     }
 
     skeleton skel = open_skeleton();
-    bpf_map* maps[] = {skel->maps.workers, skel->maps.slots,  skel->maps.sessions,
+    bpf_map* maps[] = {skel->maps.workers, skel->maps.slots,  skel->maps.sessions, skel->maps.moved,
                        skel->maps.ring,    skel->maps.config, skel->maps.stats};
+    static_assert(sizeof(maps) / sizeof(maps[0]) == map_count);
     if (existing) {
-        int fds[] = {existing->workers_.get(), existing->slots_.get(),  existing->sessions_.get(),
-                     existing->ring_.get(),    existing->config_.get(), existing->stats_.get()};
-        for (int i = 0; i < 6; i++) {
+        int fds[] = {existing->workers_.get(), existing->slots_.get(), existing->sessions_.get(),
+                     existing->moved_.get(),   existing->ring_.get(),  existing->config_.get(),
+                     existing->stats_.get()};
+        for (int i = 0; i < map_count; i++) {
+            check_layout(dir, maps[i], fds[i]);
             if (bpf_map__reuse_fd(maps[i], fds[i]))
                 throw_system_error("cannot reuse the pinned map " + std::string(map_names[i]), errno);
         }
     } else {
         bpf_map__set_max_entries(skel->maps.sessions, options.max_sessions);
+        bpf_map__set_max_entries(skel->maps.moved, options.max_moved);
     }
     if (int err = sio_steer_bpf__load(skel.get()))
         throw sys_error("the kernel refused the steering program", -err, exit_code::environment,
@@ -259,7 +345,7 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
         throw_system_error("cannot create " + tmp, errno);
     try {
         pin(prog, tmp + "/program");
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < map_count; i++)
             pin(bpf_map__fd(maps[i]), tmp + "/" + map_names[i]);
         if (rename(tmp.c_str(), dir.c_str()))
             throw_system_error("cannot rename " + tmp + " to " + dir, errno);
@@ -345,6 +431,14 @@ std::vector<std::uint32_t> pinned_state::read_ring() const
     return ring;
 }
 
+std::uint32_t pinned_state::ring_at(std::uint32_t bucket) const
+{
+    std::uint32_t slot = SIO_STEER_SLOT_NONE;
+    if (bpf_map_lookup_elem(ring_.get(), &bucket, &slot))
+        throw_system_error("cannot read the ring map", errno);
+    return slot;
+}
+
 void pinned_state::write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const
 {
     // Only the entries that change, in one batch: each entry is written atomically, so the program
@@ -382,6 +476,7 @@ stats pinned_state::read_stats() const
         sum.errors += s.errors;
         for (int i = 0; i < SIO_STEER_MAX_SLOTS; i++)
             sum.selections[i] += s.selections[i];
+        sum.moved_full += s.moved_full;
     }
     return sum;
 }
@@ -389,9 +484,9 @@ stats pinned_state::read_stats() const
 std::optional<session> pinned_state::find_session(const client_key& key) const
 {
     session s{};
-    if (bpf_map_lookup_elem(sessions_.get(), &key, &s))
-        return std::nullopt;
-    return s;
+    if (bpf_map_lookup_elem(sessions_.get(), &key, &s) == 0 || bpf_map_lookup_elem(moved_.get(), &key, &s) == 0)
+        return s;
+    return std::nullopt;
 }
 
 void pinned_state::write_session(const client_key& key, const session& s) const
@@ -399,73 +494,74 @@ void pinned_state::write_session(const client_key& key, const session& s) const
     update(sessions_.get(), &key, &s, "sessions");
 }
 
-std::vector<std::pair<client_key, session>> pinned_state::read_sessions() const
+bool pinned_state::record_client(const client_key& key, const session& s, bool off_ring) const
 {
-    std::vector<std::pair<client_key, session>> out;
-    client_key key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(sessions_.get(), prev, &next) == 0) {
-        session s{};
-        if (bpf_map_lookup_elem(sessions_.get(), &next, &s) == 0)
-            out.emplace_back(next, s);
-        key = next;
-        prev = &key;
+    // Written before the other map's copy goes, so the program finds the client at every moment.
+    if (off_ring) {
+        if (bpf_map_update_elem(moved_.get(), &key, &s, BPF_ANY) == 0) {
+            bpf_map_delete_elem(sessions_.get(), &key);
+            return true;
+        }
+        if (errno != E2BIG)
+            throw_system_error("cannot update the moved map", errno);
     }
-    return out;
+    update(sessions_.get(), &key, &s, "sessions");
+    bpf_map_delete_elem(moved_.get(), &key);
+    return !off_ring;
 }
 
-std::size_t pinned_state::count_sessions() const
+bool pinned_state::keep_apart(const client_key& key, const session& s) const
 {
-    // In batches: one bpf() call per 4,096 sessions instead of one per session (262,144 calls for a
-    // full map). A kernel without batch lookups on this map type gets the one-by-one walk.
-    constexpr __u32 batch = 4096;
-    std::vector<client_key> keys(batch);
-    std::vector<session> values(batch);
-    __u32 in = 0, out = 0;  // the hash map's batch token: a bucket index
-    std::size_t n = 0;
-    for (bool first = true;; first = false) {
-        __u32 count = batch;
-        int err = bpf_map_lookup_batch(sessions_.get(), first ? nullptr : &in, &out, keys.data(), values.data(), &count,
-                                       nullptr);
-        if (err && errno != ENOENT) {
-            if (!first)
-                break;  // counted what could be read: a count, not an inventory
-            n = 0;
-            client_key key{}, next{};
-            const void* prev = nullptr;
-            while (bpf_map_get_next_key(sessions_.get(), prev, &next) == 0) {
-                n++;
-                key = next;
-                prev = &key;
-            }
-            return n;
-        }
-        n += count;
-        if (err)
-            return n;  // ENOENT: that was the last batch
-        in = out;
+    // BPF_NOEXIST: a record the program wrote into moved since the caller read `s` is newer.
+    if (bpf_map_update_elem(moved_.get(), &key, &s, BPF_NOEXIST) && errno != EEXIST) {
+        if (errno == E2BIG)
+            return false;
+        throw_system_error("cannot update the moved map", errno);
     }
-    return n;
+    bpf_map_delete_elem(sessions_.get(), &key);
+    return true;
 }
+
+void pinned_state::move_back(const client_key& key, const session& s) const
+{
+    if (bpf_map_update_elem(sessions_.get(), &key, &s, BPF_NOEXIST) && errno != EEXIST)
+        throw_system_error("cannot update the sessions map", errno);
+    bpf_map_delete_elem(moved_.get(), &key);
+}
+
+void pinned_state::forget_moved(const client_key& key) const { bpf_map_delete_elem(moved_.get(), &key); }
+
+bool pinned_state::is_kept_apart(const client_key& key) const
+{
+    session s{};
+    return bpf_map_lookup_elem(moved_.get(), &key, &s) == 0;
+}
+
+std::vector<std::pair<client_key, session>> pinned_state::read_sessions() const
+{
+    return read_entries(sessions_.get());
+}
+
+std::vector<std::pair<client_key, session>> pinned_state::read_moved() const { return read_entries(moved_.get()); }
+
+std::size_t pinned_state::count_sessions() const { return count_entries(sessions_.get()); }
+
+std::size_t pinned_state::count_moved() const { return count_entries(moved_.get()); }
 
 std::size_t pinned_state::flush_sessions() const
 {
     std::size_t n = 0;
-    client_key next{};
-    while (bpf_map_get_next_key(sessions_.get(), nullptr, &next) == 0 &&
-           bpf_map_delete_elem(sessions_.get(), &next) == 0)
-        n++;
+    for (int fd : {sessions_.get(), moved_.get()}) {
+        client_key next{};
+        while (bpf_map_get_next_key(fd, nullptr, &next) == 0 && bpf_map_delete_elem(fd, &next) == 0)
+            n++;
+    }
     return n;
 }
 
-std::uint32_t pinned_state::max_sessions() const
-{
-    bpf_map_info info{};
-    __u32 len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(sessions_.get(), &info, &len))
-        throw_system_error("cannot read the sessions map info", errno);
-    return info.max_entries;
-}
+std::uint32_t pinned_state::max_sessions() const { return max_entries(sessions_.get(), "sessions"); }
+
+std::uint32_t pinned_state::max_moved() const { return max_entries(moved_.get(), "moved"); }
 
 void pinned_state::insert_worker(std::uint32_t index, int socket_fd) const
 {

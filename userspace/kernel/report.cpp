@@ -102,13 +102,15 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
           {"abi_version", c.abi_version}}},
         {"sessions",
          {{"count", scope.sessions ? *scope.sessions : state.count_sessions()}, {"capacity", state.max_sessions()}}},
+        {"moved", {{"count", scope.moved ? *scope.moved : state.count_moved()}, {"capacity", state.max_moved()}}},
         {"counters",
          {{"session_hits", st.session_hits},
           {"new_sessions", st.new_sessions},
           {"expired", st.expired},
           {"fallbacks", st.fallbacks},
           {"migrations", st.migrations},
-          {"errors", st.errors}}},
+          {"errors", st.errors},
+          {"moved_full", st.moved_full}}},
         {"workers", workers},
         {"unmanaged_listeners", unmanaged},
         {"group", group ? json(group_text(*group, port)) : json(nullptr)},
@@ -130,9 +132,10 @@ std::optional<std::string> proxy_warning(const pinned_state& state)
     if (!s.address_keys || s.connections < proxy_min_connections)
         return std::nullopt;  // nothing to judge: spare the walk over the sessions map
     std::uint64_t now = session_clock_ns();
-    for (const auto& [key, session] : state.read_sessions())
-        if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
-            s.recent.push_back(key);
+    for (const auto& records : {state.read_sessions(), state.read_moved()})
+        for (const auto& [key, session] : records)
+            if (session.last_seen_ns >= now || now - session.last_seen_ns <= c.session_ttl_ns)
+                s.recent.push_back(key);
     return proxy_warning(s, c);
 }
 

@@ -15,6 +15,7 @@
 namespace sio_steer {
 
 // {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
+//  "moved": {"count", "capacity"} (clients off the ring, kept apart from the sessions LRU),
 //  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
 //  "in_map", "selections"}], "unmanaged_listeners": [...], "group": "[::]:5001 of uid 1000" (null before the first attach
 //  recorded it), "foreign_listeners": [{"pid", "process", "uid", "cookie", "address"}] (listeners
@@ -28,6 +29,7 @@ struct report_scope {
     bool owners = true;                     // each listener's process: a walk of /proc/*/fd ("process" is "" without)
     bool warnings = true;                   // proxy_warning(): a walk of the sessions map (no "warnings" without)
     std::optional<std::uint64_t> sessions;  // "sessions.count" if known already; else the map is counted
+    std::optional<std::uint64_t> moved;     // "moved.count" likewise
 };
 
 nlohmann::json status_report(const pinned_state& state, std::uint16_t port,

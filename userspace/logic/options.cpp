@@ -96,6 +96,10 @@ void validate(const steer_options& o)
         throw steer_error(exit_code::usage, "--max-sessions " + std::to_string(o.max_sessions) + " is out of range",
                           "the sessions map holds 1,024 to 16,777,216 clients (about 100 bytes each)",
                           "size it above the number of clients seen within --session-ttl, e.g. 262144");
+    if (o.max_moved < 1024 || o.max_moved > 16u << 20)
+        throw steer_error(exit_code::usage, "--max-moved " + std::to_string(o.max_moved) + " is out of range",
+                          "the moved map holds 1,024 to 16,777,216 clients (about 100 bytes each, preallocated)",
+                          "size it above the clients a scale change or a reload leaves off the ring, e.g. 131072");
 }
 
 config make_config(const steer_options& o, std::uint32_t hash_seed)

@@ -15,6 +15,10 @@ struct steer_options {
     std::uint32_t v4_prefix = 32;
     std::uint32_t v6_prefix = 64;
     std::uint32_t max_sessions = 262144;
+    // Clients off the ring (the moved map, not evictable): half of the default sessions, so that a
+    // reload of half the workers at a time (PM2's default: 2 of 4) or a scale-up that at most
+    // doubles the workers, with the default sessions map full, fits. About 12 MiB, preallocated.
+    std::uint32_t max_moved = 131072;
     std::chrono::seconds session_ttl{600};
     std::string pin_root = "/sys/fs/bpf/sio-steer";
     std::string lock_dir = "/run/sio-steer";

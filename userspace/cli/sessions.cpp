@@ -29,6 +29,7 @@ nlohmann::json where_client_goes(const pinned_state& state, const std::string& a
     maps.slots = state.read_slots();
     client_key key = key_for(*parsed, maps.cfg);
     maps.recorded = state.find_session(key);
+    maps.kept_apart = maps.recorded && state.is_kept_apart(key);
     maps.ring_at = [&](std::uint32_t bucket) { return state.read_ring()[bucket]; };
     return explain_client(address, key, maps, session_clock_ns());
 }
@@ -46,7 +47,7 @@ int run_sessions(const args& a, std::ostream& out)
     options.add_options()
         ("port", po::value(&port)->required(), "TCP port")
         ("client", po::value(&client), "tell which worker this client address goes to, and why")
-        ("flush", po::bool_switch(&flush), "forget every recorded session (clients are placed anew by the ring)")
+        ("flush", po::bool_switch(&flush), "forget every recorded session, moved ones too (clients are placed anew by the ring)")
         ("json", po::bool_switch(&json_out), "print JSON");
     // clang-format on
     add_pin_root(options, o.pin_root);
@@ -76,21 +77,25 @@ int run_sessions(const args& a, std::ostream& out)
     nlohmann::json all = nlohmann::json::array();
     if (!json_out)
         print(out, "%-40s %-6s %-8s %-9s %s\n", "client", "slot", "pid", "instance", "last seen");
-    for (const auto& [key, s] : state.read_sessions()) {
-        nlohmann::json w = worker_json(slots, s.slot);
-        bool current = s.slot < slots.size() && slots[s.slot].generation == s.generation;
-        if (json_out) {
-            all.push_back({{"client", format_key(key, c)},
-                           {"worker", w},
-                           {"last_seen_s", session_age_s(s, now)},
-                           {"current", current && slots[s.slot].cookie}});
-            continue;
+    // The LRU's clients, then those kept apart in the moved map (off the ring).
+    for (bool moved : {false, true})
+        for (const auto& [key, s] : moved ? state.read_moved() : state.read_sessions()) {
+            nlohmann::json w = worker_json(slots, s.slot);
+            bool current = s.slot < slots.size() && slots[s.slot].generation == s.generation;
+            if (json_out) {
+                all.push_back({{"client", format_key(key, c)},
+                               {"worker", w},
+                               {"last_seen_s", session_age_s(s, now)},
+                               {"current", current && slots[s.slot].cookie},
+                               {"map", moved ? "moved" : "sessions"}});
+                continue;
+            }
+            std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
+            print(out, "%-40s %-6u %-8u %-9s %.0fs ago%s%s\n", format_key(key, c).c_str(), s.slot,
+                  w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
+                  moved ? " (moved: off the ring)" : "",
+                  current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
         }
-        std::string instance = w["instance"].is_null() ? "-" : std::to_string(w["instance"].get<unsigned>());
-        print(out, "%-40s %-6u %-8u %-9s %.0fs ago%s\n", format_key(key, c).c_str(), s.slot,
-              w["pid"].is_null() ? 0u : w["pid"].get<unsigned>(), instance.c_str(), session_age_s(s, now),
-              current && slots[s.slot].cookie ? "" : " (worker gone: moves on next connection)");
-    }
     if (json_out)
         out << all.dump(2) << "\n";
     return 0;

@@ -35,8 +35,9 @@ void print_text(const nlohmann::json& r, std::ostream& out)
               f["reason"].get<std::string>().c_str());
     print(out, "  key      %s, IPv4 /%d, IPv6 /%d, session TTL %llus\n", c["key"].get<std::string>().c_str(),
           c["v4_prefix"].get<int>(), c["v6_prefix"].get<int>(), c["session_ttl_s"].get<unsigned long long>());
-    print(out, "  sessions %zu of %zu\n", r["sessions"]["count"].get<std::size_t>(),
-          r["sessions"]["capacity"].get<std::size_t>());
+    print(out, "  sessions %zu of %zu, %zu of %zu moved (off the ring, kept apart)\n",
+          r["sessions"]["count"].get<std::size_t>(), r["sessions"]["capacity"].get<std::size_t>(),
+          r["moved"]["count"].get<std::size_t>(), r["moved"]["capacity"].get<std::size_t>());
     print(out, "\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie",
           "selections");
     for (const auto& w : r["workers"]) {

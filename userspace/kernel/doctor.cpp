@@ -288,13 +288,16 @@ finding check_steering(const pinned_state& state, std::uint16_t port, const std:
 {
     nlohmann::json r = status_report(state, port, lock_dir);
     const std::size_t sessions = r["sessions"]["count"], capacity = r["sessions"]["capacity"];
+    const std::size_t moved = r["moved"]["count"], moved_capacity = r["moved"]["capacity"];
+    const std::uint64_t moved_full = r["counters"]["moved_full"];
     std::size_t live = 0, lost = 0;
     for (const auto& w : r["workers"]) {
         live += w["live"].get<bool>();
         lost += w["live"].get<bool>() && !w["in_map"].get<bool>();
     }
     const std::string counts = std::to_string(live) + " worker sockets, " + std::to_string(sessions) + " of " +
-                               std::to_string(capacity) + " sessions";
+                               std::to_string(capacity) + " sessions, " + std::to_string(moved) + " of " +
+                               std::to_string(moved_capacity) + " moved";
     const std::string p = std::to_string(port);
     if (!r["attached"].get<bool>())
         return {"steering", verdict::fail,
@@ -310,6 +313,13 @@ finding check_steering(const pinned_state& state, std::uint16_t port, const std:
     if (sessions * 10 >= capacity * 9)
         return {"steering", verdict::warn, "attached, in sync, but the sessions map is nearly full (" + counts + ")",
                 "the least recently seen clients are forgotten and may change worker: raise max-sessions"};
+    if (moved * 10 >= moved_capacity * 9 || moved_full)
+        return {"steering", verdict::warn,
+                "attached, in sync, but the moved map is " + std::string(moved_full ? "or was " : "") +
+                    "nearly full (" + counts + "; " + std::to_string(moved_full) +
+                    " clients off the ring recorded in the sessions map instead)",
+                "clients off the ring beyond it can be evicted by a flood of new clients and change worker: raise "
+                "max-moved"};
     return {"steering", verdict::ok, "attached, in sync: " + counts, ""};
 }
 

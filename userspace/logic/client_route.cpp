@@ -50,6 +50,7 @@ nlohmann::json explain_client(const std::string& address, const client_key& key,
         bool same_socket =
             s->slot < slots.size() && slots[s->slot].generation == s->generation && slots[s->slot].cookie;
         r["last_seen_s"] = session_age_s(*s, now);
+        r["map"] = maps.kept_apart ? "moved" : "sessions";
         if (fresh && same_socket) {
             r["reason"] = "recorded";
             r["worker"] = worker_json(slots, s->slot);
@@ -79,6 +80,8 @@ std::string explanation_line(const nlohmann::json& r)
         std::snprintf(seen, sizeof(seen), ", last seen %.0fs ago", r["last_seen_s"].get<double>());
         line += seen;
     }
+    if (r.contains("map") && r["map"] == "moved")
+        line += " (moved map: its worker is not the ring's choice, kept apart from the LRU)";
     if (r.contains("recorded_but"))
         line += " (a recorded session no longer binds: " + r["recorded_but"].get<std::string>() + ")";
     return line;

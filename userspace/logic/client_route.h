@@ -19,7 +19,8 @@ namespace sio_steer {
 struct client_maps {
     config cfg;                       // the config map
     std::vector<slot> slots;          // the slots map
-    std::optional<session> recorded;  // sessions[key], if any
+    std::optional<session> recorded;  // sessions[key] or moved[key], if any
+    bool kept_apart = false;          // the record is in moved: off the ring, not evictable
     // ring[bucket]; asked only when the ring decides (reading the ring is 65,537 entries).
     std::function<std::uint32_t(std::uint32_t bucket)> ring_at;
 };
@@ -31,7 +32,8 @@ double session_age_s(const session& s, std::uint64_t now_ns);
 nlohmann::json worker_json(const std::vector<slot>& slots, std::uint32_t index);
 
 // Where the program sends `key` (the key of the client `address`) at `now_ns`:
-// {"client", "key", "reason", "worker", "last_seen_s" (recorded), "recorded_but" (a recorded
+// {"client", "key", "reason", "worker", "last_seen_s" (recorded), "map" (recorded: "sessions" or
+// "moved"), "recorded_but" (a recorded
 // session that no longer binds), "bucket" (ring)}. The reasons: "recorded" (its session, fresh,
 // on the same socket), "successor" (its socket closed; the instance's newer socket takes it),
 // "ring", "ring (per connection: depends on the source port)".

@@ -123,85 +123,84 @@ void remove_stale_folders(const std::string& pin_root)
             spdlog::info("removed {}, left with its maps by pid {} (gone) in an interrupted {}", path.string(), pid,
                          what);
     }
+}
 
-    // Every entry of a sessions-like map (client_key -> session), in batches of 4,096: one bpf() call
-    // per batch instead of one per entry. A kernel without batch lookups on the map type gets the
-    // one-by-one walk. An entry the program adds or deletes meanwhile may be missed or seen twice.
-    std::vector<std::pair<client_key, session>> read_entries(int fd)
-    {
-        constexpr __u32 batch = 4096;
-        std::vector<std::pair<client_key, session>> out;
-        std::vector<client_key> keys(batch);
-        std::vector<session> values(batch);
-        __u32 in = 0, next = 0;  // the hash map's batch token: a bucket index
-        for (bool first = true;; first = false) {
-            __u32 count = batch;
-            int err =
-                bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, keys.data(), values.data(), &count, nullptr);
-            if (err && errno != ENOENT) {
-                if (!first)
-                    break;  // what could be read
-                client_key key{}, k{};
-                const void* prev = nullptr;
-                while (bpf_map_get_next_key(fd, prev, &k) == 0) {
-                    session v{};
-                    if (bpf_map_lookup_elem(fd, &k, &v) == 0)
-                        out.emplace_back(k, v);
-                    key = k;
-                    prev = &key;
-                }
-                return out;
+// Every entry of a sessions-like map (client_key -> session), in batches of 4,096: one bpf() call
+// per batch instead of one per entry. A kernel without batch lookups on the map type gets the
+// one-by-one walk. An entry the program adds or deletes meanwhile may be missed or seen twice.
+std::vector<std::pair<client_key, session>> read_entries(int fd)
+{
+    constexpr __u32 batch = 4096;
+    std::vector<std::pair<client_key, session>> out;
+    std::vector<client_key> keys(batch);
+    std::vector<session> values(batch);
+    __u32 in = 0, next = 0;  // the hash map's batch token: a bucket index
+    for (bool first = true;; first = false) {
+        __u32 count = batch;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, keys.data(), values.data(), &count, nullptr);
+        if (err && errno != ENOENT) {
+            if (!first)
+                break;  // what could be read
+            client_key key{}, k{};
+            const void* prev = nullptr;
+            while (bpf_map_get_next_key(fd, prev, &k) == 0) {
+                session v{};
+                if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+                    out.emplace_back(k, v);
+                key = k;
+                prev = &key;
             }
-            for (__u32 i = 0; i < count; i++)
-                out.emplace_back(keys[i], values[i]);
-            if (err)
-                return out;  // ENOENT: that was the last batch
-            in = next;
+            return out;
         }
-        return out;
+        for (__u32 i = 0; i < count; i++)
+            out.emplace_back(keys[i], values[i]);
+        if (err)
+            return out;  // ENOENT: that was the last batch
+        in = next;
     }
+    return out;
+}
 
-    // How many entries a sessions-like map holds, counted in batches as read_entries() reads them.
-    std::size_t count_entries(int fd)
-    {
-        constexpr __u32 batch = 4096;
-        std::vector<client_key> keys(batch);
-        std::vector<session> values(batch);
-        __u32 in = 0, out = 0;
-        std::size_t n = 0;
-        for (bool first = true;; first = false) {
-            __u32 count = batch;
-            int err =
-                bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(), &count, nullptr);
-            if (err && errno != ENOENT) {
-                if (!first)
-                    break;  // counted what could be read: a count, not an inventory
-                n = 0;
-                client_key key{}, next{};
-                const void* prev = nullptr;
-                while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-                    n++;
-                    key = next;
-                    prev = &key;
-                }
-                return n;
+// How many entries a sessions-like map holds, counted in batches as read_entries() reads them.
+std::size_t count_entries(int fd)
+{
+    constexpr __u32 batch = 4096;
+    std::vector<client_key> keys(batch);
+    std::vector<session> values(batch);
+    __u32 in = 0, out = 0;
+    std::size_t n = 0;
+    for (bool first = true;; first = false) {
+        __u32 count = batch;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(), &count, nullptr);
+        if (err && errno != ENOENT) {
+            if (!first)
+                break;  // counted what could be read: a count, not an inventory
+            n = 0;
+            client_key key{}, next{};
+            const void* prev = nullptr;
+            while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+                n++;
+                key = next;
+                prev = &key;
             }
-            n += count;
-            if (err)
-                return n;  // ENOENT: that was the last batch
-            in = out;
+            return n;
         }
-        return n;
+        n += count;
+        if (err)
+            return n;  // ENOENT: that was the last batch
+        in = out;
     }
+    return n;
+}
 
-    std::uint32_t max_entries(int fd, const char* what)
-    {
-        bpf_map_info info{};
-        __u32 len = sizeof(info);
-        if (bpf_obj_get_info_by_fd(fd, &info, &len))
-            throw_system_error(std::string("cannot read the ") + what + " map info", errno);
-        return info.max_entries;
-    }
+std::uint32_t max_entries(int fd, const char* what)
+{
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len))
+        throw_system_error(std::string("cannot read the ") + what + " map info", errno);
+    return info.max_entries;
+}
 
 }  // namespace
 

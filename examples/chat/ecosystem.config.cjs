@@ -8,7 +8,7 @@
 const path = require('node:path');
 
 // A stopping worker serves its sessions for up to SIO_DRAIN_MS, then takes up to 5 s to close
-// them (drain.js); PM2 must not SIGKILL it before.
+// them (sio-steer-drain, packages/sio-steer-drain); PM2 must not SIGKILL it before.
 const DRAIN_MS = Number(process.env.SIO_DRAIN_MS || 10000);
 
 module.exports = {

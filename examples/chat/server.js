@@ -4,11 +4,11 @@
 // env: PORT (5001), HOST (all addresses), REDIS_URL (redis://127.0.0.1:6379),
 //      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener),
 //      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections,
-//      SIO_DRAIN_MS (10000): how long a stopping worker keeps serving its sessions (drain.js),
+//      SIO_DRAIN_MS (10000): how long a stopping worker keeps serving its sessions (sio-steer-drain, packages/sio-steer-drain),
 //      SIO_STOP=close: stop the way most apps do instead (httpServer.close(); io.close()), to compare,
 //      SIO_STEER_LOCK_DIR (/run/sio-steer): `sio-steer attach --lock-dir`, where its control socket is,
 //      SIO_STEER_KEY=destination: attached with `--key destination` (behind `nginx-conf --key destination`):
-//        a stopping worker hands its destinations over instead of its client addresses (drain.js),
+//        a stopping worker hands its destinations over instead of its client addresses (sio-steer-drain, packages/sio-steer-drain),
 //      SIO_STICKY_MODULE: the @socket.io/sticky whose setupWorker to use (its primary's version, e.g.
 //        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis.
@@ -17,7 +17,7 @@ const http = require('node:http');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { createClient } = require('redis');
-const { gracefulStop } = require('./drain');
+const { gracefulStop } = require('sio-steer-drain'); // packages/sio-steer-drain
 
 const PORT = Number(process.env.PORT || 5001);
 const HOST = process.env.HOST || undefined;
@@ -107,7 +107,7 @@ async function main() {
     stopping = true;
     const log = (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`);
     // pm2 reload / stop: serve the sessions here until they end or SIO_DRAIN_MS is up, then close
-    // each without failing a request, then stop listening (drain.js). PM2's kill_timeout must be
+    // each without failing a request, then stop listening (sio-steer-drain, packages/sio-steer-drain). PM2's kill_timeout must be
     // longer (ecosystem.config.cjs).
     if (ABRUPT_STOP) {
       httpServer.close();

@@ -19,10 +19,42 @@
 //
 // Engine.IO's own io.close() discards instead: it resets POSTs in flight and drops at once the
 // sessions whose poll is not pending, whose next request then gets "400 Session ID unknown".
-// This file uses Engine.IO 6 internals (writeBuffer, packetsFn, sentCallbackFn, transport.send,
-// writable, dataReq), as of engine.io 6.6.
+// Steps 2 and 3 use Engine.IO internals (writeBuffer, packetsFn, sentCallbackFn, transport.send,
+// writable, dataReq, upgrading), tested on the engine.io lines in KNOWN_ENGINES (socket.io 4.7 and
+// 4.8: test/). On an engine.io it does not know, it warns once and stops plainly instead: the drain
+// (step 1, public API), then httpServer.close() and io.close().
 'use strict';
+const fs = require('node:fs');
 const net = require('node:net');
+const path = require('node:path');
+
+// engine.io minor versions whose internals this module was tested on (test/matrix/), with the event
+// a polling transport emits when the client's GET arrives (a write may go out): 6.6 renamed it.
+const GET_EVENT = { '6.5': 'drain', '6.6': 'ready' };
+const KNOWN_ENGINES = Object.keys(GET_EVENT);
+
+// The version of the engine.io that made io.engine: the engine.io module whose Server it is an
+// instance of, among those loaded (an app may have several copies), and that module's package.json.
+function engineVersion(engine) {
+  for (const [file, mod] of Object.entries(require.cache)) {
+    if (!/[\\/]engine\.io[\\/]build[\\/]engine\.io\.js$/.test(file)) continue;
+    const Server = mod.exports?.Server;
+    if (typeof Server !== 'function' || !(engine instanceof Server)) continue;
+    try {
+      return JSON.parse(fs.readFileSync(path.join(path.dirname(file), '..', 'package.json'), 'utf8')).version;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+// { version, known }: whether this module knows the engine.io of `io`.
+function engineSupport(io) {
+  const version = engineVersion(io.engine);
+  const line = version?.split('.').slice(0, 2).join('.');
+  return { version, known: Boolean(version && KNOWN_ENGINES.includes(line)), getEvent: GET_EVENT[line] };
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -103,7 +135,7 @@ async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp
 // Says goodbye to one session as soon as it may. Resolves once its client has read the goodbye, or
 // after readMs: from then on it sends nothing more for this session, so releasing it cannot send
 // one of its requests to the successor.
-function sayGoodbye(socket, readMs) {
+function sayGoodbye(socket, readMs, getEvent) {
   return new Promise((done) => {
     const ready = () => !socket.upgrading && !(owed.get(socket) > 0);
     if (socket.transport.name !== 'polling') {
@@ -120,7 +152,7 @@ function sayGoodbye(socket, readMs) {
     // as it reads the payload, before the close: the pong says it has read the goodbye. (No pong if
     // it has a POST in flight then: readMs decides.)
     const transport = socket.transport;
-    const stop = () => { transport.removeListener('ready', onGet); clearInterval(retry); };
+    const stop = () => { transport.removeListener(getEvent, onGet); clearInterval(retry); };
     const onGet = () => {
       if (socket.readyState !== 'open') return stop(), done();
       if (!transport.writable || !ready()) return;
@@ -134,7 +166,7 @@ function sayGoodbye(socket, readMs) {
       transport.send([...buffered, { type: 'ping' }, { type: 'close' }]);
       Promise.race([pong, sleep(readMs)]).then(done);
     };
-    transport.prependListener('ready', onGet); // before Engine.IO flushes the GET
+    transport.prependListener(getEvent, onGet); // before Engine.IO flushes the GET
     const retry = setInterval(onGet, 2); // a GET already pending, or an ack owed a moment ago
     onGet();
   });
@@ -158,7 +190,7 @@ async function goodbye(engine, control, opts, stats, onAllTold) {
   const tolds = [];
   const done = Promise.all([...byAddress].map(async ([address, sessions]) => {
     const told = Promise.race([
-      Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs))).then(() => true),
+      Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))).then(() => true),
       sleep(Math.max(0, until - Date.now())).then(() => false),
     ]);
     tolds.push(told);
@@ -252,7 +284,7 @@ async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTo
     const tellAll = async () => {
       for (let fresh; (fresh = of(d).filter((s) => !sessions.has(s))).length && Date.now() < until;) {
         for (const s of fresh) sessions.add(s);
-        await Promise.race([Promise.all(fresh.map((s) => sayGoodbye(s, opts.readMs))), sleep(Math.max(0, until - Date.now()))]);
+        await Promise.race([Promise.all(fresh.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))), sleep(Math.max(0, until - Date.now()))]);
       }
       return Date.now() < until;
     };
@@ -281,11 +313,33 @@ async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTo
 // that got its goodbye takes POSTs), controlSocket (sio-steer's `<lock dir>/<port>.sock`), log (one
 // line per step), controlTimeoutMs (2000: how long a release may wait for its answer; then the
 // drain carries on without the controller, as if there were none). key: 'destination' for `sio-steer attach --key destination` (call after io is
-// attached to httpServer), else clients are released by their address.
-function gracefulStop(io, httpServer, { key = 'address' } = {}) {
+// attached to httpServer), else clients are released by their address. warn: where the one warning
+// about an unknown engine.io goes (console.warn).
+function gracefulStop(io, httpServer, { key = 'address', warn = console.warn } = {}) {
+  const engine = engineSupport(io);
+  if (!engine.known) {
+    warn(`sio-steer-drain: engine.io ${engine.version ?? '(version not found)'} is not one this version knows ` +
+      `(${KNOWN_ENGINES.map((v) => `${v}.x`).join(', ')}): a stop only drains, then closes plainly ` +
+      '(httpServer.close(), io.close()); during a reload, requests in flight may fail with "400 Session ID unknown". ' +
+      'Pin socket.io 4.7 or 4.8, or upgrade sio-steer-drain.');
+    return (options) => plainClose(io, httpServer, options);
+  }
   io.on('connection', countAcks);
   const dests = key === 'destination' ? destinationTracker(httpServer, io.engine) : null;
-  return (options) => drainAndClose(io, httpServer, { ...options, dests });
+  return (options) => drainAndClose(io, httpServer, { ...options, dests, getEvent: engine.getEvent });
+}
+
+// Unknown engine.io: step 1 (public API only), then Engine.IO's own close.
+async function plainClose(io, httpServer, options = {}) {
+  const opts = { drainMs: 10000, log: () => {}, ...options };
+  const until = Date.now() + opts.drainMs;
+  opts.log(`draining ${io.engine.clientsCount} session(s) for up to ${opts.drainMs} ms (plain close: unknown engine.io)`);
+  while (io.engine.clientsCount > 0 && Date.now() < until) await sleep(50);
+  const left = io.engine.clientsCount;
+  httpServer.close();
+  io.close();
+  opts.log(`closed plainly: ${left} session(s) left to io.close()`);
+  await sleep(200);
 }
 
 async function drainAndClose(io, httpServer, options = {}) {
@@ -321,4 +375,4 @@ async function drainAndClose(io, httpServer, options = {}) {
   await sleep(200); // close frames and close packets on their way out
 }
 
-module.exports = { gracefulStop, connectControl };
+module.exports = { gracefulStop, connectControl, engineSupport, KNOWN_ENGINES };

@@ -1,5 +1,6 @@
 // PM2 ecosystem for the chat example.
 // env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, SIO_DRAIN_MS (10000), SIO_STEER_LOCK_DIR,
+//      LISTEN_TIMEOUT (10000 ms: PM2's listen_timeout; raise it on a host too busy to start a worker in 10 s),
 //      PM2_EXEC_MODE ("cluster" or "fork"),
 //      PORT_PER_INSTANCE=1: instance i listens on PORT + i (PM2's increment_var), e.g. behind nginx.
 // In cluster mode the workers run on the PM2 daemon's Node, whatever `interpreter` says, so start
@@ -21,7 +22,9 @@ module.exports = {
       exec_mode: process.env.PM2_EXEC_MODE || 'cluster',
       instances: Number(process.env.INSTANCES || 4),
       wait_ready: true,      // server.js sends 'ready' after listen (shortens the reload overlap)
-      listen_timeout: 10000, // upper bound only: 'ready' ends the wait as soon as the worker listens
+      // upper bound only: 'ready' ends the wait as soon as the worker listens. Past it PM2 stops the
+      // old worker anyway, before its replacement listens (a drain then has nobody to hand over to).
+      listen_timeout: Number(process.env.LISTEN_TIMEOUT || 10000),
       kill_timeout: DRAIN_MS + 8000,
       autorestart: true,
       max_restarts: 10,

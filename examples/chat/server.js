@@ -14,6 +14,8 @@
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis.
 'use strict';
 const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { createClient } = require('redis');
@@ -34,6 +36,14 @@ const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE };
 
+// The page (public/): GET / and its two files; the Socket.IO client is /socket.io/socket.io.min.js.
+const PAGE = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/chat.js': ['chat.js', 'text/javascript; charset=utf-8'],
+  '/chat.css': ['chat.css', 'text/css; charset=utf-8'],
+};
+const INBOX_MAX = 500; // messages kept per user for a page to catch up after a reconnect
+
 let engineErrors = 0; // requests this worker refused (e.g. code 1, "Session ID unknown")
 
 async function main() {
@@ -47,6 +57,12 @@ async function main() {
     if (req.url === '/health') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ ...me, node: process.version, reusePort: REUSEPORT, clients: io.engine.clientsCount, engineErrors }));
+      return;
+    }
+    const file = PAGE[req.url.split('?')[0]];
+    if (file && req.method === 'GET') {
+      res.setHeader('content-type', file[1]);
+      fs.createReadStream(path.join(__dirname, 'public', file[0])).pipe(res);
       return;
     }
     res.statusCode = 404;
@@ -68,13 +84,34 @@ async function main() {
       socket.to(`user:${msg?.to}`).emit('typing', { from: user });
     });
 
-    // direct message: deliver, bump the peer's unread counter, ack with this worker's identity
+    // direct message: deliver, bump the peer's unread counter, ack with this worker's identity.
+    // A message with an id (the page's) is delivered once however often it is sent (the client
+    // sends it again if its ack is lost in a reconnect), and kept in the peer's inbox, where the
+    // peer's page finds it if it was reconnecting when it was delivered ('sync').
     socket.on('dm', async (msg, ack) => {
       const to = String(msg?.to);
-      const unread = await store.incr(`unread:${to}`);
-      io.to(`user:${to}`).emit('dm', { from: user, text: msg?.text, ts: msg?.ts });
+      const reply = () => { if (typeof ack === 'function') ack({ ok: true, ...me }); };
+      let entry = { from: user, text: msg?.text, ts: msg?.ts }, unread;
+      if (msg?.id) {
+        if (!(await store.set(`dm:${msg.id}`, '1', { NX: true, EX: 3600 }))) return reply(); // seen
+        entry = { id: String(msg.id), seq: await store.incr('dm:seq'), ...entry };
+        [, , unread] = await store.multi()
+          .rPush(`inbox:${to}`, JSON.stringify(entry)).lTrim(`inbox:${to}`, -INBOX_MAX, -1)
+          .incr(`unread:${to}`).exec();
+      } else {
+        unread = await store.incr(`unread:${to}`);
+      }
+      io.to(`user:${to}`).emit('dm', entry);
       io.to(`user:${to}`).emit('unread', { count: unread });
-      if (typeof ack === 'function') ack({ ok: true, ...me });
+      reply();
+    });
+
+    // what reached this user's inbox after `since` (a page (re)connecting), and the unread count
+    socket.on('sync', async (msg, ack) => {
+      if (typeof ack !== 'function') return;
+      const since = Number(msg?.since) || 0;
+      const [inbox, unread] = await Promise.all([store.lRange(`inbox:${user}`, 0, -1), store.get(`unread:${user}`)]);
+      ack({ messages: inbox.map((e) => JSON.parse(e)).filter((e) => e.seq > since), unread: Number(unread) || 0, ...me });
     });
 
     socket.on('read', async (ack) => {

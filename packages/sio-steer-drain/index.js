@@ -197,7 +197,11 @@ async function goodbye(engine, control, opts, stats, onAllTold) {
     if (!(await told)) return; // left to io.close()
     const toldAt = Date.now();
     stats.told += sessions.length;
-    if (control) stats[(await control.request(`release ${address}`)).split(' ')[0]]++;
+    if (control) {
+      const reply = await control.request(`release ${address}`);
+      stats[reply.split(' ')[0]]++;
+      if (!reply.startsWith('ok')) opts.log(`release ${address}: ${reply}`); // why a client stays
+    }
     await sleep(Math.max(0, toldAt + opts.graceMs - Date.now())); // POSTs that crossed the goodbye
     await Promise.all(sessions.map((s) => closeWhenIdle(s, until + opts.graceMs)));
   }));

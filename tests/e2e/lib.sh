@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by the end-to-end tests: the real stack (Redis, PM2 cluster of the chat example on Node 24,
 # sio-steer) on loopback, with a private PM2_HOME, pin root and lock folder, all removed on exit.
-#   . tests/e2e/lib.sh        then: e2e_start_stack [instances]; e2e_attach; e2e_load ARGS...
+#   . tests/e2e/lib.sh        then: e2e_start_stack [instances]; e2e_attach; e2e_load ARGS...;
+#                             nginx_start NAME PORT (with $E2E_TMP/NAME.conf)
 # SIO_STEER: the binary (default build/userspace/sio-steer). E2E_KEEP=DIR: copy the results and the
 # workers' PM2 logs there at the end.
 set -euo pipefail
@@ -58,6 +59,52 @@ e2e_attach() {
   done
   cat "$E2E_TMP/attach.log" >&2
   e2e_fail "sio-steer attach did not start following"
+}
+
+# nginx, with its own prefix folder, stopped by pid (and by the cleanup, with the other background pids).
+NGINX_PID=""
+
+# nginx_start NAME PORT: nginx with $E2E_TMP/NAME.conf in its http {}, on 127.0.0.1:PORT.
+nginx_start() {
+  local name="$1" port="$2" dir="$E2E_TMP/nginx-$1" i
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+master_process off;
+daemon off;
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    include $E2E_TMP/$name.conf;
+}
+EOF
+  nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+    { cat "$dir/error.log" >&2; e2e_fail "nginx -t refused the configuration $name"; }
+  e2e_log "ok: nginx -t accepts $name"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+  NGINX_PID=$!
+  E2E_BG_PIDS+=("$NGINX_PID")
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$dir/error.log" >&2
+  e2e_fail "nginx ($name) is not listening on $port"
+}
+
+nginx_stop() {
+  [[ -n "$NGINX_PID" ]] || return 0
+  kill "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=""
 }
 
 e2e_status() { "$SIO_STEER" status --port "$CHAT_PORT" --pin-root "$E2E_PINS" "$@"; }

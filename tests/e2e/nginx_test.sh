@@ -30,51 +30,6 @@ ip link set lo up
 
 command -v nginx >/dev/null || e2e_fail "nginx is not installed (scripts/install-deps.sh)"
 LOAD=(--polling 150 --upgrade 150 --messages 3 --interval 500 --time-limit 90 --src-base 127.2.0.0 --no-clients)
-NGINX_PID=""
-
-# nginx_start NAME PORT: nginx with $E2E_TMP/NAME.conf in its http {}, on 127.0.0.1:PORT.
-nginx_start() {
-  local name="$1" port="$2" dir="$E2E_TMP/nginx-$1" i
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<EOF
-master_process off;
-daemon off;
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    include $E2E_TMP/$name.conf;
-}
-EOF
-  nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
-    { cat "$dir/error.log" >&2; e2e_fail "nginx -t refused the configuration $name"; }
-  e2e_log "ok: nginx -t accepts $name"
-  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
-  NGINX_PID=$!
-  E2E_BG_PIDS+=("$NGINX_PID")
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    kill -0 "$NGINX_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$dir/error.log" >&2
-  e2e_fail "nginx ($name) is not listening on $port"
-}
-
-nginx_stop() {
-  [[ -n "$NGINX_PID" ]] || return 0
-  kill "$NGINX_PID" 2>/dev/null || true
-  wait "$NGINX_PID" 2>/dev/null || true
-  NGINX_PID=""
-}
-
 nginx_conf() { "$SIO_STEER" nginx-conf --upstream "127.0.0.1:$CHAT_PORT" "$@"; }
 
 # A CDN stand-in: every request leaves from one of four edge addresses, at random, and names the

@@ -10,7 +10,7 @@
 // - a message id already on the page is not shown again.
 'use strict';
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi',
-  'ivan', 'judy', 'mallory', 'niaj', 'olivia', 'peggy', 'rupert', 'sybil'];
+  'ivan', 'judy', 'mallory', 'niaj', 'olivia', 'peggy', 'rupert', 'sybil', 'trent', 'victor', 'walter', 'wendy'];
 const $ = (id) => document.getElementById(id);
 
 let socket, me, peer;

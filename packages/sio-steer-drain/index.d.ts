@@ -19,12 +19,20 @@ export interface StopOptions {
   graceMs?: number;
   /** sio-steer's control socket, `<lock dir>/<port>.sock` (`/run/sio-steer/5001.sock`): clients are released to the successor over it. */
   controlSocket?: string;
+  /** How long a release may wait for the controller's answer; then the drain carries on as without a controller. Default 2000 ms. */
+  controlTimeoutMs?: number;
   /** One line per step. */
   log?: (line: string) => void;
 }
 
 /** Call before the app's io.on('connection', ...) handlers; returns stop(), which resolves when the worker may exit. */
 export function gracefulStop(io: IoServer, httpServer: HttpServer, setup?: GracefulStopSetup): (options?: StopOptions) => Promise<void>;
+
+/** sio-steer's control socket: one request line, one reply line. Null if nothing listens at `path`. */
+export function connectControl(
+  path: string,
+  options?: { timeoutMs?: number; log?: (line: string) => void; onGiveUp?: () => void },
+): Promise<{ request(line: string): Promise<string>; failed(): boolean; close(): void } | null>;
 
 /** The engine.io version behind `io` and whether this module knows it (else stop() closes plainly). */
 export function engineSupport(io: IoServer): { version: string | null; known: boolean; getEvent?: string };

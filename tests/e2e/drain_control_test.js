@@ -1,7 +1,7 @@
-// drain.js never waits forever for sio-steer's control socket (docs/pm2.md, step 2): a controller
+// sio-steer-drain never waits forever for sio-steer's control socket (docs/pm2.md, step 2): a controller
 // that accepts and never answers costs one timeout and one log line, then the drain carries on;
 // a connection the controller closed (idle) is opened again. No PM2, no kernel: plain Unix sockets.
-//   node tests/e2e/drain_control_test.js [path/to/drain.js]
+//   node tests/e2e/drain_control_test.js [path/to/sio-steer-drain]
 'use strict';
 const assert = require('node:assert');
 const fs = require('node:fs');
@@ -9,7 +9,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-const drain = require(path.resolve(process.argv[2] ?? path.join(__dirname, '../../examples/chat/drain.js')));
+const drain = require(path.resolve(process.argv[2] ?? path.join(__dirname, '../../packages/sio-steer-drain')));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sio-steer-drain-'));
 const deadline = setTimeout(() => {
   console.error('FAIL: a request waited more than 5 s');

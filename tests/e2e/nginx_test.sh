@@ -19,7 +19,7 @@
 #     destination-no-key  the same nginx configuration with the workers unsteered (the kernel's own
 #                    reuseport hash): "Session ID unknown" 400s (kept-alive connections reach any worker)
 #     destination-reload  `pm2 reload` under load in destination mode: 0 failed requests, 0 x 400 (each
-#                    replaced worker hands its destinations over whole: drain.js)
+#                    replaced worker hands its destinations over whole: sio-steer-drain)
 if [[ -z "${SIO_STEER_E2E_NETNS:-}" ]]; then
   # npm ci (if node_modules is stale) needs the network: before leaving it
   . "$(dirname "$0")/../../scripts/node-env.sh" >/dev/null || exit 1

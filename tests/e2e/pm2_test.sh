@@ -33,7 +33,7 @@ scenario_affinity() {
   e2e_expect "$f" '(.workers | length) == 4 and all(.workers[]; .clients > 0)' "every worker has clients (all cores in use)"
 }
 
-# pm2 reload under load. A replaced worker drains (examples/chat/drain.js): it serves its sessions
+# pm2 reload under load. A replaced worker drains (packages/sio-steer-drain): it serves its sessions
 # while sio-steer sends new clients to its replacement; after SIO_DRAIN_MS it says goodbye to each
 # session and releases its client to the replacement over sio-steer's control socket, then stops
 # listening. First the failure this fixes: the same reload with the stop most apps have

@@ -2,6 +2,8 @@
 // option it does not know with exit 2, naming its own --help. No privileges, no kernel state.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include "cli.h"
@@ -106,4 +108,19 @@ TEST(Cli, NginxConfNumbersRefuseSignsInsteadOfWrapping)
     result ok = run({"nginx-conf", "--key", "destination", "--destinations", "16", "--keepalive", "4"});
     EXPECT_EQ(ok.code, 0) << ok.err;
     EXPECT_NE(ok.out.find("keepalive 4;"), std::string::npos) << ok.out;
+}
+
+// Found by the config_file fuzz target: Boost fills an error message's %value% with the value until
+// no token is left, so `once = %value%…` in a config file made attach spin (and grow) forever.
+TEST(Cli, AConfigValueHoldingBoostsPlaceholdersIsRefusedAtOnce)
+{
+    const std::string file = testing::TempDir() + "sio-steer-cli-placeholder.conf";
+    {
+        std::ofstream(file) << "once=~4%value%'-rrefix\n";
+    }
+    result r = run({"attach", "--port", "5001", "--config", file, "--pin-root", "/nonexistent"});
+    std::remove(file.c_str());
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find("sio-steer attach: " + file + ":1: once = ~4%value%'-rrefix: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("~4\xef\xbc\x85value\xef\xbc\x85'-rrefix"), std::string::npos) << r.err;
 }

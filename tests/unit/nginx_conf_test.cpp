@@ -480,6 +480,19 @@ TEST(NginxConf, BadOptionsAreUsageErrorsThatSayWhatToDo)
 
 // Found by tests/fuzz (corpus/nginx_conf/nul_in_path): a NUL or another control character passed
 // the checks and went into nginx's configuration as it was; inet_pton read an address up to a NUL.
+// Found by the nginx_conf fuzz target: nginx reads a backslash in a token as an escape, so a path
+// ending in one ("/x\\" then ";") would carry the directive on into the next line.
+TEST(NginxConf, ABackslashInAPathIsRefused)
+{
+    for (const char* path : {"/etc/ssl/site\\", "/etc/ssl/sit\\npem"}) {
+        nginx_conf_options o;
+        o.listen = "443";
+        o.ssl_certificate = path;
+        o.ssl_certificate_key = "/etc/ssl/site.key";
+        EXPECT_EQ(usage_error(o), exit_code::usage) << path;
+    }
+}
+
 TEST(NginxConf, ControlCharactersAndNulsAreRefused)
 {
     using namespace std::string_literals;

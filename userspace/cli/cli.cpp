@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ostream>
 
+#include "config_file.h"
 #include "errors.h"
 #include "sio_steer.h"
 
@@ -83,7 +84,8 @@ bool parse_args(const char* verb, const char* synopsis, const args& a, po::optio
         }
         po::notify(vm);
     } catch (const po::error& e) {
-        throw steer_error(exit_code::usage, e.what(), {}, std::string("see `sio-steer ") + verb + " --help`");
+        throw steer_error(exit_code::usage, option_error_text(e), {},
+                          std::string("see `sio-steer ") + verb + " --help`");
     }
     return true;
 }

@@ -69,7 +69,7 @@ config_file config_file::read(const std::string& path, const po::options_descrip
             try {
                 po::store(parsed, vm);  // a value the command line set already is kept
             } catch (const po::error& e) {
-                throw refuse(name + " = " + value + ": " + e.what(),
+                throw refuse(name + " = " + value + ": " + option_error_text(e),
                              "see `sio-steer attach --help` for what " + name + " takes");
             }
         }
@@ -85,6 +85,22 @@ steer_error config_file::locate(const steer_error& e) const
         if (what.starts_with("--" + name + " "))
             return steer_error(e.code(), path_ + ":" + std::to_string(line) + ": " + what, e.why(), e.fix());
     return e;
+}
+
+std::string option_error_text(const po::error& e)
+{
+    const auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+    if (!named)
+        return e.what();
+    // The substitutions are protected: reached through a member pointer named in a derived class.
+    struct open_error : po::error_with_option_name {
+        static auto substitutions() { return &open_error::m_substitutions; }
+    };
+    po::error_with_option_name inert = *named;
+    for (auto& [token, text] : inert.*open_error::substitutions())
+        for (std::size_t at = 0; (at = text.find('%', at)) != std::string::npos; at += 3)
+            text.replace(at, 1, "\xef\xbc\x85");  // U+FF05 FULLWIDTH PERCENT SIGN
+    return inert.what();
 }
 
 }  // namespace sio_steer

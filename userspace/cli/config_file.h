@@ -31,4 +31,9 @@ private:
     std::map<std::string, int> lines_;  // option name -> line it was set on
 };
 
+// The message of a Boost.Program_options error. Boost fills %value%, %option%, ... in a loop until
+// none is left, so a value that holds such a token (`once = %value%` in a config file) would never
+// end: its '%' are shown as '％' instead.
+std::string option_error_text(const boost::program_options::error& e);
+
 }  // namespace sio_steer

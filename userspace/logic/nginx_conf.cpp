@@ -89,8 +89,9 @@ bool valid_path(const std::string& path)
     if (path.empty() || path.size() > 4096)
         return false;
     for (char ch : path)
-        if (std::isspace(static_cast<unsigned char>(ch)) || std::iscntrl(static_cast<unsigned char>(ch)) || ch == ';' || ch == '{' || ch == '}' || ch == '"' ||
-            ch == '\'' || ch == '$' || ch == '#')
+        if (std::isspace(static_cast<unsigned char>(ch)) || std::iscntrl(static_cast<unsigned char>(ch)) || ch == ';' ||
+            ch == '{' || ch == '}' || ch == '"' || ch == '\'' || ch == '$' || ch == '#' ||
+            ch == '\\')  // nginx reads a backslash as an escape: "\\;" ends nothing
             return false;
     return true;
 }
@@ -354,7 +355,8 @@ void validate(const nginx_conf_options& o)
     for (const auto* path : {&o.ssl_certificate, &o.ssl_certificate_key})
         if (!path->empty() && !valid_path(*path))
             throw steer_error(exit_code::usage, *path + " is not a file path nginx takes as it is",
-                              "no spaces, quotes, ';', '{', '}', '$' or '#'", "give the path without them");
+                              "no spaces, quotes, backslashes, ';', '{', '}', '$' or '#'",
+                              "give the path without them");
 }
 
 std::string nginx_location_snippet(const nginx_conf_options& o)

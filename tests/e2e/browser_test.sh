@@ -16,9 +16,7 @@
 # polling_only_http_400, reload_reconnects_max, messages_lost, without_steering_http_400, ...).
 # SCREENSHOT_DIR=docs: also writes docs/browser-chat.png and docs/browser-network.png.
 # Runs in a fresh network namespace: only loopback, every port free.
-# Known flake (why ctest does not run it yet): during `pm2 reload` on the busy 2-core machine, a
-# stopping worker sometimes gets "none" for its release (its clients are not handed to the
-# successor), its pages reconnect twice, and a polling page may see a 400; the drain now logs why.
+# E2E_KEEP=DIR keeps the logs (PM2's, nginx's, the controller's, the driver's) in DIR.
 if [[ -z "${SIO_STEER_E2E_NETNS:-}" ]]; then
   # npm ci (chat, puppeteer-core) needs the registry: before leaving the network
   . "$(dirname "$0")/../../scripts/node-env.sh" >/dev/null || exit 1

@@ -37,9 +37,9 @@ protected:
 
     // A following attach, once it follows the port (its control socket open) and the workers map
     // holds the live workers.
-    void start_controller()
+    void start_controller(const std::vector<std::string>& extra = {})
     {
-        kernel_test::start_controller();
+        kernel_test::start_controller(extra);
         wait_for_workers();
     }
 
@@ -240,6 +240,45 @@ TEST_F(LifecycleTest, DrainingWorkerReleasesItsClientsOneByOneToItsSuccessor)
     for (const std::string& client : old_clients)
         EXPECT_EQ(pid_of(after[client]), new_pid) << client;
     EXPECT_EQ(moved(before, after, old_pid), 0);
+}
+
+// PM2 stops a worker as soon as its replacement listens, so the drain's first release can reach
+// the controller before it has seen the replacement: an event not read yet, a poll not due. Here
+// the controller is stopped while the replacement listens and the release is sent, then woken: it
+// must find the replacement before it answers (it said "none ...: no live successor" before).
+TEST_F(LifecycleTest, AReleaseSentAsTheReplacementListensFindsTheReplacement)
+{
+    for (const char* follow : {"polling", "auto"}) {
+        SCOPED_TRACE(std::string("--follow ") + follow);
+        start_controller({"--follow", follow});
+        client_map before = where(clients);
+        const std::string control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
+        const std::string old_pid = std::to_string(w[2]->pid());
+        std::string client;
+        for (const auto& [c, worker] : before)
+            if (pid_of(worker) == old_pid)
+                client = c;
+        ASSERT_FALSE(client.empty());
+
+        ASSERT_EQ(kill(controller->pid(), SIGSTOP), 0);
+        auto replacement = worker_process::instance(port, 2);
+        const std::string new_pid = std::to_string(replacement->pid());
+        std::string reply;
+        std::thread drain([&] { reply = w[2]->request(control, "release " + client); });
+        std::this_thread::sleep_for(milliseconds(300));  // the line waits in the socket
+        kill(controller->pid(), SIGCONT);
+        drain.join();
+        EXPECT_TRUE(reply.starts_with("ok " + client + " slot ")) << reply << "\ncontroller:\n" << controller->output();
+        w.push_back(std::move(replacement));
+        wait_for_workers();
+        EXPECT_EQ(pid_of(where({client})[client]), new_pid) << "the released client goes to the replacement";
+
+        // Next round: the replacement is instance 2 (the old worker goes), under a new controller.
+        w[2] = std::move(w.back());
+        w.pop_back();
+        wait_for_workers();
+        controller.reset();
+    }
 }
 
 TEST_F(LifecycleTest, ScaleUpKeepsRecordedClientsAndSendsNewOnesToTheNewWorker)

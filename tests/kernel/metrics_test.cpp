@@ -242,9 +242,11 @@ TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
     EXPECT_EQ(after[syncs], before[syncs]) << "connections woke the controller";
 
     w[2]->kill_now();
-    // Noticed without a periodic resync (a minute away): within scrape_until's 5 s.
+    // Noticed without a periodic resync (a minute away): within scrape_until's 5 s. The gauges
+    // read the kernel's map, which drops a closed socket at once, so wait for the sync as well.
     samples gone = scrape_until([&](const samples& s) {
-        return s.at(metric("sio_steer_workers_live")) == 3 && s.at(metric("sio_steer_in_sync")) == 1;
+        return s.at(syncs) > after[syncs] && s.at(metric("sio_steer_workers_live")) == 3 &&
+               s.at(metric("sio_steer_in_sync")) == 1;
     });
     EXPECT_GT(gone[syncs], after[syncs]) << "the closing listener went unnoticed";
     EXPECT_EQ(gone[metric("sio_steer_workers_live")], 3);

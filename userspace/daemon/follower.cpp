@@ -110,6 +110,17 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // event, so that the log line below means: followed from now on.
     listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
     resync_and_tell(options, tracker, {}, settings);
+    auto last_sync = steady_clock::now();
+    std::vector<steady_clock::time_point> rechecks;
+    // What the watch reported (none when polling), then a resync.
+    auto follow_changes = [&](const listener_changes& changes) {
+        last_sync = steady_clock::now();
+        // The event of a closing listener comes before the kernel unhashes it, so sock_diag may
+        // still list it: look again a little later.
+        if (changes.stopped)
+            rechecks = {last_sync + milliseconds(20), last_sync + milliseconds(200)};
+        resync_and_tell(options, tracker, changes.pids, settings);
+    };
     // Where draining workers release their clients one by one (release.h); open before the line
     // below, which tells tests, scripts and the unit that the port is followed and served.
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
@@ -117,7 +128,8 @@ int follow(const steer_options& options, const pinned_state& state, const follow
         control_path, settings.control_group,
         [&](const control_peer& peer) { return admit_control_peer(state, options.port, peer); },
         [&](const control_peer& peer, std::string_view line) {
-            control_reply reply = handle_control_request(state, options.port, peer, line);
+            control_reply reply = handle_control_request(
+                state, options.port, peer, line, [&] { follow_changes(watch ? watch->drain() : listener_changes{}); });
             if (settings.after_request)
                 settings.after_request(reply.line);
             return reply;
@@ -140,8 +152,6 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
     const std::string config_pin = state.dir() + "/config";
-    auto last_sync = steady_clock::now();
-    std::vector<steady_clock::time_point> rechecks;
     bool control_busy = false;  // the control socket left work for the next pass
 
     for (;;) {
@@ -166,22 +176,17 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             spdlog::info("the pinned state in {} was removed (sio-steer detach): exiting", state.dir());
             return 0;
         }
-        // A bounded amount per pass: a peer that writes without pause delays the checks above
-        // and the resync below by one pass, not forever.
-        control_busy = control.serve();
         listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
         const auto now = steady_clock::now();
-        bool recheck_due = !rechecks.empty() && now >= rechecks.front();
-        if (!changes.events && !recheck_due && now - last_sync < resync)
-            continue;
-        last_sync = now;
+        const bool recheck_due = !rechecks.empty() && now >= rechecks.front();
         while (!rechecks.empty() && rechecks.front() <= now)
             rechecks.erase(rechecks.begin());
-        // The event of a closing listener comes before the kernel unhashes it, so sock_diag may
-        // still list it: look again a little later.
-        if (changes.stopped)
-            rechecks = {now + milliseconds(20), now + milliseconds(200)};
-        resync_and_tell(options, tracker, changes.pids, settings);
+        if (changes.events || recheck_due || now - last_sync >= resync)
+            follow_changes(changes);
+        // After the resync: a release that came with its replacement's listen finds the replacement.
+        // A bounded amount per pass: a peer that writes without pause delays the checks above and
+        // the resync by one pass, not forever.
+        control_busy = control.serve();
     }
 }
 

@@ -1,6 +1,7 @@
 #include "release.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "client_key.h"
 #include "control_request.h"
@@ -11,7 +12,7 @@ namespace sio_steer {
 namespace {
 
 std::string release(const pinned_state& state, const std::vector<std::uint32_t>& mine, pid_t pid,
-                    const release_request& request)
+                    const release_request& request, const std::function<void()>& catch_up)
 {
     const std::string& address = request.address;
     const config c = state.read_config();
@@ -28,9 +29,16 @@ std::string release(const pinned_state& state, const std::vector<std::uint32_t>&
     const slot& from = slots[s->slot];
     const std::uint32_t to = from.successor;
     if (to == SIO_STEER_SLOT_NONE || to >= slots.size() || slots[to].cookie == 0 ||
-        state.worker_cookie(to) != slots[to].cookie)
+        state.worker_cookie(to) != slots[to].cookie) {
+        // PM2 stops a worker once its replacement listens, which the controller may not have
+        // seen yet (an event still queued, or the next poll): look now, and ask once more.
+        if (catch_up) {
+            catch_up();
+            return release(state, mine, pid, request, {});
+        }
         return "none " + address + ": slot " + std::to_string(s->slot) +
                " has no live successor (no replacement listens yet); its clients move when it closes";
+    }
 
     // Where the program would record it: in moved if the ring sends the key elsewhere.
     const bool off_ring = state.ring_at(ring_bucket(key, c)) != to;
@@ -72,7 +80,7 @@ std::optional<std::string> admit_control_peer(const pinned_state& state, std::ui
 }
 
 control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
-                                     std::string_view line)
+                                     std::string_view line, const std::function<void()>& catch_up)
 {
     // Who asks first: a stranger learns nothing, not even whether its line would parse.
     const std::vector<std::uint32_t> mine = slots_of_peer(state, port, peer);
@@ -81,7 +89,7 @@ control_reply handle_control_request(const pinned_state& state, std::uint16_t po
     auto request = parse_control_request(line);
     if (auto* refusal = std::get_if<std::string>(&request))
         return {*refusal};
-    return {release(state, mine, peer.pid, std::get<release_request>(request))};
+    return {release(state, mine, peer.pid, std::get<release_request>(request), catch_up)};
 }
 
 }  // namespace sio_steer

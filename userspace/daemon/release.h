@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,7 +36,9 @@ std::optional<std::string> admit_control_peer(const pinned_state& state, std::ui
 //                        "none ADDRESS: WHY"             nothing changed (not a client of the peer,
 //                                                        no successor)
 //                        "error WHY"                     a bad request
+// catch_up: how to bring the slots up to date (a resync) when the peer's slot has no live successor
+// yet; called at most once, before answering "none".
 control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
-                                     std::string_view line);
+                                     std::string_view line, const std::function<void()>& catch_up = {});
 
 }  // namespace sio_steer

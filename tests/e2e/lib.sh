@@ -28,7 +28,8 @@ e2e_cleanup() {
     "$SIO_STEER" detach --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" >/dev/null 2>&1 || true
   fi
   if [[ -n "${E2E_KEEP:-}" ]]; then  # keep the results and the workers' logs for a look
-    mkdir -p "$E2E_KEEP" && cp -r "$E2E_TMP/." "$E2E_KEEP/" && cp -r "${PM2_HOME:-/nonexistent}/logs" "$E2E_KEEP/pm2-logs" 2>/dev/null || true
+    mkdir -p "$E2E_KEEP" && cp -r "$E2E_TMP/." "$E2E_KEEP/" && cp -r "${PM2_HOME:-/nonexistent}/logs" "$E2E_KEEP/pm2-logs" 2>/dev/null &&
+      cp "$PM2_HOME/pm2.log" "$E2E_KEEP/pm2-logs/daemon.log" 2>/dev/null || true
   fi
   node_env_cleanup
   rm -rf "$E2E_PINS" "$E2E_TMP"

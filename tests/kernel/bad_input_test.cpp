@@ -26,15 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The exit codes a user (or a systemd unit, or a script) sees; userspace/logic/errors.h names them.
-constexpr int exit_usage = 2;
-constexpr int exit_no_listeners = 3;
-constexpr int exit_not_steerable = 4;
-constexpr int exit_environment = 5;
-constexpr int exit_busy = 6;
-constexpr int exit_incompatible = 7;
-constexpr int exit_not_attached = 8;
-
 bool on_path(const std::string& program)
 {
     const char* path = std::getenv("PATH");

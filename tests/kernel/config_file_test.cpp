@@ -131,7 +131,7 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
     for (const mistake& m : mistakes) {
         write("# sio-steer@" + std::to_string(port) + "\nv6-prefix = 64\n" + m.line + "\n");
         run_result r = sio_steer(attach_args());
-        EXPECT_EQ(r.code, 2) << m.line << "\n" << r.err;
+        EXPECT_EQ(r.code, exit_usage) << m.line << "\n" << r.err;
         const std::string first = r.err.substr(0, r.err.find('\n'));
         EXPECT_EQ(first, "sio-steer attach: " + file + ":3: " + m.expected) << m.line;
         EXPECT_NE(r.err.find("\n  fix: "), std::string::npos) << r.err;
@@ -140,7 +140,7 @@ TEST_F(ConfigFileTest, EveryMistakeNamesTheLineAndTheOptionAndChangesNothing)
 
     fs::remove(file);
     run_result missing = sio_steer(attach_args());
-    EXPECT_EQ(missing.code, 2);
+    EXPECT_EQ(missing.code, exit_usage);
     EXPECT_NE(missing.err.find("cannot read the config file " + file + ": No such file or directory"),
               std::string::npos)
         << missing.err;

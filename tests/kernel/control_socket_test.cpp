@@ -337,7 +337,7 @@ TEST_F(ControlSocketTest, ControlGroupKeepsOthersOut)
 
     run_result bad = sio_steer({"attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir",
                                 pins.lock_dir() + "-other", "--control-group", "no-such-group-here"});
-    EXPECT_EQ(bad.code, 2) << bad.err;
+    EXPECT_EQ(bad.code, exit_usage) << bad.err;
     EXPECT_NE(bad.err.find("--control-group no-such-group-here: no such group"), std::string::npos) << bad.err;
 }
 

@@ -27,8 +27,6 @@
 namespace sio_steer::test {
 namespace {
 
-constexpr int exit_unhealthy = 9;
-
 // An overlayfs as containers have them, in a mount namespace of the test process's own (the
 // host's mounts are never touched; they go away with the process, the folders with this object).
 // The upper layer is a tmpfs, another filesystem than the lower one: then stat() of a file gives
@@ -365,7 +363,7 @@ TEST_F(DoctorTest, MigrationSysctlIsReported)
 TEST_F(DoctorTest, BadPortIsAUsageError)
 {
     run_result r = sio_steer({"doctor", "--port", "70000"});
-    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.code, exit_usage);
     EXPECT_NE(r.err.find("--port 70000 is not a TCP port"), std::string::npos) << r.err;
 }
 

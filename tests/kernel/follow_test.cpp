@@ -148,7 +148,7 @@ TEST_F(FollowTest, PollingIsSaidAndStillFollows)
 TEST_F(FollowTest, AnUnknownFollowModeIsAUsageError)
 {
     run_result r = sio_steer(args("attach", {"--follow", "sometimes"}));
-    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.code, exit_usage) << r.err;
     EXPECT_NE(r.err.find("--follow sometimes"), std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(pins().dir(port))) << "refused before anything changed";
 }

@@ -299,7 +299,7 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
 TEST_F(MetricsTest, StatusPrometheusSaysZeroForAPortWithNothingPinned)
 {
     run_result r = sio_steer(args("status", {"--prometheus"}));
-    EXPECT_EQ(r.code, 8) << r.err;
+    EXPECT_EQ(r.code, exit_not_attached) << r.err;
     samples s = parse_exposition(r.out);
     EXPECT_EQ(s.size(), 2u) << r.out;  // attached 0, build_info
     EXPECT_EQ(s.at(metric("sio_steer_attached")), 0);
@@ -310,12 +310,12 @@ TEST_F(MetricsTest, MalformedOrTakenMetricsAddressIsRefusedAndChangesNothing)
 {
     for (const char* bad : {"9477", "127.0.0.1:0", "::1:9477", "127.0.0.1:70000", "127.0.0.1:x"}) {
         run_result r = sio_steer(attach_args({"--metrics-listen", bad}));
-        EXPECT_EQ(r.code, 2) << bad << "\n" << r.err;
+        EXPECT_EQ(r.code, exit_usage) << bad << "\n" << r.err;
         EXPECT_NE(r.err.find(std::string("--metrics-listen ") + bad + " is not an ADDRESS:PORT"), std::string::npos)
             << r.err;
     }
     run_result once = sio_steer(attach_args({"--once", "--metrics-listen", "127.0.0.1:9477"}));
-    EXPECT_EQ(once.code, 2) << once.err;
+    EXPECT_EQ(once.code, exit_usage) << once.err;
     EXPECT_NE(once.err.find("--metrics-listen needs a following attach"), std::string::npos) << once.err;
 
     // Something else listens on the metrics port.
@@ -327,7 +327,7 @@ TEST_F(MetricsTest, MalformedOrTakenMetricsAddressIsRefusedAndChangesNothing)
     ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
     ASSERT_EQ(listen(taken.get(), 1), 0);
     run_result r = sio_steer(attach_args({"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
-    EXPECT_EQ(r.code, 5) << r.err;
+    EXPECT_EQ(r.code, exit_environment) << r.err;
     EXPECT_NE(r.err.find("cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)), std::string::npos)
         << r.err;
     EXPECT_FALSE(std::filesystem::exists(pins().dir(port))) << "nothing was pinned";

@@ -25,11 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int exit_environment = 5;
-constexpr int exit_busy = 6;
-constexpr int exit_incompatible = 7;
-constexpr int exit_not_attached = 8;
-
 // A pid that was just in use and is gone now (its process exited and was reaped).
 pid_t dead_pid()
 {

@@ -232,5 +232,43 @@ TEST_F(SynFloodTest, SpoofedSynsFromManySourcesMoveNoRecordedClient)
     EXPECT_EQ(moved, 0) << "the flood evicted clients the scale-up had left off the ring";
 }
 
+// --max-moved bounds the moved map. Past it, the clients a scale-up leaves off the ring stay in the
+// sessions map (sticky, but evictable by a flood, as before the moved map), and the controller and
+// `doctor` say so and what to raise.
+TEST_F(SynFloodTest, AFullMovedMapKeepsTheRestInTheSessionsMapAndSaysSo)
+{
+    // 2 workers, 4,000 clients; a third worker takes a third of the ring: about 1,333 clients off
+    // it, more than the smallest moved map (1,024) holds.
+    start_workers(2);
+    start_controller({"--max-moved", "1024"});
+    const std::vector<std::string> clients = client_addresses(4000, 0);
+    const std::map<std::string, std::string> recorded = where(clients);
+    w.push_back(worker_process::instance(port, 2));
+    ASSERT_TRUE(wait_for_ring_members(3)) << controller->output();
+    EXPECT_TRUE(controller->wait_for_output("the moved map is full")) << controller->output();
+    EXPECT_NE(controller->output().find("raise --max-moved, now 1024"), std::string::npos) << controller->output();
+
+    auto state = pinned_state::open(pins().dir(port));
+    ASSERT_TRUE(state);
+    const config c = state->read_config();
+    const std::vector<std::uint32_t> ring = state->read_ring();
+    int off_ring = 0, kept_apart = 0;
+    for (const std::string& client : clients) {
+        const client_key key = key_for(*parse_address(client), c);
+        std::optional<session> s = state->find_session(key);
+        ASSERT_TRUE(s) << client << " lost its session";
+        off_ring += s->slot != ring[ring_bucket(key, c)];
+        kept_apart += state->is_kept_apart(key);
+    }
+    EXPECT_GT(off_ring, 1024) << "more clients off the ring than the moved map holds, or nothing is tested";
+    EXPECT_EQ(kept_apart, 1024);
+    EXPECT_EQ(state->count_moved(), 1024u);
+    EXPECT_EQ(where(clients), recorded) << "clients beyond the moved map still reach their worker";
+
+    const run_result doctor = sio_steer(args("doctor"));
+    EXPECT_NE(doctor.out.find("the moved map is nearly full"), std::string::npos) << doctor.out;
+    EXPECT_NE(doctor.out.find("raise max-moved"), std::string::npos) << doctor.out;
+}
+
 }  // namespace
 }  // namespace sio_steer::test

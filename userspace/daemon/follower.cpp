@@ -19,6 +19,7 @@
 #include "listener_tracker.h"
 #include "listener_watch.h"
 #include "release.h"
+#include "stop_signals.h"
 
 namespace sio_steer {
 
@@ -29,10 +30,7 @@ namespace {
 // SIGINT and SIGTERM as a readable fd, so that one poll() waits for signals and events alike.
 unique_fd stop_signals()
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    const sigset_t set = stop_signal_set();
     if (sigprocmask(SIG_BLOCK, &set, nullptr))
         throw_system_error("cannot block SIGINT/SIGTERM", errno);
     int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);

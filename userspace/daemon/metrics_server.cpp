@@ -18,23 +18,13 @@
 
 #include "errors.h"
 #include "http_request.h"
+#include "stop_signals.h"
 
 namespace sio_steer {
 
 using namespace std::chrono;
 
 namespace {
-
-// SIGTERM must reach the follower's signalfd: a thread that does not block it could take the
-// signal and its default action would kill the process mid-sync.
-void block_stop_signals()
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
 
 bool is_loopback(const listen_address& where)
 {
@@ -113,7 +103,8 @@ void metrics_server::serve(std::function<std::string()> render, std::function<vo
     if (refresh) {
         refresh();
         refresher_ = std::thread([this, refresh] {
-            block_stop_signals();
+            const sigset_t stop = stop_signal_set();  // stop_signals.h: the follower's to read
+            pthread_sigmask(SIG_BLOCK, &stop, nullptr);
             pthread_setname_np(pthread_self(), "sio-metrics-ref");
             std::unique_lock hold(mutex_);
             while (!stop_.wait_for(hold, limits_.refresh_every, [this] { return stopping_; })) {
@@ -128,7 +119,8 @@ void metrics_server::serve(std::function<std::string()> render, std::function<vo
         });
     }
     thread_ = std::thread([this, render] {
-        block_stop_signals();
+        const sigset_t stop = stop_signal_set();
+        pthread_sigmask(SIG_BLOCK, &stop, nullptr);
         pthread_setname_np(pthread_self(), "sio-metrics");
         try {
             run(render);

@@ -316,8 +316,11 @@ finding check_steering(const pinned_state& state, std::uint16_t port, const std:
     if (moved * 10 >= moved_capacity * 9 || moved_full)
         return {"steering", verdict::warn,
                 "attached, in sync, but the moved map is " + std::string(moved_full ? "or was " : "") +
-                    "nearly full (" + counts + "; " + std::to_string(moved_full) +
-                    " clients off the ring recorded in the sessions map instead)",
+                    "nearly full (" + counts +
+                    (moved_full ? "; the program recorded " + std::to_string(moved_full) +
+                                      " clients off the ring in the sessions map instead"
+                                : "") +
+                    ")",
                 "clients off the ring beyond it can be evicted by a flood of new clients and change worker: raise "
                 "max-moved"};
     return {"steering", verdict::ok, "attached, in sync: " + counts, ""};

@@ -69,8 +69,11 @@ drive() { # MODE OUT: drive.js MODE, its JSON summary to OUT
 }
 
 SECONDS=0
-# The host is shared and busy: give a new worker 30 s to say 'ready' before PM2 stops the old one.
-SIO_DRAIN_MS=2000 LISTEN_TIMEOUT=30000 e2e_start_stack 4
+# With the pages open, a worker PM2 starts during the reload took 15-23 s to say 'ready' on the busy
+# 2-core machine (PM2's daemon log; 1 s before the pages opened). Past listen_timeout PM2 stops the
+# old worker before its replacement listens: its drain has no successor to hand its clients to, and
+# they reconnect twice. 'ready' ends the wait as soon as the worker listens.
+SIO_DRAIN_MS=2000 LISTEN_TIMEOUT=120000 e2e_start_stack 4
 
 # TLS as in production: a certificate for 127.0.0.1, made here.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \

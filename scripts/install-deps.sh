@@ -13,6 +13,9 @@ packages=(
   dpkg-dev systemd strace curl
   # the browser test (tests/e2e/browser_test.sh): headless Chromium, its certificate, a font for the screenshots
   chromium openssl fonts-dejavu-core
+  # the VM test (scripts/vm-test.sh): Debian 12's stock kernel in qemu (TCG), a busybox initramfs,
+  # an ext4 scratch disk for the overlay
+  qemu-system-x86 linux-image-amd64 busybox-static e2fsprogs
 )
 
 missing=()

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# The guest side of scripts/vm-test.sh: runs in the VM under systemd (sio-steer-vm-test.service),
+# as root, once per boot. Boot 1 installs the .deb and the PM2 service and runs the checks; then it
+# reboots the VM, and boot 2 checks that steering came back, purges the package and runs
+# kernel_tests. Each check writes pass or fail to /vm-results/checks/NAME (the host reads them);
+# details go to the console, which the host records.
+set -euo pipefail
+R=/vm-results
+. "$R/env"   # SRC BUILD DEB QUICK
+export HOME=/root
+. "$SRC/scripts/node-env.sh"  # NODE24, PM2, CHAT_DIR (node_modules come from the machine, read-only)
+PORT=5001
+APP=app  # the user PM2 runs the workers as
+UNIT="sio-steer@$PORT"
+PINS="/sys/fs/bpf/sio-steer/$PORT"
+WORKERS=2  # PM2 instances: 2 are enough to see a client go astray, and TCG is slow
+phase="$(cat "$R/phase" 2>/dev/null || echo 1)"
+WORK="$R/boot$phase"  # load.js summaries and logs, kept with the results
+mkdir -p "$WORK"
+
+log() { echo "vm-guest: $*"; }
+# expect DESCRIPTION COMMAND...: logs ok or FAIL; returns the command's status.
+expect() {
+  local what="$1"
+  shift
+  if "$@"; then log "ok: $what"; else log "FAIL: $what"; return 1; fi
+}
+# check NAME FUNCTION: runs the function with errexit off (each step is checked by expect).
+check() {
+  local name="$1" fn="$2" started=$SECONDS
+  log "--- $name"
+  if "$fn"; then echo pass >"$R/checks/$name"; else echo fail >"$R/checks/$name"; fi
+  log "--- $name: $(cat "$R/checks/$name") ($((SECONDS - started)) s)"
+}
+# bounded waits: until SECONDS COMMAND...
+until_ok() {
+  local limit="$1" i
+  shift
+  for ((i = 0; i < limit * 5; i++)); do "$@" && return 0; sleep 0.2; done
+  return 1
+}
+main_pid() { systemctl show -p MainPID --value "$UNIT"; }
+n_restarts() { systemctl show -p NRestarts --value "$UNIT"; }
+is_active() { [[ "$(systemctl is-active "$1")" == active ]]; }
+listeners() { ss -Hltn "sport = :$PORT" | wc -l; }
+as_app() { runuser -u "$APP" -- env HOME="/home/$APP" PM2_HOME="/home/$APP/.pm2" "$@"; }
+
+# load NAME ARGS...: load.js from its own loopback addresses; its JSON summary in $WORK/NAME.json.
+load() {
+  local name="$1"
+  shift
+  "$NODE24" "$CHAT_DIR/load.js" --url "http://127.0.0.1:$PORT" "$@" 2>"$WORK/$name.log" | tail -n 1 >"$WORK/$name.json"
+  jq -c 'del(.per_client, .workers)' "$WORK/$name.json" 2>/dev/null || { tail -n 5 "$WORK/$name.log"; return 1; }
+}
+load_bg() { load "$@" & LOAD_PID=$!; }
+jq_ok() { jq -e "$2" "$WORK/$1.json" >/dev/null; }
+# ≥ 100 clients, half of them staying on long-polling (the ones a wrong worker answers with 400), at
+# a chat's pace: under TCG a flood would time sessions out, which is not what is tested here
+STICKY=(--polling 50 --upgrade 50 --messages 2 --interval 2000 --room-size 5 --ack-timeout 60 --time-limit 150)
+# long enough for a restart, a kill or a reload to happen in the middle of it
+LONG=(--polling 50 --upgrade 50 --messages 12 --interval 2000 --room-size 5 --ack-timeout 60 --time-limit 180)
+sticky_ok() {
+  expect "$1: every client OK ($(jq -r '"\(.clients_ok)/\(.clients)"' "$WORK/$1.json"))" jq_ok "$1" '.clients >= 100 and .clients_ok == .clients' &&
+    expect "$1: 0 HTTP 400" jq_ok "$1" '.http_400 == 0 and .session_unknown_400 == 0'
+}
+no_moves() {
+  expect "$1: 0 clients moved, 0 disconnects" jq_ok "$1" '.clients >= 100 and all(.per_client[]; (.pids | length) == 1 and .disconnects == 0)' &&
+    expect "$1: 0 failed requests" jq_ok "$1" '.http_400 == 0 and .resets == 0 and .connect_errors == 0'
+}
+
+# ---- boot 1: the production path of docs/systemd.md
+
+check_dpkg_install() {
+  expect "dpkg -i $(basename "$DEB")" dpkg -i "$DEB" &&
+    expect "dpkg says installed" bash -c "dpkg-query -W -f='\${Status}' sio-steer | grep -q 'install ok installed'" &&
+    expect "the unit is known to systemd" bash -c "systemctl cat $UNIT >/dev/null" &&
+    expect "/etc/sio-steer exists" test -d /etc/sio-steer
+}
+
+# PM2 as the app user, made PM2's own systemd service (pm2-app.service): pm2 start, pm2 save, pm2
+# startup; then the daemon started by hand is killed and systemd starts it (resurrect).
+pm2_service() {
+  id "$APP" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$APP"
+  # 2 s drain (the example's default is 10 s) keeps the reload check short
+  as_app env PORT=$PORT INSTANCES=$WORKERS SIO_DRAIN_MS=2000 $PM2 start "$CHAT_DIR/ecosystem.config.cjs" >"$WORK/pm2-start.log" 2>&1 ||
+    { cat "$WORK/pm2-start.log"; return 1; }
+  as_app $PM2 save >/dev/null
+  # PATH: Node 24 first, or pm2-app.service runs `#!/usr/bin/env node` on the machine's older Node
+  env PATH="$(dirname "$NODE24"):$PATH" $PM2 startup systemd -u "$APP" --hp "/home/$APP" >"$WORK/pm2-startup.log" 2>&1 ||
+    { cat "$WORK/pm2-startup.log"; return 1; }
+  as_app $PM2 kill >/dev/null
+  expect "systemctl start pm2-$APP" systemctl start "pm2-$APP" &&
+    expect "$WORKERS workers listen on :$PORT under pm2-$APP.service" until_ok 180 bash -c "(( \$(ss -Hltn 'sport = :$PORT' | wc -l) == $WORKERS ))"
+}
+
+check_unit_start() {
+  expect "redis-server.service is up" until_ok 30 is_active redis-server || return 1
+  pm2_service || return 1
+  cp /usr/share/doc/sio-steer/examples/sio-steer.conf "/etc/sio-steer/$PORT.conf"
+  expect "systemctl enable --now $UNIT" systemctl enable --now "$UNIT" || { journalctl -u "$UNIT" --no-pager | tail; return 1; }
+  systemctl status "$UNIT" --no-pager | head -n 12 || true
+  expect "status: steering $WORKERS worker sockets, in sync" bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'steering $WORKERS worker sockets, in sync'" &&
+    expect "sio-steer doctor --port $PORT" sio-steer doctor --port "$PORT"
+}
+
+check_sticky() {
+  load sticky --src-base 127.2.0.0 "${STICKY[@]}"
+  sticky_ok sticky
+}
+
+# ProtectSystem=strict and friends, applied by the real systemd: the controller's mount namespace
+# has / read-only, /sys/fs/bpf and /run/sio-steer writable, its own /tmp.
+check_hardening() {
+  local pid ok=0
+  systemd-analyze security "$UNIT" --no-pager >"$WORK/security.log" 2>&1 || true
+  tail -n 1 "$WORK/security.log" | tee "$R/security.txt"
+  pid="$(main_pid)"
+  expect "the controller runs (pid $pid)" test "$pid" -gt 0 || return 1
+  in_unit() { nsenter -t "$pid" -m -- "$@" 2>/dev/null; }
+  for path in /etc/vm-probe /usr/vm-probe /var/lib/vm-probe /root/vm-probe /home/vm-probe; do
+    expect "cannot write $path" bash -c "! nsenter -t $pid -m -- touch $path 2>/dev/null" || ok=1
+    rm -f "$path"
+  done
+  expect "can write /run/sio-steer" in_unit touch /run/sio-steer/vm-probe || ok=1
+  in_unit rm -f /run/sio-steer/vm-probe || true
+  expect "can write /sys/fs/bpf" in_unit mkdir /sys/fs/bpf/vm-probe || ok=1
+  in_unit rmdir /sys/fs/bpf/vm-probe || true
+  in_unit touch /tmp/vm-probe || true
+  expect "its /tmp is private" test ! -e /tmp/vm-probe || ok=1
+  expect "NoNewPrivileges, seccomp filter" bash -c "grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$pid/status && grep -q '^Seccomp:[[:space:]]*2' /proc/$pid/status" || ok=1
+  # CAP_DAC_READ_SEARCH 2, CAP_NET_ADMIN 12, CAP_SYS_PTRACE 19, CAP_PERFMON 38, CAP_BPF 39
+  expect "capability bounding set: exactly the 5" bash -c "grep -q '^CapBnd:[[:space:]]*000000c000081004$' /proc/$pid/status" || ok=1
+  return $ok
+}
+
+check_journal_per_change() {
+  local since victim lines
+  since="$(date '+%Y-%m-%d %H:%M:%S')"
+  sleep 1
+  victim="$(pm2_worker_pids_app | awk '$2 == 1 { print $1 }')"
+  expect "a worker of instance 1" test -n "$victim" || return 1
+  kill -9 "$victim"
+  until_ok 120 bash -c "(( \$(ss -Hltn 'sport = :$PORT' | wc -l) == $WORKERS ))" && sleep 5
+  journalctl -u "$UNIT" --since "$since" --no-pager -o cat | tee "$WORK/journal.log"
+  lines="$(grep -c 'worker socket went' "$WORK/journal.log" || true)"
+  expect "one 'worker socket went' line for the one killed worker ($lines)" test "$lines" = 1 || return 1
+  lines="$(grep -c 'worker socket came' "$WORK/journal.log" || true)"
+  expect "one line for its replacement ($lines)" test "$lines" = 1
+}
+pm2_worker_pids_app() {
+  as_app $PM2 jlist 2>/dev/null | jq -r '.[] | select(.pm2_env.status == "online" and .pid > 0) | "\(.pid) \(.pm2_env.NODE_APP_INSTANCE // .pm_id)"'
+}
+
+check_reload_no_failures() {
+  load_bg reload --src-base 127.3.0.0 "${LONG[@]}"
+  sleep 12
+  log "pm2 reload chat (as $APP), the old workers draining"
+  expect "pm2 reload chat" as_app $PM2 reload chat >"$WORK/reload.out" 2>&1 || { cat "$WORK/reload.out"; wait "$LOAD_PID"; return 1; }
+  wait "$LOAD_PID" || true
+  expect "reload: 0 failed requests (no 400, no reset, no connect error)" jq_ok reload '.clients >= 100 and .http_400 == 0 and .resets == 0 and .connect_errors == 0'
+}
+
+check_restart_no_moves() {
+  local before
+  before="$(main_pid)"
+  load_bg restart --src-base 127.4.0.0 "${LONG[@]}"
+  sleep 12
+  expect "systemctl restart $UNIT" systemctl restart "$UNIT" || { wait "$LOAD_PID"; return 1; }
+  expect "a new controller" test "$(main_pid)" != "$before"
+  wait "$LOAD_PID" || true
+  no_moves restart
+}
+
+check_kill9_restart() {
+  local before restarts
+  before="$(main_pid)"
+  restarts="$(n_restarts)"
+  load_bg kill9 --src-base 127.5.0.0 "${LONG[@]}"
+  sleep 12
+  log "kill -9 $before (the controller)"
+  kill -9 "$before"
+  expect "systemd restarted it (Restart=on-failure, 5 s)" until_ok 30 bash -c "[[ \$(systemctl show -p NRestarts --value $UNIT) -gt $restarts ]] && systemctl is-active -q $UNIT" || { wait "$LOAD_PID"; return 1; }
+  wait "$LOAD_PID" || true
+  no_moves kill9
+}
+
+# WatchdogSec= in a drop-in, as docs/systemd.md says: a controller that pings stays up past it; a
+# stopped one (SIGSTOP) is killed and restarted. TimeoutAbortSec: a stopped process does not die of
+# the watchdog's SIGABRT, so systemd's SIGKILL comes after it (90 s by default).
+check_watchdog() {
+  local restarts pid
+  mkdir -p "/etc/systemd/system/$UNIT.service.d"
+  printf '[Service]\nWatchdogSec=6s\nTimeoutAbortSec=3s\n' >"/etc/systemd/system/$UNIT.service.d/watchdog.conf"
+  systemctl daemon-reload
+  expect "restart with WatchdogSec=6s" systemctl restart "$UNIT" || return 1
+  restarts="$(n_restarts)"
+  pid="$(main_pid)"
+  sleep 15
+  expect "still the same controller 15 s later: it pings (WATCHDOG=1)" test "$(main_pid)" = "$pid" -a "$(n_restarts)" = "$restarts" || return 1
+  log "kill -STOP $pid"
+  kill -STOP "$pid"
+  expect "a hung controller is restarted" until_ok 60 bash -c "[[ \$(systemctl show -p NRestarts --value $UNIT) -gt $restarts ]] && systemctl is-active -q $UNIT" || return 1
+  expect "journal: watchdog timeout" bash -c "journalctl -u $UNIT --no-pager | grep -qi 'watchdog timeout'"
+  expect "in sync again" until_ok 30 bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'in sync'"
+}
+
+check_stop_keeps_steering() {
+  expect "systemctl stop $UNIT" systemctl stop "$UNIT" || return 1
+  expect "inactive" bash -c "! systemctl is-active -q $UNIT" &&
+    expect "pins stay in $PINS" test -d "$PINS" || return 1
+  load stopped --src-base 127.6.0.0 "${STICKY[@]}"
+  sticky_ok stopped || return 1
+  expect "systemctl start $UNIT (adopts)" systemctl start "$UNIT" &&
+    expect "journal: adopted" bash -c "journalctl -u $UNIT -n 20 --no-pager -o cat | grep -q 'adopted port $PORT'"
+}
+
+# ---- boot 2: after the reboot
+
+check_reboot_reattach() {
+  local boot_id
+  expect "pm2-$APP.service came up at boot" until_ok 120 is_active "pm2-$APP" || return 1
+  expect "$UNIT came up at boot" until_ok 120 is_active "$UNIT" || { journalctl -b -u "$UNIT" --no-pager | tail; return 1; }
+  journalctl -b -u "$UNIT" --no-pager -o short-monotonic | tee "$WORK/boot-journal.log" | head -n 20
+  expect "attached afresh (the pins did not survive the reboot)" grep -q "attached to port $PORT" "$WORK/boot-journal.log" &&
+    expect "not adopted" bash -c "! grep -q 'adopted port' $WORK/boot-journal.log" &&
+    expect "steering $WORKERS worker sockets, in sync" until_ok 60 bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'steering $WORKERS worker sockets, in sync'" || return 1
+  load rebooted --src-base 127.7.0.0 "${STICKY[@]}"
+  sticky_ok rebooted
+}
+
+# docs/systemd.md's "Stop steering", then dpkg --purge: no unit, no pins, no socket, no process.
+check_purge_clean() {
+  expect "systemctl stop $UNIT" systemctl stop "$UNIT" &&
+    expect "sio-steer detach --port $PORT" sio-steer detach --port "$PORT" &&
+    expect "systemctl disable $UNIT" systemctl disable "$UNIT" &&
+    expect "dpkg --purge sio-steer" dpkg --purge sio-steer || return 1
+  local ok=0
+  expect "no unit file" bash -c "! ls /lib/systemd/system/sio-steer@.service /etc/systemd/system/multi-user.target.wants/sio-steer@* 2>/dev/null" || ok=1
+  expect "systemd knows no sio-steer unit" bash -c "! systemctl list-unit-files 'sio-steer@*' --no-legend | grep -q . && ! systemctl list-units --all 'sio-steer@*' --no-legend | grep -q ." || ok=1
+  expect "no pins" test ! -e "$PINS" || ok=1
+  expect "no control socket" test ! -e "/run/sio-steer/$PORT.sock" || ok=1
+  expect "no sio-steer process" bash -c "! pgrep -x sio-steer" || ok=1
+  expect "no /usr/bin/sio-steer" test ! -e /usr/bin/sio-steer || ok=1
+  return $ok
+}
+
+check_kernel_tests() {
+  local rc=0
+  log "kernel_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
+  (cd "$WORK" && timeout 900 "$BUILD/tests/kernel_tests" --gtest_brief=1) >"$WORK/kernel_tests.log" 2>&1 || rc=$?
+  grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/kernel_tests.log" | tee "$R/kernel_tests.txt"
+  return $rc
+}
+
+# ----
+
+state="$(timeout 120 systemctl is-system-running --wait 2>/dev/null || true)"
+log "boot $phase: $(uname -r), systemd $(systemctl --version | head -n 1 | cut -d' ' -f2), is-system-running: $state"
+if [[ "$state" != running ]]; then systemctl --failed --no-pager --no-legend || true; fi
+if [[ "$phase" == 1 ]]; then
+  uname -r >"$R/kernel"
+  echo "$state" >"$R/systemd"
+  systemd-analyze time >"$R/boot-time.txt" 2>&1 || true
+  check dpkg_install check_dpkg_install
+  check unit_start check_unit_start
+  check sticky check_sticky
+  check hardening check_hardening
+  if [[ "$QUICK" == 1 ]]; then
+    check stop_keeps_steering check_stop_keeps_steering
+    check purge_clean check_purge_clean
+  else
+    check journal_per_change check_journal_per_change
+    check reload_no_failures check_reload_no_failures
+    check restart_no_moves check_restart_no_moves
+    check kill9_restart check_kill9_restart
+    check watchdog check_watchdog
+    check stop_keeps_steering check_stop_keeps_steering
+    echo 2 >"$R/phase"
+    log "rebooting"
+    systemctl reboot
+    exit 0
+  fi
+else
+  echo "$state" >"$R/systemd-after-reboot"
+  check reboot_reattach check_reboot_reattach
+  check purge_clean check_purge_clean
+  check kernel_tests check_kernel_tests
+fi
+log "done: powering off"
+systemctl poweroff

@@ -57,6 +57,8 @@ cleanup() {
   return $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # The initramfs: busybox, tests/vm/init, and the modules for virtio, 9p, overlay and ext4 with
 # everything they depend on (modules.dep), listed dependencies first for insmod.

@@ -469,7 +469,7 @@ void kernel_test::start_controller(const std::vector<std::string>& extra, const 
                                    const std::string& ready)
 {
     controller = std::make_unique<background_process>(args("attach", extra), prefix);
-    ASSERT_TRUE(controller->wait_for_output(ready)) << "no \"" << ready << "\" within 5 s:\n" << controller->output();
+    ASSERT_TRUE(controller->wait_for_output(ready)) << "no \"" << ready << "\" within " << patience.count() << " ms:\n" << controller->output();
 }
 
 }  // namespace sio_steer::test

@@ -30,6 +30,11 @@ constexpr int exit_incompatible = 7;
 constexpr int exit_not_attached = 8;
 constexpr int exit_unhealthy = 9;
 
+// How long a test waits for what must happen (a controller ready, a change followed). Generous:
+// a slow host (a VM without KVM, a loaded CI machine) takes seconds for what takes milliseconds
+// here, and waiting costs nothing when it works. Speed is measured in benchmarks, not here.
+constexpr std::chrono::milliseconds patience{30000};
+
 // The whole of a text file ("" if it cannot be read).
 std::string read_text(const std::string& path);
 
@@ -147,7 +152,7 @@ public:
     int wait_exit(int timeout_ms);
     std::string output() const;  // what it printed so far (stdout and stderr)
     // Waits until it has printed `text`: false if it exits or stays silent for `limit`.
-    bool wait_for_output(const std::string& text, std::chrono::milliseconds limit = std::chrono::milliseconds(5000));
+    bool wait_for_output(const std::string& text, std::chrono::milliseconds limit = patience);
 
 private:
     pid_t pid_ = -1;

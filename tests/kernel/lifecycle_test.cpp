@@ -93,7 +93,7 @@ protected:
     }
 
     // Waits until the map holds exactly the live workers; returns how long that took.
-    milliseconds wait_for_workers(milliseconds limit = milliseconds(5000))
+    milliseconds wait_for_workers(milliseconds limit = patience)
     {
         auto start = steady_clock::now();
         while (pids_in_map() != live_pids() && !(live_pids().empty() && ring_empty())) {

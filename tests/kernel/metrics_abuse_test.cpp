@@ -158,19 +158,14 @@ protected:
         controller = std::make_unique<background_process>(std::vector<std::string>{
             "attach", "--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir(),
             "--resync-interval", resync, "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)});
-        for (int i = 0; i < 500; i++) {
-            if (scrape_within(metrics_port, milliseconds(1000)))
-                return;
-            ASSERT_EQ(controller->wait_exit(0), -1) << controller->output();
-            std::this_thread::sleep_for(milliseconds(10));
-        }
-        FAIL() << "no /metrics within 5 s\n" << controller->output();
+        ASSERT_TRUE(controller->wait_for_output("following port")) << controller->output();
+        ASSERT_TRUE(scrape_within(metrics_port, milliseconds(1000))) << controller->output();
     }
 
-    // Whether `status --json` names `pid` among the live workers and says in sync, within 5 s.
+    // Whether `status --json` names `pid` among the live workers and says in sync, within `patience`.
     bool followed(pid_t pid)
     {
-        for (int i = 0; i < 50; i++) {
+        for (auto deadline = steady_clock::now() + patience; steady_clock::now() < deadline;) {
             run_result r = sio_steer({"status", "--json", "--port", std::to_string(port), "--pin-root", pins.path(),
                                       "--lock-dir", pins.lock_dir()});
             if (r.code == 0) {

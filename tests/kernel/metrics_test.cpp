@@ -80,13 +80,9 @@ protected:
     {
         controller = std::make_unique<background_process>(
             attach_args({"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
-        for (int i = 0; i < 500; i++) {
-            if (try_scrape())
-                return;
-            ASSERT_EQ(controller->wait_exit(0), -1) << controller->output();
-            std::this_thread::sleep_for(milliseconds(10));
-        }
-        FAIL() << "no /metrics within 5 s\n" << controller->output();
+        // The metrics are served before the follower's first sync; the control socket after it.
+        ASSERT_TRUE(controller->wait_for_output("following port")) << controller->output();
+        ASSERT_TRUE(try_scrape()) << controller->output();
     }
 
     std::optional<std::string> try_scrape()
@@ -107,11 +103,11 @@ protected:
         return body ? parse_exposition(*body) : samples{};
     }
 
-    // Scrapes until `done` holds (the controller reacts within a resync), at most 5 s.
+    // Scrapes until `done` holds (the controller reacts within a resync), at most `patience`.
     samples scrape_until(const std::function<bool(const samples&)>& done)
     {
         samples s;
-        for (int i = 0; i < 250; i++) {
+        for (auto deadline = steady_clock::now() + patience; steady_clock::now() < deadline;) {
             s = scrape();
             if (done(s))
                 break;
@@ -242,7 +238,7 @@ TEST_F(MetricsTest, ConnectionsDoNotWakeTheControllerAndAClosingListenerDoes)
     EXPECT_EQ(after[syncs], before[syncs]) << "connections woke the controller";
 
     w[2]->kill_now();
-    // Noticed without a periodic resync (a minute away): within scrape_until's 5 s. The gauges
+    // Noticed without a periodic resync (a minute away): within scrape_until's patience. The gauges
     // read the kernel's map, which drops a closed socket at once, so wait for the sync as well.
     samples gone = scrape_until([&](const samples& s) {
         return s.at(syncs) > after[syncs] && s.at(metric("sio_steer_workers_live")) == 3 &&

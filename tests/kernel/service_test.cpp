@@ -96,7 +96,7 @@ protected:
     // Waits until the workers map holds exactly these pids, in sync.
     bool map_holds(std::set<std::uint32_t> pids) const
     {
-        for (int i = 0; i < 500; i++) {
+        for (auto deadline = steady_clock::now() + patience; steady_clock::now() < deadline;) {
             nlohmann::json s = status();
             std::set<std::uint32_t> live;
             if (s.is_object()) {
@@ -131,7 +131,7 @@ public:
         unlink(path_.c_str());
     }
     // The next message containing `text`, or "" after `limit`.
-    std::string next_with(const std::string& text, milliseconds limit = milliseconds(5000))
+    std::string next_with(const std::string& text, milliseconds limit = patience)
     {
         for (auto start = steady_clock::now(); steady_clock::now() - start < limit;) {
             pollfd pfd{fd_.get(), POLLIN, 0};
@@ -285,11 +285,11 @@ TEST_F(ServiceTest, EverySystemCallOfAttachIsInTheUnitsFilter)
     {
         // Everything attach does in service: start, notify, follow a restart, serve a scrape, stop.
         background_process traced(options, {"strace", "-f", "-qq", "-ff", "-o", trace});
-        ASSERT_NE(systemd.next_with("READY=1", milliseconds(15000)), "") << traced.output();
+        ASSERT_NE(systemd.next_with("READY=1"), "") << traced.output();
         probe(client_addresses(20, 0), port, 1);
         w[0]->kill_now();
         w[0] = worker_process::instance(port, 0);
-        ASSERT_NE(systemd.next_with("STATUS=", milliseconds(5000)), "");
+        ASSERT_NE(systemd.next_with("STATUS="), "");
         EXPECT_NE(capture("curl -s http://127.0.0.1:" + metrics_port + "/metrics").out.find("sio_steer_attached"),
                   std::string::npos);
         std::string child = capture("cat /proc/" + std::to_string(traced.pid()) + "/task/*/children").out;

@@ -10,4 +10,17 @@ scripts/install-deps.sh
 scripts/build.sh >/dev/null
 
 cd build
-ctest --output-on-failure --timeout 600 "$@"
+ctest --output-on-failure --timeout 600 "$@" && exit 0
+
+# A CI log is read from its end: repeat there the last lines each failing test printed.
+echo
+echo "== why each failing test failed (the last 25 lines it printed; all of it above) =="
+while IFS=: read -r _ name; do
+  echo "-- $name"
+  awk -v name="$name" '
+    $0 ~ "^[0-9]+/[0-9]+ Test: " name "$" { mine = 1; next }
+    mine && /^<end of output>/ { exit }
+    mine && out { print }
+    mine && /^----------/ { out = 1 }' Testing/Temporary/LastTest.log | tail -n 25
+done <Testing/Temporary/LastTestsFailed.log
+exit 1

@@ -13,7 +13,7 @@ export interface StopOptions {
   drainMs?: number;
   /** Then say goodbye to each session within this long; io.close() closes what is left. Default 5000 ms. */
   goodbyeMs?: number;
-  /** How long a long-polling client may take to read its goodbye when it does not say so. Default 400 ms. */
+  /** A long-polling client that does not say it has read its goodbye (it had a POST in flight) counts as having read it after its round trip, measured just before, + readMs. Keep it below Socket.IO's shortest reconnection delay (0.5 s by default). Default 250 ms. */
   readMs?: number;
   /** How long a session that got its goodbye still takes POSTs. Default 1000 ms. */
   graceMs?: number;

@@ -5,11 +5,11 @@
 //    (the newest listener), so sessions end on their own, without an error.
 // 2. Goodbye, when drainMs is up, to each remaining session once no ack is owed to its client and
 //    no upgrade is under way: a WebSocket close frame, or Engine.IO's close packet as the answer to
-//    the session's long-polling GET (after whatever was buffered for it, and a ping). The client
-//    reconnects after its reconnection delay (Socket.IO's default: 0.5-1.5 s). Once the client has
-//    read the goodbye (it answers the ping), the worker releases it over sio-steer's
-//    control socket: its reconnect goes to the successor, while the clients not told yet still
-//    come here. A long-polling session stays open for POSTs graceMs longer: one the client sent
+//    the session's long-polling GET (after whatever was buffered for it, and a ping; the GET before
+//    measures the client's round trip). The client reconnects after its reconnection delay
+//    (Socket.IO's default: 0.5-1.5 s). Once the client has read the goodbye (it answers the ping,
+//    or its round trip has passed), the worker releases it over sio-steer's control socket: its
+//    reconnect goes to the successor, while the clients not told yet still come here. A long-polling session stays open for POSTs graceMs longer: one the client sent
 //    before it read the goodbye is served here, not refused with "400 Session ID unknown".
 // 3. Stop listening once every session is closed.
 //
@@ -132,9 +132,11 @@ async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp
   };
 }
 
-// Says goodbye to one session as soon as it may. Resolves once its client has read the goodbye, or
-// after readMs: from then on it sends nothing more for this session, so releasing it cannot send
-// one of its requests to the successor.
+// Says goodbye to one session as soon as it may. Resolves once its client has read the goodbye:
+// from then on it sends nothing more for this session, so releasing it cannot send one of its
+// requests to the successor. Resolves with how long the pong took (ms), 'late' when the client did
+// not say so (then: its round trip + readMs), or undefined (no pong to wait for: WebSocket, or
+// closed meanwhile).
 function sayGoodbye(socket, readMs, getEvent) {
   return new Promise((done) => {
     const ready = () => !socket.upgrading && !(owed.get(socket) > 0);
@@ -147,29 +149,58 @@ function sayGoodbye(socket, readMs, getEvent) {
       };
       return tryClose();
     }
-    // Long-polling: answer a GET with the buffered packets, a ping and the close packet, and leave
-    // the session open for the POSTs that crossed the goodbye. The client answers the ping (a POST)
-    // as it reads the payload, before the close: the pong says it has read the goodbye. (No pong if
-    // it has a POST in flight then: readMs decides.)
+    // Long-polling, in two answers to the client's GETs:
+    // 1. the buffered packets and a noop: the client polls again as soon as it has read them, so
+    //    the next GET measures its round trip now (through whatever proxies, on however busy a host);
+    // 2. once no POST of it is being read here: the buffered packets, a ping and the close packet.
+    //    The client answers the ping (a POST) as it reads the payload, before the close: the pong
+    //    says it has read the goodbye. No pong if it had a POST in flight then: that POST, sent
+    //    before it read the goodbye, arrives within about one round trip, and its reconnect, 0.5 s
+    //    or more after it read the goodbye (Socket.IO's shortest default delay), a round trip
+    //    later: so it counts as read after the round trip + readMs.
+    // The session stays open for the POSTs that crossed the goodbye (graceMs).
     const transport = socket.transport;
+    const send = (extra) => { // as socket.flush() hands the buffered packets over
+      const buffered = socket.writeBuffer.splice(0);
+      socket.sentCallbackFn.push(socket.packetsFn.length ? socket.packetsFn.splice(0) : null);
+      transport.send([...buffered, ...extra]);
+    };
+    let polledAt = null, roundTrip = null;
     const stop = () => { transport.removeListener(getEvent, onGet); clearInterval(retry); };
     const onGet = () => {
       if (socket.readyState !== 'open') return stop(), done();
-      if (!transport.writable || !ready()) return;
+      if (!transport.writable) return;
+      if (polledAt !== null && roundTrip === null) roundTrip = Date.now() - polledAt;
+      if (!ready()) return;
+      if (polledAt === null) {
+        polledAt = Date.now();
+        return send([{ type: 'noop' }]);
+      }
+      if (transport.dataReq) return; // a POST being read: the client could not answer the ping
       stop();
-      const buffered = socket.writeBuffer.splice(0); // as socket.flush() hands them over
-      socket.sentCallbackFn.push(socket.packetsFn.length ? socket.packetsFn.splice(0) : null);
+      const sentAt = Date.now();
       const pong = new Promise((r) => {
-        const onPacket = (p) => { if (p.type === 'pong') { socket.off('packet', onPacket); r(); } };
+        const onPacket = (p) => { if (p.type === 'pong') { socket.off('packet', onPacket); r(Date.now() - sentAt); } };
         socket.on('packet', onPacket);
       });
-      transport.send([...buffered, { type: 'ping' }, { type: 'close' }]);
-      Promise.race([pong, sleep(readMs)]).then(done);
+      send([{ type: 'ping' }, { type: 'close' }]);
+      Promise.race([pong, sleep(roundTrip + readMs).then(() => 'late')]).then(done);
     };
     transport.prependListener(getEvent, onGet); // before Engine.IO flushes the GET
     const retry = setInterval(onGet, 2); // a GET already pending, or an ack owed a moment ago
     onGet();
   });
+}
+
+// How the long-polling goodbyes were read: by a pong (the slowest one), or late (no pong).
+function countReads(stats, reads) {
+  for (const read of reads) {
+    if (read === 'late') stats.late++;
+    else if (typeof read === 'number') {
+      stats.pongs++;
+      stats.pongMaxMs = Math.max(stats.pongMaxMs, read);
+    }
+  }
 }
 
 // Closes a session that got its goodbye, once no POST of it is being read.
@@ -190,7 +221,10 @@ async function goodbye(engine, control, opts, stats, onAllTold) {
   const tolds = [];
   const done = Promise.all([...byAddress].map(async ([address, sessions]) => {
     const told = Promise.race([
-      Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))).then(() => true),
+      Promise.all(sessions.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))).then((reads) => {
+        countReads(stats, reads);
+        return true;
+      }),
       sleep(Math.max(0, until - Date.now())).then(() => false),
     ]);
     tolds.push(told);
@@ -288,7 +322,8 @@ async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTo
     const tellAll = async () => {
       for (let fresh; (fresh = of(d).filter((s) => !sessions.has(s))).length && Date.now() < until;) {
         for (const s of fresh) sessions.add(s);
-        await Promise.race([Promise.all(fresh.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))), sleep(Math.max(0, until - Date.now()))]);
+        await Promise.race([Promise.all(fresh.map((s) => sayGoodbye(s, opts.readMs, opts.getEvent))).then((reads) => countReads(stats, reads)),
+          sleep(Math.max(0, until - Date.now()))]);
       }
       return Date.now() < until;
     };
@@ -312,8 +347,9 @@ async function goodbyeByDestination(engine, dests, control, opts, stats, onAllTo
 
 // Call before the app's io.on('connection', ...) handlers. Returns stop(options), which resolves
 // when the worker may exit. options: drainMs (10000), goodbyeMs (5000: then io.close() closes what
-// is left), readMs (400: how long a client may take to read its goodbye when it does not say so;
-// below Socket.IO's shortest default reconnection delay, 500 ms), graceMs (1000: how long a session
+// is left), readMs (250: a long-polling client that does not say it read its goodbye counts as
+// having read it after its round trip + readMs; below Socket.IO's shortest default reconnection
+// delay, 500 ms), graceMs (1000: how long a session
 // that got its goodbye takes POSTs), controlSocket (sio-steer's `<lock dir>/<port>.sock`), log (one
 // line per step), controlTimeoutMs (2000: how long a release may wait for its answer; then the
 // drain carries on without the controller, as if there were none). key: 'destination' for `sio-steer attach --key destination` (call after io is
@@ -347,13 +383,13 @@ async function plainClose(io, httpServer, options = {}) {
 }
 
 async function drainAndClose(io, httpServer, options = {}) {
-  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 400, graceMs: 1000, controlTimeoutMs: 2000, log: () => {}, ...options };
+  const opts = { drainMs: 10000, goodbyeMs: 5000, readMs: 250, graceMs: 1000, controlTimeoutMs: 2000, log: () => {}, ...options };
   const engine = io.engine;
   const until = Date.now() + opts.drainMs;
   opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
   while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
 
-  const stats = { told: 0, ok: 0, none: 0, error: 0 };
+  const stats = { told: 0, ok: 0, none: 0, error: 0, pongs: 0, pongMaxMs: 0, late: 0 };
   const left = engine.clientsCount;
   if (left > 0) {
     // Without a controller (or once it stops answering), the listener closes as soon as the
@@ -372,7 +408,8 @@ async function drainAndClose(io, httpServer, options = {}) {
   }
   if (httpServer.listening) httpServer.close(); // whatever reconnects now goes to the successor
   opts.log(`drained: goodbye to ${stats.told} of ${left} session(s); ${opts.dests ? 'destinations' : 'clients'} released to the successor: ${stats.ok}, ` +
-    `not released: ${stats.none + stats.error}`);
+    `not released: ${stats.none + stats.error}; long-polling goodbyes read: ${stats.pongs} by a pong (slowest ${stats.pongMaxMs} ms), ` +
+    `${stats.late} late (no pong within a round trip + readMs ${opts.readMs} ms)`);
   // What is left (no goodbye within goodbyeMs, or opened meanwhile): Engine.IO closes it.
   // (io.close()'s callback waits for every HTTP connection to end: do not wait for it.)
   io.close();

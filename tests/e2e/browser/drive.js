@@ -60,8 +60,14 @@ async function openVisitor(browser, i, user, { blockWebSocket = false, wait = tr
   const v = { i, addr, user, page, context, polling: blockWebSocket, net: [], bodies: [] };
   const cdp = await page.createCDPSession();
   await cdp.send('Network.enable');
+  const sent = new Map(); // requestId -> method and body, for the rows of failed requests
+  cdp.on('Network.requestWillBeSent', ({ requestId, request }) => {
+    if (request.url.includes('/socket.io/')) sent.set(requestId, { method: request.method, body: request.postData, sentAt: Date.now() });
+  });
   cdp.on('Network.responseReceived', ({ requestId, response, type }) => {
-    v.net.push({ at: Date.now(), kind: 'http', type, url: response.url, status: response.status, requestId });
+    const req = sent.get(requestId);
+    sent.delete(requestId);
+    v.net.push({ at: Date.now(), kind: 'http', type, url: response.url, status: response.status, requestId, ...(response.status >= 400 && req) });
   });
   cdp.on('Network.loadingFinished', ({ requestId }) => {
     const row = v.net.find((r) => r.requestId === requestId);
@@ -170,8 +176,10 @@ function netSummary(v) {
     ws_101: v.net.filter((r) => r.kind === 'ws' && r.status === 101).length,
     ws_attempts: v.net.filter((r) => r.kind === 'ws-created').length,
     requests: http.length,
+    // when it was sent and answered, method, query, body (Engine.IO packets: "3" is a pong)
     errors: v.net.filter((r) => r.status >= 400 && r.status !== 403)
-      .map((r) => `${((r.at - t0) / 1000).toFixed(1)}s ${r.status} ${r.url.replace(/^.*\?/, '').replace(/&t=[^&]*/, '')}`),
+      .map((r) => `${((r.at - t0) / 1000).toFixed(1)}s ${r.status} ${r.method ?? ''} sent ${r.at - (r.sentAt ?? r.at)} ms before ` +
+        `${r.url.replace(/^.*\?/, '').replace(/&t=[^&]*/, '')}${r.body ? ` body ${JSON.stringify(r.body.slice(0, 60))}` : ''}`),
   };
 }
 

@@ -164,6 +164,8 @@ void control_socket::accept_some(bool& more)
         len = sizeof(pidfd);
         if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
             peer.pidfd = unique_fd(pidfd);
+        else  // before 6.5: the process that has the pid now, a moment after connect()
+            peer.pidfd = unique_fd(static_cast<int>(syscall(SYS_pidfd_open, cred.pid, 0)));
         if (connections_.size() >= max_connections) {
             spdlog::debug("control: pid {} uid {}: refused, {} connections open", peer.pid, peer.uid,
                           connections_.size());

@@ -34,9 +34,11 @@ void require_control_group(gid_t group, std::uint16_t port);
 struct control_peer {
     pid_t pid = 0;
     uid_t uid = 0;
-    unique_fd pidfd;  // SO_PEERPIDFD (Linux 6.5+); none on older kernels
+    // SO_PEERPIDFD (Linux 6.5+); before, pidfd_open() of the pid at accept: the same process
+    // unless it exited and its pid was taken again between connect() and accept().
+    unique_fd pidfd;
     // False once that process has exited, so that its pid may name another process now. Without a
-    // pidfd: true (the uid check in release.cpp still keeps other users out).
+    // pidfd (none could be had): true (the uid check in release.cpp still keeps other users out).
     bool alive() const;
 };
 

@@ -248,6 +248,20 @@ TEST_F(BadInputTest, NothingListeningOnThePort)
     expect_nothing_pinned();
 }
 
+TEST_F(BadInputTest, NothingListeningAfterTheWaitSaysHowLongItWaited)
+{
+    run_result r = sio_steer(attach_args({"--wait-for-listeners", "1"}));
+    EXPECT_EQ(r.code, exit_no_listeners) << r.err;
+    // The line that says it waits, then the refusal.
+    EXPECT_TRUE(r.err.starts_with("info: port " + port_text() + ": nothing listens yet; waiting up to 1 s")) << r.err;
+    EXPECT_NE(r.err.find("\nsio-steer attach: nothing listens on TCP port " + port_text() + " after waiting 1 s\n  why: "),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("\n  fix: "), std::string::npos) << r.err;
+    expect_nothing_pinned();
+    expect_refused(sio_steer(attach_args({"--wait-for-listeners", "soon"})), exit_usage, {"--wait-for-listeners"});
+}
+
 TEST_F(BadInputTest, ListenerWithoutReuseportNamesItsOwnerAndTheNodeOption)
 {
     // What PM2 cluster mode without reusePort looks like: the God daemon's one plain listener.

@@ -83,7 +83,11 @@ std::unique_ptr<worker_process> foreign_worker(std::uint16_t port, int instance,
 
 class ServiceTest : public kernel_test {
 protected:
-    std::vector<std::string> attach_args() const { return args("attach", {"--resync-interval", "200"}); }
+    std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
+    {
+        extra.insert(extra.begin(), {"--resync-interval", "200"});
+        return args("attach", extra);
+    }
 
     void attach_and_follow_as_the_unit(const std::vector<std::string>& prefix, const std::vector<std::string>& extra);
 
@@ -172,6 +176,27 @@ TEST_F(ServiceTest, AttachNotifiesReadyOnceInSyncThenStatusAsWorkersComeAndStopp
     EXPECT_NE(systemd.next_with("STOPPING=1"), "");
     EXPECT_EQ(attach.wait_exit(3000), 0);
     EXPECT_TRUE(status()["attached"].get<bool>()) << "a stop leaves steering in place";
+}
+
+// At boot the unit can start before PM2's workers listen: with --wait-for-listeners it says it
+// waits, holds the port, and is ready once they listen, instead of failing (exit 3) and being
+// restarted by systemd until they do.
+TEST_F(ServiceTest, AttachStartedBeforeTheWorkersWaitsForThemAndIsReadyOnceTheyListen)
+{
+    notify_socket systemd;
+    background_process attach(attach_args({"--wait-for-listeners", "60"}));
+    EXPECT_NE(systemd.next_with("STATUS=port " + std::to_string(port) + ": waiting up to 60 s for the workers to listen"),
+              "")
+        << attach.output();
+    ASSERT_TRUE(attach.wait_for_output("waiting up to 60 s for the workers")) << attach.output();
+    run_result second = sio_steer(attach_args({"--once"}));
+    EXPECT_EQ(second.code, exit_busy) << "the waiting controller holds the port\n" << second.err;
+
+    start_workers(2);
+    std::string ready = systemd.next_with("READY=1");
+    ASSERT_NE(ready, "") << attach.output();
+    EXPECT_NE(ready.find("steering 2 worker sockets, in sync"), std::string::npos) << ready;
+    EXPECT_EQ(attach.wait_exit(0), -1) << attach.output();
 }
 
 // setpriv's --bounding-set argument for exactly the unit's CapabilityBoundingSet=.

@@ -237,8 +237,10 @@ check_reboot_reattach() {
   expect "pm2-$APP.service came up at boot" until_ok 120 is_active "pm2-$APP" || return 1
   expect "$UNIT came up at boot" until_ok 120 is_active "$UNIT" || { journalctl -b -u "$UNIT" --no-pager | tail; return 1; }
   journalctl -b -u "$UNIT" --no-pager -o short-monotonic | tee "$WORK/boot-journal.log" | head -n 20
-  log "attempts before PM2's workers listened (exit 3, retried every 5 s): $(grep -c 'status=3/' "$WORK/boot-journal.log" || true)"
-  expect "attached afresh (the pins did not survive the reboot)" grep -q "attached to port $PORT" "$WORK/boot-journal.log" &&
+  log "waited for PM2's workers at boot: $(grep -c 'waiting up to' "$WORK/boot-journal.log" || true) time(s)"
+  expect "no failed start before PM2's workers listened (the unit waits for them: --wait-for-listeners)" \
+      bash -c "! grep -q 'status=3/' $WORK/boot-journal.log" &&
+    expect "attached afresh (the pins did not survive the reboot)" grep -q "attached to port $PORT" "$WORK/boot-journal.log" &&
     expect "not adopted" bash -c "! grep -q 'adopted port' $WORK/boot-journal.log" &&
     expect "steering $WORKERS worker sockets, in sync" until_ok 60 bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'steering $WORKERS worker sockets, in sync'" || return 1
   load rebooted --src-base 127.7.0.0 "${STICKY[@]}"

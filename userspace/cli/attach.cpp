@@ -1,7 +1,9 @@
 // sio-steer attach: find the listeners, load and attach the steering program, pin it, and follow.
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -62,6 +64,27 @@ worker_group steered_group(const steer_options& o, const std::optional<std::vect
     return *recorded;
 }
 
+// At boot the unit may start before PM2 has started the workers: wait for a first listener (one
+// sock_diag dump every 100 ms), holding the port's lock, instead of failing and being restarted.
+// Whatever listens then is checked as always.
+void wait_for_listeners(std::uint16_t port, std::chrono::seconds limit)
+{
+    if (limit.count() == 0 || !list_listeners(port).empty())
+        return;
+    const std::string p = std::to_string(port), s = std::to_string(limit.count());
+    spdlog::info("port {}: nothing listens yet; waiting up to {} s for the workers (--wait-for-listeners)", p, s);
+    notify_status("port " + p + ": waiting up to " + s + " s for the workers to listen");
+    for (auto deadline = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < deadline;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (!list_listeners(port).empty())
+            return;
+    }
+    throw steer_error(exit_code::no_listeners, "nothing listens on TCP port " + p + " after waiting " + s + " s",
+                      "sio-steer steers the connections of workers that already listen on the port",
+                      "start the workers (e.g. pm2 start ecosystem.config.cjs), check the port number, or wait "
+                      "longer (--wait-for-listeners)");
+}
+
 }  // namespace
 
 int run_attach(const args& a, std::ostream& out)
@@ -73,7 +96,8 @@ int run_attach(const args& a, std::ostream& out)
     std::string v4_prefix = "32", v6_prefix = "64", max_sessions = std::to_string(o.max_sessions), resync = "2000";
     std::string max_moved = std::to_string(o.max_moved);
     std::chrono::milliseconds resync_interval{2000};
-    std::string follow_with = "auto", control_group, worker_uid;
+    std::string follow_with = "auto", control_group, worker_uid, wait_text = "0";
+    std::chrono::seconds wait_for{0};
     po::options_description options("attach options");
     // one option per line, as --help lists them
     // clang-format off
@@ -81,6 +105,7 @@ int run_attach(const args& a, std::ostream& out)
         ("port", po::value(&port)->required(), "TCP port the workers listen on")
         ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
         ("once", po::bool_switch(&once), "attach and exit, without following the workers")
+        ("wait-for-listeners", po::value(&wait_text)->default_value(wait_text), "if nothing listens on the port yet, wait this long for the workers (60, 2m) before saying so (exit 3): at boot, before PM2 has started them")
         ("key", po::value(&key)->default_value(key), "client key: address | address,port")
         ("v4-prefix", po::value(&v4_prefix)->default_value(v4_prefix), "leading bits of an IPv4 client address in the key")
         ("v6-prefix", po::value(&v6_prefix)->default_value(v6_prefix), "leading bits of an IPv6 client address in the key")
@@ -113,6 +138,8 @@ int run_attach(const args& a, std::ostream& out)
         o.port = parse_port(port);
         o.key_mode = parse_key_mode(key);
         o.session_ttl = parse_duration("--session-ttl", ttl);
+        if (wait_text != "0")  // 0: no wait (a duration is positive)
+            wait_for = parse_duration("--wait-for-listeners", wait_text);
         o.v4_prefix = static_cast<std::uint32_t>(parse_number("--v4-prefix", v4_prefix, 0, UINT32_MAX));
         o.v6_prefix = static_cast<std::uint32_t>(parse_number("--v6-prefix", v6_prefix, 0, UINT32_MAX));
         o.max_sessions = static_cast<std::uint32_t>(parse_number("--max-sessions", max_sessions, 0, UINT32_MAX));
@@ -142,6 +169,7 @@ int run_attach(const args& a, std::ostream& out)
         require_control_group(*control_gid, o.port);
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.port);
+    wait_for_listeners(o.port, wait_for);
     std::unique_ptr<metrics_server> bound = metrics_at ? std::make_unique<metrics_server>(*metrics_at) : nullptr;
     std::string group_news;
     worker_group group = steered_group(o, worker_uids, group_news);

@@ -122,12 +122,18 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // Where draining workers release their clients one by one (release.h); open before the line
     // below, which tells tests, scripts and the unit that the port is followed and served.
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
+    // A release that finds no successor resyncs first, once per pass of the loop below: a drain
+    // sends many releases at once, and one look at the listeners answers them all.
+    steady_clock::time_point pass_start;
+    auto catch_up = [&] {
+        if (last_sync < pass_start)
+            follow_changes(watch ? watch->drain() : listener_changes{});
+    };
     control_socket control(
         control_path, settings.control_group,
         [&](const control_peer& peer) { return admit_control_peer(state, options.port, peer); },
         [&](const control_peer& peer, std::string_view line) {
-            control_reply reply = handle_control_request(
-                state, options.port, peer, line, [&] { follow_changes(watch ? watch->drain() : listener_changes{}); });
+            control_reply reply = handle_control_request(state, options.port, peer, line, catch_up);
             if (settings.after_request)
                 settings.after_request(reply.line);
             return reply;
@@ -175,7 +181,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             return 0;
         }
         listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
-        const auto now = steady_clock::now();
+        const auto now = pass_start = steady_clock::now();
         const bool recheck_due = !rechecks.empty() && now >= rechecks.front();
         while (!rechecks.empty() && rechecks.front() <= now)
             rechecks.erase(rechecks.begin());

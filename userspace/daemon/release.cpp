@@ -19,31 +19,29 @@ std::string release(const pinned_state& state, const std::vector<std::uint32_t>&
     if (!SIO_STEER_KEY_RECORDS(c.key_mode))
         return "error sessions are per connection (--key address,port): there is no client to release";
     const client_key key = key_for(request.key, c);
-    std::optional<session> s = state.find_session(key);
-    const std::vector<slot> slots = state.read_slots();
-    // No session, a stale one, or another worker's client: one answer, the peer learns nothing
-    // about clients that are not its own.
-    if (!s || std::find(mine.begin(), mine.end(), s->slot) == mine.end() || s->slot >= slots.size() ||
-        slots[s->slot].generation != s->generation)
-        return "none " + address + ": not a recorded client of pid " + std::to_string(pid);
-    const slot& from = slots[s->slot];
-    const std::uint32_t to = from.successor;
-    if (to == SIO_STEER_SLOT_NONE || to >= slots.size() || slots[to].cookie == 0 ||
-        state.worker_cookie(to) != slots[to].cookie) {
-        // PM2 stops a worker once its replacement listens, which the controller may not have
-        // seen yet (an event still queued, or the next poll): look now, and ask once more.
-        if (catch_up) {
-            catch_up();
-            return release(state, mine, pid, request, {});
+    // Two looks at most: PM2 stops a worker once its replacement listens, which the controller may
+    // not have seen yet (an event still queued, or the next poll); the second follows a resync.
+    for (bool first_look = true;; first_look = false) {
+        std::optional<session> s = state.find_session(key);
+        const std::vector<slot> slots = state.read_slots();
+        // No session, a stale one, or another worker's client: one answer, the peer learns nothing
+        // about clients that are not its own.
+        if (!s || std::find(mine.begin(), mine.end(), s->slot) == mine.end() || s->slot >= slots.size() ||
+            slots[s->slot].generation != s->generation)
+            return "none " + address + ": not a recorded client of pid " + std::to_string(pid);
+        const std::uint32_t to = slots[s->slot].successor;
+        if (to != SIO_STEER_SLOT_NONE && to < slots.size() && slots[to].cookie != 0 &&
+            state.worker_cookie(to) == slots[to].cookie) {
+            // Where the program would record it: in moved if the ring sends the key elsewhere.
+            const bool off_ring = state.ring_at(ring_bucket(key, c)) != to;
+            state.record_client(key, session{to, slots[to].generation, session_clock_ns()}, off_ring);
+            return "ok " + address + " slot " + std::to_string(s->slot) + " -> slot " + std::to_string(to);
         }
-        return "none " + address + ": slot " + std::to_string(s->slot) +
-               " has no live successor (no replacement listens yet); its clients move when it closes";
+        if (!first_look || !catch_up)
+            return "none " + address + ": slot " + std::to_string(s->slot) +
+                   " has no live successor (no replacement listens yet); its clients move when it closes";
+        catch_up();
     }
-
-    // Where the program would record it: in moved if the ring sends the key elsewhere.
-    const bool off_ring = state.ring_at(ring_bucket(key, c)) != to;
-    state.record_client(key, session{to, slots[to].generation, session_clock_ns()}, off_ring);
-    return "ok " + address + " slot " + std::to_string(s->slot) + " -> slot " + std::to_string(to);
 }
 
 }  // namespace

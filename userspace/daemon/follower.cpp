@@ -122,13 +122,9 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // Where draining workers release their clients one by one (release.h); open before the line
     // below, which tells tests, scripts and the unit that the port is followed and served.
     const std::string control_path = control_socket_path(options.lock_dir, options.port);
-    // A release that finds no successor resyncs first, once per pass of the loop below: a drain
-    // sends many releases at once, and one look at the listeners answers them all.
-    steady_clock::time_point pass_start;
-    auto catch_up = [&] {
-        if (last_sync < pass_start)
-            follow_changes(watch ? watch->drain() : listener_changes{});
-    };
+    // A release that finds no successor resyncs first: each one, as the replacement it waits for
+    // may have listened a moment ago (a sock_diag dump, tens of µs, at most 32 per pass).
+    auto catch_up = [&] { follow_changes(watch ? watch->drain() : listener_changes{}); };
     control_socket control(
         control_path, settings.control_group,
         [&](const control_peer& peer) { return admit_control_peer(state, options.port, peer); },
@@ -181,7 +177,7 @@ int follow(const steer_options& options, const pinned_state& state, const follow
             return 0;
         }
         listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
-        const auto now = pass_start = steady_clock::now();
+        const auto now = steady_clock::now();
         const bool recheck_due = !rechecks.empty() && now >= rechecks.front();
         while (!rechecks.empty() && rechecks.front() <= now)
             rechecks.erase(rechecks.begin());

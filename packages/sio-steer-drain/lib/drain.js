@@ -62,6 +62,7 @@ async function settleAll(ctx, opts, successor, control, stats, until) {
     stats.closed++;
   };
   let running = 0;
+  const settling = [];
   while (engine.clientsCount > 0 && Date.now() < until) {
     for (const conn of Object.values(engine.clients)) {
       if (started.has(conn) || running >= opts.parallel) continue;
@@ -69,10 +70,11 @@ async function settleAll(ctx, opts, successor, control, stats, until) {
       if (!byKey.has(conn.sioSteerKey)) byKey.set(conn.sioSteerKey, new Set());
       byKey.get(conn.sioSteerKey).add(conn);
       running++;
-      settle(conn).catch((e) => opts.log(`session ${conn.id}: ${e.message}`)).finally(() => { running--; settled(conn); });
+      settling.push(settle(conn).catch((e) => opts.log(`session ${conn.id}: ${e.message}`)).finally(() => { running--; settled(conn); }));
     }
     await sleep(5);
   }
+  await Promise.all(settling);
   await Promise.all(releases);
   while (router.held.size > 0 && Date.now() < until) await sleep(5);
 }
@@ -88,6 +90,7 @@ function closeWhenQuiet(conn, owed, until, handover) {
     const close = () => {
       clearTimeout(timer);
       conn.off('heartbeat', onPong);
+      conn.off('close', close);
       conn.sioSteerOnIdle = null;
       if (conn.readyState === 'open') {
         // what this worker has sent it ends here, exactly: its recovery elsewhere starts there (recovery.js)
@@ -100,6 +103,7 @@ function closeWhenQuiet(conn, owed, until, handover) {
     const timer = setTimeout(close, Math.max(0, until - Date.now()));
     conn.sioSteerOnIdle = quiet;
     conn.on('heartbeat', onPong);
+    conn.once('close', close); // the client went first
     conn.sendPacket('ping');
   });
 }
@@ -183,7 +187,8 @@ async function drainAndClose(ctx, options = {}) {
 
   router.stopping = true;
   router.successor = target;
-  if (!successor) stopListening(httpServer); // new connections: to the other workers
+  // stopping for good, with other workers: new connections go to them from now on
+  if (!successor && target) stopListening(httpServer);
   const until = Date.now() + opts.goodbyeMs;
   if (left > 0 || engine.clientsCount > 0) await settleAll(ctx, opts, target, control, stats, until);
   control?.close();

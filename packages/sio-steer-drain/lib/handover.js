@@ -238,7 +238,7 @@ class Handover {
     // a ping now: the client's ping timeout runs from the last ping it had from the giving worker
     conn.hasRefreshedPingTimeout = false;
     conn.sendPacket('ping');
-    conn.resetPingTimeout();
+    conn.resetPingTimeout(engine.opts.pingTimeout); // engine.io 6.5 takes the timeout, 6.6 knows it
     conn.schedulePing();
     this.stats.adopted++;
     for (const s of sockets) {

@@ -74,7 +74,7 @@ class DeliveryLog {
     this.cursor = null; // the last stream entry the reader handed over
     this.newest = null; // the highest offset seen either way
     this.pending = new Set(); // own broadcasts not delivered yet: { since }
-    this.deliveredSince = new Map(); // listeners: fn(offset) on each delivery
+    this.taps = new Set(); // open taps: each collects the broadcasts delivered while it is open
     this.install(adapter);
   }
 
@@ -85,12 +85,12 @@ class DeliveryLog {
     let delivering = null;
     adapter._encode = function (packet, packetOpts) {
       const last = packet.data?.[packet.data.length - 1];
-      delivering = packet.type === 2 && packet.id === undefined && isOffset(last) ? last : null;
+      delivering = packet.type === 2 && packet.id === undefined && isOffset(last) ? packet : null;
       return encode.call(this, packet, packetOpts);
     };
     adapter.apply = function (opts, callback) {
       if (delivering !== null) {
-        log.delivered(delivering, opts);
+        log.delivered(delivering.data[delivering.data.length - 1], opts, delivering.data);
         delivering = null;
       }
       return apply.call(this, opts, callback);
@@ -131,13 +131,22 @@ class DeliveryLog {
     this.newest = maxOffset(this.newest, offset);
   }
 
-  delivered(offset, opts) {
+  delivered(offset, opts, data) {
     const entry = { offset, rooms: [...(opts.rooms ?? [])], except: [...(opts.except ?? [])] };
+    for (const tap of this.taps) tap.push({ ...entry, data });
     this.entries[this.next] = entry;
     this.next = (this.next + 1) % this.size;
     if (this.next === 0) this.wrapped = true;
     this.newest = maxOffset(this.newest, offset);
     for (const p of this.pending) if (p.offset === offset) this.pending.delete(p);
+  }
+
+  /** Collects every broadcast delivered from now on ({ offset, rooms, except, data }) until tap.close(). */
+  tap() {
+    const entries = [];
+    this.taps.add(entries);
+    entries.close = () => this.taps.delete(entries);
+    return entries;
   }
 
   /** The stream position below which every broadcast this worker will ever deliver lies. */

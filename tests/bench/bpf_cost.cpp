@@ -64,12 +64,12 @@
 #include "bench_empty.skel.h"
 #include "bench_hash_only.skel.h"
 #include "bench_profile.skel.h"
-#include "controller.h"
+#include "bpf/sio_steer.h"
+#include "bpf/sio_steer.skel.h"
 #include "harness.h"
-#include "pinned_state.h"
-#include "sio_steer.h"
-#include "sio_steer.skel.h"
-#include "unique_fd.h"
+#include "kernel/controller.h"
+#include "kernel/pinned_state.h"
+#include "logic/unique_fd.h"
 
 namespace {
 

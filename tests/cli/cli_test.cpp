@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli.h"
-#include "errors.h"
+#include "cli/cli.h"
+#include "logic/errors.h"
 
 using namespace sio_steer;
 

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "bpf/sio_steer.h"
 #include "harness.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

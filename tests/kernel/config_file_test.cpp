@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "discovery.h"
-#include "errors.h"
 #include "harness.h"
-#include "unique_fd.h"
+#include "kernel/discovery.h"
+#include "logic/errors.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

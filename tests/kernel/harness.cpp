@@ -26,7 +26,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 #ifndef TEST_WORKER_BIN
 #error "TEST_WORKER_BIN must name the test_worker binary"

@@ -29,8 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

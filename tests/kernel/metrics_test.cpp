@@ -19,7 +19,7 @@
 #include <httplib.h>
 
 #include "harness.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

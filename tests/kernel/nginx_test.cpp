@@ -25,7 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

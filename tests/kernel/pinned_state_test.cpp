@@ -16,9 +16,9 @@
 #include <fstream>
 #include <thread>
 
+#include "bpf/sio_steer.h"
 #include "harness.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

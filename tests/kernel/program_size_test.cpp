@@ -8,7 +8,7 @@
 #include <cstdio>
 
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "preflight.h"
+#include "kernel/preflight.h"
 
 namespace sio_steer::test {
 namespace {

@@ -22,10 +22,10 @@
 #include <set>
 #include <thread>
 
-#include "client_key.h"
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/client_key.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

@@ -15,8 +15,8 @@
 #include <regex>
 #include <set>
 
-#include "errors.h"
-#include "nginx_conf.h"
+#include "logic/errors.h"
+#include "logic/nginx_conf.h"
 
 namespace {
 

@@ -7,21 +7,21 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cli.h"
-#include "config_file.h"
-#include "control_socket.h"
-#include "controller.h"
-#include "errors.h"
-#include "follower.h"
-#include "group_pin.h"
-#include "metrics.h"
-#include "metrics_server.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "preflight.h"
-#include "report.h"
-#include "service_notify.h"
-#include "worker_group.h"
+#include "cli/cli.h"
+#include "cli/config_file.h"
+#include "daemon/control_socket.h"
+#include "daemon/follower.h"
+#include "daemon/metrics_server.h"
+#include "daemon/service_notify.h"
+#include "kernel/controller.h"
+#include "kernel/group_pin.h"
+#include "kernel/pinned_state.h"
+#include "kernel/preflight.h"
+#include "kernel/report.h"
+#include "logic/errors.h"
+#include "logic/metrics.h"
+#include "logic/options.h"
+#include "logic/worker_group.h"
 
 namespace po = boost::program_options;
 

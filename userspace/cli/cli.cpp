@@ -1,14 +1,14 @@
 // The verb table and what an error becomes: one exit code (docs/exit-codes.md) and, on the error
 // stream, "sio-steer VERB: what" with its why and fix lines.
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <cstdarg>
 #include <cstdio>
 #include <ostream>
 
-#include "config_file.h"
-#include "errors.h"
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
+#include "cli/config_file.h"
+#include "logic/errors.h"
 
 namespace po = boost::program_options;
 

@@ -6,12 +6,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cli.h"
-#include "discovery.h"
-#include "errors.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "preflight.h"
+#include "cli/cli.h"
+#include "kernel/discovery.h"
+#include "kernel/pinned_state.h"
+#include "kernel/preflight.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 

@@ -1,10 +1,10 @@
 // sio-steer doctor: checks everything steering a port needs, a line each, and a verdict.
 #include <ostream>
 
-#include "cli.h"
-#include "doctor.h"
-#include "errors.h"
-#include "options.h"
+#include "cli/cli.h"
+#include "kernel/doctor.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 

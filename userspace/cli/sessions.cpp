@@ -4,12 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli.h"
-#include "client_key.h"
-#include "client_route.h"
-#include "errors.h"
-#include "options.h"
-#include "pinned_state.h"
+#include "cli/cli.h"
+#include "kernel/pinned_state.h"
+#include "logic/client_key.h"
+#include "logic/client_route.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 

@@ -4,12 +4,12 @@
 #include <filesystem>
 #include <ostream>
 
-#include "cli.h"
-#include "errors.h"
-#include "metrics.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "report.h"
+#include "cli/cli.h"
+#include "kernel/pinned_state.h"
+#include "kernel/report.h"
+#include "logic/errors.h"
+#include "logic/metrics.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 

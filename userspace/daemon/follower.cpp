@@ -1,4 +1,4 @@
-#include "follower.h"
+#include "daemon/follower.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -13,13 +13,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "control_socket.h"
-#include "controller.h"
-#include "errors.h"
-#include "listener_tracker.h"
-#include "listener_watch.h"
-#include "release.h"
-#include "stop_signals.h"
+#include "daemon/control_socket.h"
+#include "daemon/release.h"
+#include "daemon/stop_signals.h"
+#include "kernel/controller.h"
+#include "kernel/listener_tracker.h"
+#include "kernel/listener_watch.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

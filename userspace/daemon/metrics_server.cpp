@@ -1,4 +1,4 @@
-#include "metrics_server.h"
+#include "daemon/metrics_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,9 +16,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "http_request.h"
-#include "stop_signals.h"
+#include "daemon/stop_signals.h"
+#include "logic/errors.h"
+#include "logic/http_request.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "controller.h"
+#include "kernel/controller.h"
 
 #include <bpf/bpf.h>
 #include <sys/socket.h>
@@ -13,11 +13,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "client_key.h"
-#include "maglev.h"
-#include "moved_clients.h"
-#include "slot_table.h"
+#include "logic/client_key.h"
+#include "logic/errors.h"
+#include "logic/maglev.h"
+#include "logic/moved_clients.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "doctor.h"
+#include "kernel/doctor.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -12,16 +12,16 @@
 #include <set>
 #include <sstream>
 
-#include "controller.h"
-#include "cpu_share.h"
-#include "discovery.h"
-#include "errors.h"
-#include "group_pin.h"
-#include "node_version.h"
-#include "pinned_state.h"
-#include "preflight.h"
-#include "proxy_check.h"
-#include "report.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/group_pin.h"
+#include "kernel/pinned_state.h"
+#include "kernel/preflight.h"
+#include "kernel/report.h"
+#include "logic/cpu_share.h"
+#include "logic/errors.h"
+#include "logic/node_version.h"
+#include "logic/proxy_check.h"
 
 namespace sio_steer {
 

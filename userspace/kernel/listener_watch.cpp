@@ -1,4 +1,4 @@
-#include "listener_watch.h"
+#include "kernel/listener_watch.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -12,11 +12,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "errors.h"
-#include "libbpf_log.h"
-#include "sio_steer_watch.h"
-#include "sio_steer_watch.skel.h"
-#include "unique_fd.h"
+#include "bpf/sio_steer_watch.h"
+#include "bpf/sio_steer_watch.skel.h"
+#include "kernel/libbpf_log.h"
+#include "logic/errors.h"
+#include "logic/unique_fd.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "follow_status.h"
+#include "logic/follow_status.h"
 
 struct bpf_link;
 struct ring_buffer;

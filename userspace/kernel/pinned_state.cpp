@@ -1,4 +1,4 @@
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,8 +16,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "sio_steer.skel.h"
+#include "bpf/sio_steer.skel.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

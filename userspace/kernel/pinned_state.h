@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "options.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "bpf/sio_steer.h"
+#include "logic/options.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

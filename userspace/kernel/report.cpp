@@ -1,13 +1,13 @@
-#include "report.h"
+#include "kernel/report.h"
 
 #include <map>
 
-#include "controller.h"
-#include "discovery.h"
-#include "group_pin.h"
-#include "options.h"
-#include "preflight.h"
-#include "slot_table.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/group_pin.h"
+#include "kernel/preflight.h"
+#include "logic/options.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 

@@ -1,8 +1,8 @@
-#include "metrics.h"
+#include "logic/metrics.h"
 
 #include <functional>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

@@ -2,7 +2,7 @@
 # The guest side of scripts/vm-test.sh: runs in the VM under systemd (sio-steer-vm-test.service),
 # as root, once per boot. Boot 1 installs the .deb and the PM2 service and runs the checks; then it
 # reboots the VM, and boot 2 checks that steering came back, purges the package and runs
-# kernel_tests. Each check writes pass or fail to /vm-results/checks/NAME (the host reads them);
+# integration_tests. Each check writes pass or fail to /vm-results/checks/NAME (the host reads them);
 # details go to the console, which the host records.
 set -euo pipefail
 R=/vm-results
@@ -260,11 +260,11 @@ check_purge_clean() {
   return $ok
 }
 
-check_kernel_tests() {
+check_integration_tests() {
   local rc=0
-  log "kernel_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
-  (cd "$WORK" && timeout 900 "$BUILD/tests/kernel_tests" --gtest_brief=1) >"$WORK/kernel_tests.log" 2>&1 || rc=$?
-  grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/kernel_tests.log" | tee "$R/kernel_tests.txt"
+  log "integration_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
+  (cd "$WORK" && timeout 900 "$BUILD/tests/integration_tests" --gtest_brief=1) >"$WORK/integration_tests.log" 2>&1 || rc=$?
+  grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/integration_tests.log" | tee "$R/integration_tests.txt"
   return $rc
 }
 
@@ -301,7 +301,7 @@ else
   echo "$state" >"$R/systemd-after-reboot"
   check reboot_reattach check_reboot_reattach
   check purge_clean check_purge_clean
-  check kernel_tests check_kernel_tests
+  check integration_tests check_integration_tests
 fi
 journalctl -b -u "$UNIT" --no-pager >"$WORK/sio-steer.journal" 2>&1 || true
 log "done: powering off"

@@ -126,7 +126,7 @@ std::vector<std::string> entries(const std::string& dir)
     return names;
 }
 
-class BadInputTest : public kernel_test {
+class BadInputTest : public integration_test {
 protected:
     // `attach --once` on `port_value` (not a port, perhaps) with the test's pin root and lock folder.
     std::vector<std::string> attach_on(const std::string& port_value) const

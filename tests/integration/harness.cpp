@@ -443,14 +443,14 @@ std::map<std::string, std::vector<std::string>> probe(const std::vector<std::str
     return seen;
 }
 
-void kernel_test::SetUp()
+void integration_test::SetUp()
 {
     enter_fresh_netns(v6_subnets_);
     port = free_port();
     pins_.emplace();
 }
 
-std::vector<std::string> kernel_test::args(const std::string& verb, const std::vector<std::string>& extra) const
+std::vector<std::string> integration_test::args(const std::string& verb, const std::vector<std::string>& extra) const
 {
     std::vector<std::string> a = {verb, "--port", port_text(), "--pin-root", pins().path()};
     if (verb != "sessions")  // the one verb that neither holds nor reads the port's lock
@@ -459,13 +459,13 @@ std::vector<std::string> kernel_test::args(const std::string& verb, const std::v
     return a;
 }
 
-void kernel_test::start_workers(int n)
+void integration_test::start_workers(int n)
 {
     for (int i = 0; i < n; i++)
         w.push_back(worker_process::instance(port, i));
 }
 
-void kernel_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,
+void integration_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,
                                    const std::string& ready)
 {
     controller = std::make_unique<background_process>(args("attach", extra), prefix);

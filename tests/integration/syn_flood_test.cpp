@@ -140,7 +140,7 @@ flood_result spoofed_syn_flood(std::uint16_t port, std::uint32_t sources, int ti
     return r;
 }
 
-class SynFloodTest : public kernel_test {
+class SynFloodTest : public integration_test {
 protected:
     // client -> the worker that answered it, from one connection each; "" for a failed connection.
     std::map<std::string, std::string> where(const std::vector<std::string>& clients)

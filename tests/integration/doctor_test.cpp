@@ -85,7 +85,7 @@ std::string locks_device_of(pid_t pid, ino_t ino)
     return "";
 }
 
-class DoctorTest : public kernel_test {
+class DoctorTest : public integration_test {
 protected:
     void attach_once() { ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0); }
 
@@ -267,8 +267,10 @@ TEST_F(DoctorTest, AControllerWhoseWatchWasRefusedSaysWhy)
     lock.publish({"polling", why});
     std::string controller_line = line_of(doctor(), "controller");
     EXPECT_EQ(verdict_of(controller_line), "WARN") << controller_line;
-    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) +
-                                   " (kernel_tests) follows the workers by polling, "
+    std::string comm = read_text("/proc/self/comm");  // the test binary's name, cut to 15 characters
+    comm.erase(comm.find_last_not_of('\n') + 1);
+    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) + " (" + comm +
+                                   ") follows the workers by polling, "
                                    "not by events: " +
                                    why),
               std::string::npos)

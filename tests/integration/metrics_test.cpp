@@ -61,11 +61,11 @@ double sum_of(const samples& s, const std::string& family)
     return total;
 }
 
-class MetricsTest : public kernel_test {
+class MetricsTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         metrics_port = free_port(port);
         start_workers(4);
     }

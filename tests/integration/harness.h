@@ -1,4 +1,4 @@
-// What the kernel tests share: the base fixture (kernel_test: a private network namespace, a port,
+// What the integration tests share: the base fixture (integration_test: a private network namespace, a port,
 // a private pin root and lock folder, a verb's arguments), worker processes, the sio-steer binary,
 // running commands (run, capture, spawn), and clients that connect from chosen source addresses.
 #pragma once
@@ -185,12 +185,12 @@ std::vector<std::string> client_addresses(int v4, int v6_subnets);
 std::map<std::string, std::vector<std::string>> probe(const std::vector<std::string>& clients, std::uint16_t port,
                                                       int connections);
 
-// The base fixture of the kernel tests (as tubular's testutil gives each test a namespace and a
+// The base fixture of the integration tests (as tubular's testutil gives each test a namespace and a
 // ready CLI): each test in a fresh network namespace, on a free port, with a pin root and a lock
 // folder of its own, created by SetUp() and removed when the test ends, passed or failed.
-class kernel_test : public ::testing::Test {
+class integration_test : public ::testing::Test {
 protected:
-    explicit kernel_test(int v6_subnets = 0) : v6_subnets_(v6_subnets) {}
+    explicit integration_test(int v6_subnets = 0) : v6_subnets_(v6_subnets) {}
     void SetUp() override;
 
     const pin_root& pins() const { return *pins_; }

@@ -17,13 +17,13 @@ namespace {
 constexpr int v4_clients = 500;
 constexpr int v6_subnets = 40;
 
-class SteeringTest : public kernel_test {
+class SteeringTest : public integration_test {
 protected:
-    SteeringTest() : kernel_test(v6_subnets) {}
+    SteeringTest() : integration_test(v6_subnets) {}
 
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         start_workers(4);
         clients = client_addresses(v4_clients, v6_subnets);
     }

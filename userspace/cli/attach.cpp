@@ -99,10 +99,10 @@ int run_attach(const args& a, std::ostream& out)
     std::string follow_with = "auto", control_group, worker_uid, wait_text = "0";
     std::chrono::seconds wait_for{0};
     po::options_description options("attach options");
+    add_port_options(options, port, o);
     // one option per line, as --help lists them
     // clang-format off
     options.add_options()
-        ("port", po::value(&port)->required(), "TCP port the workers listen on")
         ("config", po::value(&config_path), "read options from this file too (`name = value` lines; the command line wins)")
         ("once", po::bool_switch(&once), "attach and exit, without following the workers")
         ("wait-for-listeners", po::value(&wait_text)->default_value(wait_text), "if nothing listens on the port yet, wait this long for the workers (60, 2m) before saying so (exit 3): at boot, before PM2 has started them")
@@ -116,10 +116,8 @@ int run_attach(const args& a, std::ostream& out)
         ("follow", po::value(&follow_with)->default_value(follow_with), "how to learn of listeners: auto (events if the kernel allows, else polling) | events | polling")
         ("metrics-listen", po::value(&metrics_listen), "serve Prometheus metrics at http://ADDRESS:PORT/metrics (docs/metrics.md)")
         ("worker-uid", po::value(&worker_uid), "uids or user names whose listeners form the steered group, e.g. 1000 or pm2 (default: the uid of the workers found at the first attach); any: every uid")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files")
         ("control-group", po::value(&control_group), "group of the control socket <lock-dir>/<port>.sock, mode 0660: the workers' group (default: mode 0666, any local user may connect)");
     // clang-format on
-    add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("attach", "--port N [--config FILE] [options]", a, options, vm, out))
         return 0;

@@ -71,15 +71,13 @@ int run_status(const args& a, std::ostream& out)
     std::string port;
     bool json_out = false, prometheus = false;
     po::options_description options("status options");
+    add_port_options(options, port, o, {.port_help = "TCP port (default: every pinned port)", .port_required = false});
     // one option per line, as --help lists them
     // clang-format off
     options.add_options()
-        ("port", po::value(&port), "TCP port (default: every pinned port)")
         ("json", po::bool_switch(&json_out), "print one JSON document")
-        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files (where a following attach says how it follows)");
+        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector");
     // clang-format on
-    add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm,
                     out))

@@ -5,11 +5,15 @@
 // network namespace with a private pin root.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -260,6 +264,27 @@ TEST_F(BadInputTest, NothingListeningAfterTheWaitSaysHowLongItWaited)
     EXPECT_NE(r.err.find("\n  fix: "), std::string::npos) << r.err;
     expect_nothing_pinned();
     expect_refused(sio_steer(attach_args({"--wait-for-listeners", "soon"})), exit_usage, {"--wait-for-listeners"});
+}
+
+// The metrics address is bound before the wait: one that is taken is refused at once, not after
+// the wait (up to a minute in the unit) and only when nothing listens yet.
+TEST_F(BadInputTest, ATakenMetricsAddressIsRefusedBeforeTheWait)
+{
+    const std::uint16_t metrics_port = free_port(port);
+    unique_fd taken(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_port = htons(metrics_port);
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr*>(&at), sizeof(at)), 0);
+    ASSERT_EQ(listen(taken.get(), 1), 0);
+    const auto started = std::chrono::steady_clock::now();
+    run_result r = sio_steer(args("attach", {"--wait-for-listeners", "30", "--metrics-listen",
+                                             "127.0.0.1:" + std::to_string(metrics_port)}));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20)) << "it waited first";
+    expect_refused(r, exit_environment, {"cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)});
+    EXPECT_EQ(r.err.find("waiting up to"), std::string::npos) << r.err;
+    expect_nothing_pinned();
 }
 
 TEST_F(BadInputTest, ListenerWithoutReuseportNamesItsOwnerAndTheNodeOption)

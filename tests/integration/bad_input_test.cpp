@@ -279,8 +279,8 @@ TEST_F(BadInputTest, ATakenMetricsAddressIsRefusedBeforeTheWait)
     ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr*>(&at), sizeof(at)), 0);
     ASSERT_EQ(listen(taken.get(), 1), 0);
     const auto started = std::chrono::steady_clock::now();
-    run_result r = sio_steer(args("attach", {"--wait-for-listeners", "30", "--metrics-listen",
-                                             "127.0.0.1:" + std::to_string(metrics_port)}));
+    run_result r = sio_steer(args(
+        "attach", {"--wait-for-listeners", "30", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
     EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20)) << "it waited first";
     expect_refused(r, exit_environment, {"cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)});
     EXPECT_EQ(r.err.find("waiting up to"), std::string::npos) << r.err;

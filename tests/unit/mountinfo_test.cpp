@@ -39,8 +39,7 @@ TEST(Mountinfo, SkipsOptionalFieldsUpToTheSeparator)
 
 TEST(Mountinfo, UnescapesSpacesTabsNewlinesAndBackslashesInPaths)
 {
-    std::vector<mount_entry> m =
-        parse_mountinfo("50 22 0:40 /a\\040b /mnt/x\\011y\\012z\\134 rw - tmpfs none rw\n");
+    std::vector<mount_entry> m = parse_mountinfo("50 22 0:40 /a\\040b /mnt/x\\011y\\012z\\134 rw - tmpfs none rw\n");
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].root, "/a b");
     EXPECT_EQ(m[0].mount_point, "/mnt/x\ty\nz\\");

@@ -290,7 +290,8 @@ int run_attach(const args& a, std::ostream& out)
     require_bpffs(o.pin_root);
     port_lock lock(o.lock_dir, o.port);
     // Bound before the wait: a taken address is refused at once, not after up to a minute.
-    std::unique_ptr<metrics_server> metrics = r->metrics_at ? std::make_unique<metrics_server>(*r->metrics_at) : nullptr;
+    std::unique_ptr<metrics_server> metrics =
+        r->metrics_at ? std::make_unique<metrics_server>(*r->metrics_at) : nullptr;
     wait_for_listeners(o.port, r->wait_for);
 
     pinned_state state = attach_once(*r);

@@ -91,8 +91,7 @@ bool parse_args(const char* verb, const char* synopsis, const args& a, po::optio
     return true;
 }
 
-void add_port_options(po::options_description& options, std::string& port, steer_options& o,
-                      const port_options& which)
+void add_port_options(po::options_description& options, std::string& port, steer_options& o, const port_options& which)
 {
     auto* port_value = po::value(&port);
     options.add_options()("port", which.port_required ? port_value->required() : port_value, which.port_help);

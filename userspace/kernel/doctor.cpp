@@ -352,10 +352,7 @@ finding check_proxy(const pinned_state& state)
 
 }  // namespace
 
-std::string cgroup2_mount()
-{
-    return cgroup2_mount_point(read_small("/proc/self/mountinfo", 1 << 20)).value_or("");
-}
+std::string cgroup2_mount() { return cgroup2_mount_point(read_small("/proc/self/mountinfo", 1 << 20)).value_or(""); }
 
 std::vector<finding> examine(const doctor_settings& s)
 {

@@ -28,8 +28,9 @@ check() {
       layer="${target%%/*}"
       name="${target#*/}"
       if [[ "$target" != */* ]]; then
-        # a test's own helper (harness.h) sits beside it; anything else must say where it comes from
-        if [[ -z "$own" && -f "$root/$(dirname "$file")/$target" ]]; then continue; fi
+        # a test's own helper sits beside it (harness.h) or in tests/ (exit_codes.h); anything else
+        # must say where it comes from
+        if [[ -z "$own" && ( -f "$root/$(dirname "$file")/$target" || -f "$root/tests/$target" ) ]]; then continue; fi
         echo "$file:$line: #include \"$target\" does not name its layer (e.g. \"kernel/$target\")"
       elif [[ "$(rank "$layer")" -lt 0 || "$name" == */* ]]; then
         echo "$file:$line: #include \"$target\": not a layer of userspace/ (cli, daemon, kernel, logic) nor bpf/"

@@ -15,20 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "exit_codes.h"
 #include "logic/unique_fd.h"
 
 namespace sio_steer::test {
-
-// The exit codes users, scripts and the systemd unit see, as docs/exit-codes.md documents them;
-// written out here rather than taken from errors.h so that a renumbering fails the tests.
-constexpr int exit_usage = 2;
-constexpr int exit_no_listeners = 3;
-constexpr int exit_not_steerable = 4;
-constexpr int exit_environment = 5;
-constexpr int exit_busy = 6;
-constexpr int exit_incompatible = 7;
-constexpr int exit_not_attached = 8;
-constexpr int exit_unhealthy = 9;
 
 // How long a test waits for what must happen (a controller ready, a change followed). Generous:
 // a slow host (a VM without KVM, a loaded CI machine) takes seconds for what takes milliseconds

@@ -8,6 +8,8 @@
 # Needs root. Exits 0 only if every check passed; the last line of stdout is one JSON object:
 #   {"kernel": ..., "systemd": ..., "passed": N, "failed": N, "checks": {"NAME": "pass"|"fail", ...}}
 # VM_KEEP=DIR: copy the run's results, console log and guest logs there.
+# DEB_DIR=DIR: install the .deb there (ctest's `deb` fixture builds it once for this and the
+# packaging tests); without it, `cpack -G DEB` in the build folder makes one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -34,8 +36,12 @@ log() { echo "vm-test: $*" >&2; }
 
 scripts/install-deps.sh >&2
 build="$(cd "$(dirname "$(BUILD_DIR="${BUILD_DIR:-build}" scripts/build.sh)")/.." && pwd)"
-(cd "$build" && cpack -G DEB >/dev/null)
-deb="$(ls -t "$build"/sio-steer_*.deb | head -n 1)"
+if [[ -n "${DEB_DIR:-}" ]]; then
+  deb="$(ls -t "$DEB_DIR"/sio-steer_*.deb | head -n 1)"
+else
+  (cd "$build" && cpack -G DEB >/dev/null)
+  deb="$(ls -t "$build"/sio-steer_*.deb | head -n 1)"
+fi
 . scripts/node-env.sh  # the chat example's node_modules (npm ci), used from the guest read-only
 # The kernel of linux-image-amd64 (the newest, if several are installed).
 kver="$(cd /lib/modules && ls -d *-amd64 | sort -V | tail -n 1)"

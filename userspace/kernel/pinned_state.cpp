@@ -246,18 +246,14 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
             "it was written by an incompatible version of sio-steer",
             "run the sio-steer that wrote it, or `sio-steer detach` (drops the recorded sessions) and attach again");
     st.program_ = get_pinned(dir + "/program");
-    st.workers_ = get_pinned(dir + "/workers");
-    st.slots_ = get_pinned(dir + "/slots");
-    st.sessions_ = get_pinned(dir + "/sessions");
-    st.moved_ = get_pinned(dir + "/moved");
-    st.ring_ = get_pinned(dir + "/ring");
-    st.stats_ = get_pinned(dir + "/stats");
-    check_layout(dir, skel->maps.workers, st.workers_.get());
-    check_layout(dir, skel->maps.slots, st.slots_.get());
-    check_layout(dir, skel->maps.sessions, st.sessions_.get());
-    check_layout(dir, skel->maps.moved, st.moved_.get());
-    check_layout(dir, skel->maps.ring, st.ring_.get());
-    check_layout(dir, skel->maps.stats, st.stats_.get());
+    const std::array<unique_fd*, map_count> fds = st.map_fds();
+    for (int i = 0; i < map_count; i++)
+        if (fds[i] != &st.config_)
+            *fds[i] = get_pinned(dir + "/" + map_names[i]);
+    const program_maps maps = maps_of(*skel);
+    for (int i = 0; i < map_count; i++)
+        if (fds[i] != &st.config_)
+            check_layout(dir, maps[i], fds[i]->get());
     return st;
 }
 
@@ -278,12 +274,10 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
     skeleton skel = open_skeleton();
     const program_maps maps = maps_of(*skel);
     if (existing) {
-        const int fds[] = {existing->workers_.get(), existing->slots_.get(), existing->sessions_.get(),
-                           existing->moved_.get(),   existing->ring_.get(),  existing->config_.get(),
-                           existing->stats_.get()};
+        const std::array<unique_fd*, map_count> fds = existing->map_fds();
         for (int i = 0; i < map_count; i++) {
-            check_layout(dir, maps[i], fds[i]);
-            if (bpf_map__reuse_fd(maps[i], fds[i]))
+            check_layout(dir, maps[i], fds[i]->get());
+            if (bpf_map__reuse_fd(maps[i], fds[i]->get()))
                 throw_system_error("cannot reuse the pinned map " + std::string(map_names[i]), errno);
         }
     } else {

@@ -3,6 +3,7 @@
 // map's fd. The key and value types are the ABI structs of bpf/sio_steer.h.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,6 +61,9 @@ public:
 
 protected:
     steering_maps() = default;  // filled by pinned_state::open() and load()
+
+    // The maps' fds in the order of their pin names: workers slots sessions moved ring config stats.
+    std::array<unique_fd*, 7> map_fds() { return {&workers_, &slots_, &sessions_, &moved_, &ring_, &config_, &stats_}; }
 
     std::string dir_;  // the pin folder, for messages
     unique_fd program_, workers_, slots_, sessions_, moved_, ring_, config_, stats_;

@@ -5,10 +5,7 @@
 // network namespace with a private pin root.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -271,13 +268,8 @@ TEST_F(BadInputTest, NothingListeningAfterTheWaitSaysHowLongItWaited)
 TEST_F(BadInputTest, ATakenMetricsAddressIsRefusedBeforeTheWait)
 {
     const std::uint16_t metrics_port = free_port(port);
-    unique_fd taken(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in at{};
-    at.sin_family = AF_INET;
-    at.sin_port = htons(metrics_port);
-    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr*>(&at), sizeof(at)), 0);
-    ASSERT_EQ(listen(taken.get(), 1), 0);
+    unique_fd taken = listen_on_loopback(metrics_port);
+    ASSERT_TRUE(taken);
     const auto started = std::chrono::steady_clock::now();
     run_result r = sio_steer(args(
         "attach", {"--wait-for-listeners", "30", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));

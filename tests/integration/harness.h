@@ -113,11 +113,11 @@ class pin_root {
 public:
     pin_root();
     ~pin_root();
-    pin_root(const pin_root&) = delete;
-    pin_root& operator=(const pin_root&) = delete;
     const std::string& path() const { return path_; }
     const std::string& lock_dir() const { return lock_dir_; }
     std::string dir(std::uint16_t port) const { return path_ + "/" + std::to_string(port); }
+    pin_root(const pin_root&) = delete;  // one owner removes the folders
+    pin_root& operator=(const pin_root&) = delete;
 
 private:
     std::string path_, lock_dir_;
@@ -150,6 +150,10 @@ private:
     bool reaped_ = false;
     int code_ = -1;
 };
+
+// A plain TCP listener on 127.0.0.1:port (another process's, as far as sio-steer can tell), or an
+// empty fd if the port is taken.
+unique_fd listen_on_loopback(std::uint16_t port);
 
 // Connects from `source` (IPv4 or IPv6 text) to `dest`:port and returns the worker's answer,
 // "<instance> <pid>", or "" on a failure (refused, reset, timeout).

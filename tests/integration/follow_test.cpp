@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {
@@ -36,11 +36,11 @@ const std::string hide_tracefs = "umount -l /sys/kernel/tracing 2>/dev/null; umo
                                  "mount -t tmpfs none /sys/kernel/tracing";
 const std::string mount_tracefs = "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing";
 
-class FollowTest : public kernel_test {
+class FollowTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         metrics_port = free_port(port);
         start_workers(2);
     }

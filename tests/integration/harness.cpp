@@ -26,7 +26,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 #ifndef TEST_WORKER_BIN
 #error "TEST_WORKER_BIN must name the test_worker binary"
@@ -351,6 +351,23 @@ bool background_process::wait_for_output(const std::string& text, std::chrono::m
 
 namespace {
 
+// `ip` (IPv4 or IPv6 text) and `port` as a socket address; returns its length.
+socklen_t socket_address(const std::string& ip, std::uint16_t port, sockaddr_storage& out)
+{
+    if (ip.find(':') != std::string::npos) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&out);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+        return sizeof(sockaddr_in6);
+    }
+    auto* a = reinterpret_cast<sockaddr_in*>(&out);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+    return sizeof(sockaddr_in);
+}
+
 unique_fd connect_from(const std::string& source, const std::string& dest, std::uint16_t port)
 {
     bool v6 = source.find(':') != std::string::npos;
@@ -359,26 +376,8 @@ unique_fd connect_from(const std::string& source, const std::string& dest, std::
     setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     sockaddr_storage src{}, dst{};
-    socklen_t len;
-    if (v6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&src);
-        a->sin6_family = AF_INET6;
-        inet_pton(AF_INET6, source.c_str(), &a->sin6_addr);
-        auto* b = reinterpret_cast<sockaddr_in6*>(&dst);
-        b->sin6_family = AF_INET6;
-        b->sin6_port = htons(port);
-        inet_pton(AF_INET6, dest.c_str(), &b->sin6_addr);
-        len = sizeof(sockaddr_in6);
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&src);
-        a->sin_family = AF_INET;
-        inet_pton(AF_INET, source.c_str(), &a->sin_addr);
-        auto* b = reinterpret_cast<sockaddr_in*>(&dst);
-        b->sin_family = AF_INET;
-        b->sin_port = htons(port);
-        inet_pton(AF_INET, dest.c_str(), &b->sin_addr);
-        len = sizeof(sockaddr_in);
-    }
+    socklen_t len = socket_address(source, 0, src);
+    socket_address(dest, port, dst);
     if (bind(s.get(), reinterpret_cast<sockaddr*>(&src), len) ||
         connect(s.get(), reinterpret_cast<sockaddr*>(&dst), len))
         return unique_fd();
@@ -443,14 +442,14 @@ std::map<std::string, std::vector<std::string>> probe(const std::vector<std::str
     return seen;
 }
 
-void kernel_test::SetUp()
+void integration_test::SetUp()
 {
     enter_fresh_netns(v6_subnets_);
     port = free_port();
     pins_.emplace();
 }
 
-std::vector<std::string> kernel_test::args(const std::string& verb, const std::vector<std::string>& extra) const
+std::vector<std::string> integration_test::args(const std::string& verb, const std::vector<std::string>& extra) const
 {
     std::vector<std::string> a = {verb, "--port", port_text(), "--pin-root", pins().path()};
     if (verb != "sessions")  // the one verb that neither holds nor reads the port's lock
@@ -459,17 +458,27 @@ std::vector<std::string> kernel_test::args(const std::string& verb, const std::v
     return a;
 }
 
-void kernel_test::start_workers(int n)
+void integration_test::start_workers(int n)
 {
     for (int i = 0; i < n; i++)
         w.push_back(worker_process::instance(port, i));
 }
 
-void kernel_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,
+void integration_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,
                                    const std::string& ready)
 {
     controller = std::make_unique<background_process>(args("attach", extra), prefix);
     ASSERT_TRUE(controller->wait_for_output(ready)) << "no \"" << ready << "\" within " << patience.count() << " ms:\n" << controller->output();
+}
+
+unique_fd listen_on_loopback(std::uint16_t port)
+{
+    unique_fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage at{};
+    socklen_t len = socket_address("127.0.0.1", port, at);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&at), len) || listen(fd.get(), 1))
+        return unique_fd();
+    return fd;
 }
 
 }  // namespace sio_steer::test

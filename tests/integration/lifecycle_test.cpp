@@ -15,8 +15,8 @@
 #include <bpf/bpf.h>
 
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -26,11 +26,11 @@ using client_map = std::map<std::string, std::string>;  // client -> "<instance>
 
 std::string pid_of(const std::string& answer) { return answer.substr(answer.find(' ') + 1); }
 
-class LifecycleTest : public kernel_test {
+class LifecycleTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         start_workers(4);
         clients = client_addresses(300, 0);
     }
@@ -39,7 +39,7 @@ protected:
     // holds the live workers.
     void start_controller(const std::vector<std::string>& extra = {})
     {
-        kernel_test::start_controller(extra);
+        integration_test::start_controller(extra);
         wait_for_workers();
     }
 

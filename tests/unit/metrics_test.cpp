@@ -6,9 +6,9 @@
 #include <set>
 #include <sstream>
 
-#include "errors.h"
-#include "metrics.h"
-#include "listen_address.h"
+#include "logic/errors.h"
+#include "logic/listen_address.h"
+#include "logic/metrics.h"
 
 namespace {
 

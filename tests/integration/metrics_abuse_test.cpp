@@ -29,8 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -47,6 +47,15 @@ unique_fd connect_to(std::uint16_t port, bool nonblocking = false)
     if (connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) && errno != EINPROGRESS)
         return unique_fd();
     return fd;
+}
+
+// `n` connections to the port, opened one after the other.
+std::vector<unique_fd> connections_to(std::uint16_t port, int n, bool nonblocking = false)
+{
+    std::vector<unique_fd> fds;
+    for (int i = 0; i < n; i++)
+        fds.push_back(connect_to(port, nonblocking));
+    return fds;
 }
 
 // GET /metrics on a fresh connection, everything within `limit`: the body, or nullopt.
@@ -193,9 +202,7 @@ TEST_F(MetricsAbuseTest, IdleConnectionsBlockNeitherScrapesNorFollowing)
     start_controller();
     const std::uint16_t target = metrics_port;
     attacker a(1200, [target](int ready) {
-        std::vector<unique_fd> held;
-        for (int i = 0; i < 1000; i++)
-            held.push_back(connect_to(target, true));
+        std::vector<unique_fd> held = connections_to(target, 1000, true);
         std::this_thread::sleep_for(milliseconds(500));  // the handshakes complete meanwhile
         say(ready, "ready\n");
         for (;;)
@@ -223,9 +230,7 @@ TEST_F(MetricsAbuseTest, SlowlorisDoesNotBlockScrapes)
     start_controller();
     const std::uint16_t target = metrics_port;
     attacker a(256, [target](int ready) {
-        std::vector<unique_fd> held;
-        for (int i = 0; i < 40; i++)
-            held.push_back(connect_to(target));
+        std::vector<unique_fd> held = connections_to(target, 40);
         say(ready, "ready\n");
         const std::string head = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
         for (std::size_t i = 0;; i++) {  // killed by the test; a connection the controller closed just fails

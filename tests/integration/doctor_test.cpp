@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "preflight.h"
+#include "kernel/preflight.h"
 
 namespace sio_steer::test {
 namespace {
@@ -85,7 +85,7 @@ std::string locks_device_of(pid_t pid, ino_t ino)
     return "";
 }
 
-class DoctorTest : public kernel_test {
+class DoctorTest : public integration_test {
 protected:
     void attach_once() { ASSERT_EQ(sio_steer(args("attach", {"--once"})).code, 0); }
 
@@ -109,6 +109,16 @@ protected:
     }
 
     static std::string verdict_of(const std::string& line) { return line.substr(2, line.find(' ', 2) - 2); }
+
+    // doctor exits 9 and its line for `check` says `verdict` (WARN, FAIL): that line, and its fix.
+    std::string unhealthy_line(const std::string& check, const std::string& verdict)
+    {
+        run_result r = doctor();
+        EXPECT_EQ(r.code, exit_unhealthy) << r.out;
+        std::string line = line_of(r, check);
+        EXPECT_EQ(verdict_of(line), verdict) << r.out;
+        return line;
+    }
 };
 
 TEST_F(DoctorTest, AllIsWellWithAFollowingAttachAndClientsOfTheirOwn)
@@ -145,16 +155,13 @@ TEST_F(DoctorTest, OneListenerWithoutReuseportSaysHowToFixTheApp)
 {
     // What PM2 cluster mode without reusePort looks like: one socket for every worker.
     w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0"}, {.reuseport = false}));
-    run_result r = doctor();
-    EXPECT_EQ(r.code, exit_unhealthy);
-    std::string listeners = line_of(r, "listeners");
-    EXPECT_EQ(verdict_of(listeners), "FAIL") << r.out;
+    std::string listeners = unhealthy_line("listeners", "FAIL");
     EXPECT_NE(listeners.find("one listener without SO_REUSEPORT, owned by pid " + std::to_string(w[0]->pid())),
               std::string::npos)
-        << r.out;
+        << listeners;
     EXPECT_NE(listeners.find("fix: listen with server.listen({port: " + std::to_string(port) + ", reusePort: true})"),
               std::string::npos)
-        << r.out;
+        << listeners;
 }
 
 TEST_F(DoctorTest, NothingListeningIsAProblem)
@@ -172,14 +179,11 @@ TEST_F(DoctorTest, WorkersOnANodeTooOldForReusePortAreNamed)
     const std::string old_env =
         R"(pm2_env={"NODE_APP_INSTANCE":0,"exec_mode":"cluster_mode","node_version":"20.11.1"})";
     w.push_back(worker_process::start(port, {"NODE_APP_INSTANCE=0", old_env}));
-    run_result r = doctor();
-    EXPECT_EQ(r.code, exit_unhealthy);
-    std::string node = line_of(r, "node");
-    EXPECT_EQ(verdict_of(node), "FAIL") << r.out;
+    std::string node = unhealthy_line("node", "FAIL");
     EXPECT_NE(node.find("pid " + std::to_string(w[0]->pid()) + " (test_worker) runs Node 20.11.1"), std::string::npos)
-        << r.out;
-    EXPECT_NE(node.find("needs Node >= 22.12"), std::string::npos) << r.out;
-    EXPECT_NE(node.find("fix: "), std::string::npos) << r.out;
+        << node;
+    EXPECT_NE(node.find("needs Node >= 22.12"), std::string::npos) << node;
+    EXPECT_NE(node.find("fix: "), std::string::npos) << node;
 }
 
 TEST_F(DoctorTest, WorkersOnARecentNodeAreFine)
@@ -267,8 +271,10 @@ TEST_F(DoctorTest, AControllerWhoseWatchWasRefusedSaysWhy)
     lock.publish({"polling", why});
     std::string controller_line = line_of(doctor(), "controller");
     EXPECT_EQ(verdict_of(controller_line), "WARN") << controller_line;
-    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) +
-                                   " (kernel_tests) follows the workers by polling, "
+    std::string comm = read_text("/proc/self/comm");  // the test binary's name, cut to 15 characters
+    comm.erase(comm.find_last_not_of('\n') + 1);
+    EXPECT_NE(controller_line.find("pid " + std::to_string(getpid()) + " (" + comm +
+                                   ") follows the workers by polling, "
                                    "not by events: " +
                                    why),
               std::string::npos)
@@ -312,12 +318,9 @@ TEST_F(DoctorTest, ANewListenerNotInTheMapIsOutOfSync)
     start_workers(2);
     attach_once();
     w.push_back(worker_process::instance(port, 2));  // nobody follows: it stays out of the map
-    run_result r = doctor();
-    EXPECT_EQ(r.code, exit_unhealthy);
-    std::string steering = line_of(r, "steering");
-    EXPECT_EQ(verdict_of(steering), "FAIL") << r.out;
-    EXPECT_NE(steering.find("NOT in sync"), std::string::npos) << r.out;
-    EXPECT_NE(steering.find("1 listeners not in the workers map"), std::string::npos) << r.out;
+    std::string steering = unhealthy_line("steering", "FAIL");
+    EXPECT_NE(steering.find("NOT in sync"), std::string::npos) << steering;
+    EXPECT_NE(steering.find("1 listeners not in the workers map"), std::string::npos) << steering;
 }
 
 TEST_F(DoctorTest, EveryClientFromOneAddressLooksLikeAProxy)
@@ -326,12 +329,9 @@ TEST_F(DoctorTest, EveryClientFromOneAddressLooksLikeAProxy)
     ASSERT_NO_FATAL_FAILURE(start_controller());
     for (int i = 0; i < 250; i++)  // nginx without proxy_bind: every connection from 127.0.0.1
         ASSERT_FALSE(ask_worker("127.0.0.1", "127.0.0.1", port).empty());
-    run_result r = doctor();
-    EXPECT_EQ(r.code, exit_unhealthy);
-    std::string proxy = line_of(r, "proxy");
-    EXPECT_EQ(verdict_of(proxy), "WARN") << r.out;
-    EXPECT_NE(proxy.find("127.0.0.1"), std::string::npos) << r.out;
-    EXPECT_NE(proxy.find("nginx-conf"), std::string::npos) << r.out;
+    std::string proxy = unhealthy_line("proxy", "WARN");
+    EXPECT_NE(proxy.find("127.0.0.1"), std::string::npos) << proxy;
+    EXPECT_NE(proxy.find("nginx-conf"), std::string::npos) << proxy;
 }
 
 TEST_F(DoctorTest, WithoutCapabilitiesItSaysWhichAreMissing)

@@ -22,26 +22,19 @@ using nlohmann::json;
 
 const uid_t nobody = 65534;  // the attacker: any local user
 
-class GroupTest : public ::testing::Test {
+class GroupTest : public integration_test {
 protected:
     void SetUp() override
     {
-        enter_fresh_netns();
-        port = free_port();
+        integration_test::SetUp();
         for (int i = 0; i < 2; i++)
             w.push_back(
                 worker_process::start(port, {"NODE_APP_INSTANCE=" + std::to_string(i)}, {.address = "127.0.0.1"}));
     }
 
-    std::vector<std::string> with_pins(std::vector<std::string> a) const
-    {
-        a.insert(a.end(), {"--port", std::to_string(port), "--pin-root", pins.path(), "--lock-dir", pins.lock_dir()});
-        return a;
-    }
-
     json status() const
     {
-        run_result r = sio_steer(with_pins({"status", "--json"}));
+        run_result r = sio_steer(args("status", {"--json"}));
         json doc = json::parse(r.out, nullptr, false);
         return doc.is_object() ? doc : json::object();
     }
@@ -67,14 +60,6 @@ protected:
         return false;
     }
 
-    void start_controller()
-    {
-        controller = std::make_unique<background_process>(with_pins({"attach", "--resync-interval", "100"}));
-        for (int i = 0; i < 500 && controller->output().find("following port") == std::string::npos; i++)
-            std::this_thread::sleep_for(milliseconds(10));
-        ASSERT_NE(controller->output().find("following port"), std::string::npos) << controller->output();
-    }
-
     static std::size_t count(const std::string& text, const std::string& word)
     {
         std::size_t n = 0;
@@ -82,16 +67,11 @@ protected:
             n++;
         return n;
     }
-
-    pin_root pins;
-    std::uint16_t port = 0;
-    workers w;
-    std::unique_ptr<background_process> controller;
 };
 
 TEST_F(GroupTest, AForeignListenerOnAnotherAddressIsIgnoredAndFollowingGoesOn)
 {
-    start_controller();
+    start_controller({"--resync-interval", "100"});
     ASSERT_TRUE(wait_steered({w[0]->pid(), w[1]->pid()}));
 
     // User nobody listens on another address of the port, with SO_REUSEPORT and without.
@@ -117,14 +97,14 @@ TEST_F(GroupTest, AForeignListenerOnAnotherAddressIsIgnoredAndFollowingGoesOn)
 
     // A controller restart keeps the group it recorded: no "several groups" refusal.
     controller.reset();
-    run_result again = sio_steer(with_pins({"attach", "--once"}));
+    run_result again = sio_steer(args("attach", {"--once"}));
     EXPECT_EQ(again.code, 0) << again.out << again.err;
     EXPECT_EQ(steered_pids(), (std::set<pid_t>{w[0]->pid(), w[1]->pid()}));
 }
 
 TEST_F(GroupTest, AnotherUidsListenerOnTheGroupsAddressIsNotAdopted)
 {
-    start_controller();
+    start_controller({"--resync-interval", "100"});
     ASSERT_TRUE(wait_steered({w[0]->pid(), w[1]->pid()}));
     w.clear();  // every worker gone
     ASSERT_TRUE(wait_steered({}));

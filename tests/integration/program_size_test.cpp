@@ -8,7 +8,7 @@
 #include <cstdio>
 
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {
@@ -23,7 +23,7 @@ std::uint32_t verified_instructions(int prog)
     return info.verified_insns;
 }
 
-class ProgramSizeTest : public kernel_test {};
+class ProgramSizeTest : public integration_test {};
 
 TEST_F(ProgramSizeTest, TheVerifierWalksAtMostTwelveThousandInstructions)
 {

@@ -22,10 +22,10 @@
 #include <set>
 #include <thread>
 
-#include "client_key.h"
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/client_key.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -140,7 +140,7 @@ flood_result spoofed_syn_flood(std::uint16_t port, std::uint32_t sources, int ti
     return r;
 }
 
-class SynFloodTest : public kernel_test {
+class SynFloodTest : public integration_test {
 protected:
     // client -> the worker that answered it, from one connection each; "" for a failed connection.
     std::map<std::string, std::string> where(const std::vector<std::string>& clients)

@@ -16,18 +16,18 @@
 #include <thread>
 
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ConfigFileTest : public kernel_test {
+class ConfigFileTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         start_workers(3);
         file = "/tmp/sio-steer-test-" + std::to_string(getpid()) + ".conf";
     }

@@ -17,13 +17,13 @@ namespace {
 constexpr int v4_clients = 500;
 constexpr int v6_subnets = 40;
 
-class SteeringTest : public kernel_test {
+class SteeringTest : public integration_test {
 protected:
-    SteeringTest() : kernel_test(v6_subnets) {}
+    SteeringTest() : integration_test(v6_subnets) {}
 
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         start_workers(4);
         clients = client_addresses(v4_clients, v6_subnets);
     }
@@ -44,6 +44,15 @@ protected:
             where[client] = answers.front();
         }
         return where;
+    }
+
+    // How many of `who` reached more than one worker over `connections` fresh connections each.
+    int split_clients(const std::vector<std::string>& who, int connections) const
+    {
+        int split = 0;
+        for (const auto& [client, answers] : probe(who, port, connections))
+            split += answers.size() > 1;
+        return split;
     }
 
     std::vector<std::string> clients;
@@ -69,10 +78,7 @@ TEST_F(SteeringTest, EveryClientAddressStaysOnOneWorkerAndWorkersShareEvenly)
 TEST_F(SteeringTest, WithoutTheProgramClientsAreSplitAcrossWorkers)
 {
     // The failure sio-steer fixes: the kernel's 4-tuple hash spreads one client's connections.
-    int split = 0;
-    for (const auto& [client, answers] : probe(clients, port, 3))
-        split += answers.size() > 1;
-    EXPECT_GT(split, static_cast<int>(clients.size()) / 2);
+    EXPECT_GT(split_clients(clients, 3), static_cast<int>(clients.size()) / 2);
 }
 
 TEST_F(SteeringTest, SessionsClientAgreesWithWhereConnectionsWent)
@@ -129,10 +135,7 @@ TEST_F(SteeringTest, PerConnectionKeySpreadsOneClientsConnections)
 {
     ASSERT_EQ(sio_steer(args("attach", {"--once", "--key", "address,port"})).code, 0);
     std::vector<std::string> few(clients.begin(), clients.begin() + 20);
-    int split = 0;
-    for (const auto& [client, answers] : probe(few, port, 8))
-        split += answers.size() > 1;
-    EXPECT_GT(split, 15);
+    EXPECT_GT(split_clients(few, 8), 15);
 }
 
 TEST_F(SteeringTest, ShorterPrefixKeepsAWholeSubnetOnOneWorker)
@@ -154,10 +157,7 @@ TEST_F(SteeringTest, DetachRemovesThePinsAndTheKernelHashReturns)
     run_result r = sio_steer(args("detach"));
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_FALSE(std::filesystem::exists(pins().dir(port)));
-    int split = 0;
-    for (const auto& [client, answers] : probe(clients, port, 3))
-        split += answers.size() > 1;
-    EXPECT_GT(split, static_cast<int>(clients.size()) / 2);
+    EXPECT_GT(split_clients(clients, 3), static_cast<int>(clients.size()) / 2);
 }
 
 TEST_F(SteeringTest, PinnedStateIsRootOnlyAndReadableByBpftool)

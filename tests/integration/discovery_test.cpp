@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "discovery.h"
-#include "errors.h"
 #include "harness.h"
-#include "unique_fd.h"
+#include "kernel/discovery.h"
+#include "logic/errors.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -46,13 +46,13 @@ std::uint16_t local_port(int fd)
     return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-class DiscoveryTest : public kernel_test {
+class DiscoveryTest : public integration_test {
 protected:
     void SetUp() override
     {
         if (geteuid() != 0)
             GTEST_SKIP() << "needs root";
-        kernel_test::SetUp();
+        integration_test::SetUp();
     }
 };
 

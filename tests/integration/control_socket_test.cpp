@@ -22,8 +22,8 @@
 #include <thread>
 
 #include "harness.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
+#include "kernel/pinned_state.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {

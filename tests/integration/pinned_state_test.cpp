@@ -16,9 +16,9 @@
 #include <fstream>
 #include <thread>
 
+#include "bpf/sio_steer.h"
 #include "harness.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -82,11 +82,11 @@ __u32 pin_array(const std::string& path, __u32 value_size, __u32 entries, bpf_ma
     return info.id;
 }
 
-class PinnedStateTest : public kernel_test {
+class PinnedStateTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         start_workers(3);
     }
 

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "errors.h"
-#include "port_lock.h"
+#include "logic/errors.h"
+#include "logic/port_lock.h"
 
 namespace {
 

@@ -139,11 +139,11 @@ run_result run_shell(const std::string& script, const fs::path& bin)
     return capture("PATH='" + bin.string() + "':\"$PATH\" bash -e '" + file.string() + "' 2>&1");
 }
 
-class RunbookTest : public kernel_test {
+class RunbookTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();  // a port of its own, never the runbook's 5001
+        integration_test::SetUp();  // a port of its own, never the runbook's 5001
         start_workers(4);
         bin = fs::temp_directory_path() / ("sio-steer-runbook-" + std::to_string(getpid()));
         fs::create_directories(bin);

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "preflight.h"
+#include "kernel/preflight.h"
 
 namespace sio_steer::test {
 namespace {
@@ -22,11 +22,11 @@ namespace {
 using namespace std::chrono;
 using nlohmann::json;
 
-class StatusFollowTest : public kernel_test {
+class StatusFollowTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         metrics_port = free_port(port);
         start_workers(2);
     }

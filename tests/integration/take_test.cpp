@@ -12,10 +12,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "controller.h"
-#include "discovery.h"
 #include "harness.h"
-#include "pinned_state.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer::test {
 namespace {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,9 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "bpf/sio_steer.h"
 #include "harness.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -126,7 +127,7 @@ std::vector<std::string> entries(const std::string& dir)
     return names;
 }
 
-class BadInputTest : public kernel_test {
+class BadInputTest : public integration_test {
 protected:
     // `attach --once` on `port_value` (not a port, perhaps) with the test's pin root and lock folder.
     std::vector<std::string> attach_on(const std::string& port_value) const
@@ -260,6 +261,22 @@ TEST_F(BadInputTest, NothingListeningAfterTheWaitSaysHowLongItWaited)
     EXPECT_NE(r.err.find("\n  fix: "), std::string::npos) << r.err;
     expect_nothing_pinned();
     expect_refused(sio_steer(attach_args({"--wait-for-listeners", "soon"})), exit_usage, {"--wait-for-listeners"});
+}
+
+// The metrics address is bound before the wait: one that is taken is refused at once, not after
+// the wait (up to a minute in the unit) and only when nothing listens yet.
+TEST_F(BadInputTest, ATakenMetricsAddressIsRefusedBeforeTheWait)
+{
+    const std::uint16_t metrics_port = free_port(port);
+    unique_fd taken = listen_on_loopback(metrics_port);
+    ASSERT_TRUE(taken);
+    const auto started = std::chrono::steady_clock::now();
+    run_result r = sio_steer(args(
+        "attach", {"--wait-for-listeners", "30", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20)) << "it waited first";
+    expect_refused(r, exit_environment, {"cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)});
+    EXPECT_EQ(r.err.find("waiting up to"), std::string::npos) << r.err;
+    expect_nothing_pinned();
 }
 
 TEST_F(BadInputTest, ListenerWithoutReuseportNamesItsOwnerAndTheNodeOption)

@@ -25,7 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -208,7 +208,7 @@ expect_each_client_on_one_worker(const std::map<std::string, std::set<std::strin
     return {sticky, spread};
 }
 
-class NginxTest : public kernel_test {
+class NginxTest : public integration_test {
 protected:
     void SetUp() override
     {
@@ -221,7 +221,7 @@ protected:
     void start_http_workers()
     {
         ASSERT_FALSE(nginx_binary().empty()) << "nginx is not installed: run scripts/install-deps.sh";
-        kernel_test::SetUp();
+        integration_test::SetUp();
         nginx_port = free_port(port);
         for (int i = 0; i < 4; i++)
             w.push_back(worker_process::http_instance(port, i));

@@ -19,7 +19,7 @@
 #include <httplib.h>
 
 #include "harness.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -61,11 +61,11 @@ double sum_of(const samples& s, const std::string& family)
     return total;
 }
 
-class MetricsTest : public kernel_test {
+class MetricsTest : public integration_test {
 protected:
     void SetUp() override
     {
-        kernel_test::SetUp();
+        integration_test::SetUp();
         metrics_port = free_port(port);
         start_workers(4);
     }
@@ -315,13 +315,8 @@ TEST_F(MetricsTest, MalformedOrTakenMetricsAddressIsRefusedAndChangesNothing)
     EXPECT_NE(once.err.find("--metrics-listen needs a following attach"), std::string::npos) << once.err;
 
     // Something else listens on the metrics port.
-    unique_fd taken(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(metrics_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    ASSERT_EQ(listen(taken.get(), 1), 0);
+    unique_fd taken = listen_on_loopback(metrics_port);
+    ASSERT_TRUE(taken);
     run_result r = sio_steer(attach_args({"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)}));
     EXPECT_EQ(r.code, exit_environment) << r.err;
     EXPECT_NE(r.err.find("cannot listen for metrics on 127.0.0.1:" + std::to_string(metrics_port)), std::string::npos)

@@ -1,4 +1,4 @@
-// What the kernel tests share: the base fixture (kernel_test: a private network namespace, a port,
+// What the integration tests share: the base fixture (integration_test: a private network namespace, a port,
 // a private pin root and lock folder, a verb's arguments), worker processes, the sio-steer binary,
 // running commands (run, capture, spawn), and clients that connect from chosen source addresses.
 #pragma once
@@ -15,20 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "unique_fd.h"
+#include "exit_codes.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
-
-// The exit codes users, scripts and the systemd unit see, as docs/exit-codes.md documents them;
-// written out here rather than taken from errors.h so that a renumbering fails the tests.
-constexpr int exit_usage = 2;
-constexpr int exit_no_listeners = 3;
-constexpr int exit_not_steerable = 4;
-constexpr int exit_environment = 5;
-constexpr int exit_busy = 6;
-constexpr int exit_incompatible = 7;
-constexpr int exit_not_attached = 8;
-constexpr int exit_unhealthy = 9;
 
 // How long a test waits for what must happen (a controller ready, a change followed). Generous:
 // a slow host (a VM without KVM, a loaded CI machine) takes seconds for what takes milliseconds
@@ -123,11 +113,11 @@ class pin_root {
 public:
     pin_root();
     ~pin_root();
-    pin_root(const pin_root&) = delete;
-    pin_root& operator=(const pin_root&) = delete;
     const std::string& path() const { return path_; }
     const std::string& lock_dir() const { return lock_dir_; }
     std::string dir(std::uint16_t port) const { return path_ + "/" + std::to_string(port); }
+    pin_root(const pin_root&) = delete;  // one owner removes the folders
+    pin_root& operator=(const pin_root&) = delete;
 
 private:
     std::string path_, lock_dir_;
@@ -161,6 +151,10 @@ private:
     int code_ = -1;
 };
 
+// A plain TCP listener on 127.0.0.1:port (another process's, as far as sio-steer can tell), or an
+// empty fd if the port is taken.
+unique_fd listen_on_loopback(std::uint16_t port);
+
 // Connects from `source` (IPv4 or IPv6 text) to `dest`:port and returns the worker's answer,
 // "<instance> <pid>", or "" on a failure (refused, reset, timeout).
 std::string ask_worker(const std::string& source, const std::string& dest, std::uint16_t port);
@@ -185,12 +179,12 @@ std::vector<std::string> client_addresses(int v4, int v6_subnets);
 std::map<std::string, std::vector<std::string>> probe(const std::vector<std::string>& clients, std::uint16_t port,
                                                       int connections);
 
-// The base fixture of the kernel tests (as tubular's testutil gives each test a namespace and a
+// The base fixture of the integration tests (as tubular's testutil gives each test a namespace and a
 // ready CLI): each test in a fresh network namespace, on a free port, with a pin root and a lock
 // folder of its own, created by SetUp() and removed when the test ends, passed or failed.
-class kernel_test : public ::testing::Test {
+class integration_test : public ::testing::Test {
 protected:
-    explicit kernel_test(int v6_subnets = 0) : v6_subnets_(v6_subnets) {}
+    explicit integration_test(int v6_subnets = 0) : v6_subnets_(v6_subnets) {}
     void SetUp() override;
 
     const pin_root& pins() const { return *pins_; }

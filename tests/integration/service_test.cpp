@@ -27,7 +27,7 @@
 #include <thread>
 
 #include "harness.h"
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer::test {
 namespace {
@@ -81,7 +81,7 @@ std::unique_ptr<worker_process> foreign_worker(std::uint16_t port, int instance,
     return worker_process::start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, {.uid = uid});
 }
 
-class ServiceTest : public kernel_test {
+class ServiceTest : public integration_test {
 protected:
     std::vector<std::string> attach_args(std::vector<std::string> extra = {}) const
     {

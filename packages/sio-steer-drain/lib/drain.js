@@ -29,7 +29,7 @@ function stopListening(httpServer) {
 const connections = (server) => new Promise((r) => server.getConnections((e, n) => r(e ? 0 : n)));
 
 const DEFAULTS = {
-  drainMs: 0, goodbyeMs: 10000, successorWaitMs: 2000, stepTimeoutMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {},
+  drainMs: 0, goodbyeMs: 10000, successorWaitMs: 5000, stepTimeoutMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {},
 };
 
 // Until every session has settled or `until`; what is left is closed by io.close().

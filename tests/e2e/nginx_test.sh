@@ -189,7 +189,7 @@ scenario_destination-no-key() {
 }
 
 scenario_destination-reload() {
-  SIO_STEER_KEY=destination SIO_DRAIN_MS=2000 e2e_start_stack 4
+  SIO_STEER_KEY=destination e2e_start_stack 4
   e2e_attach --key destination
   local port f="$E2E_TMP/destination-reload.json"
   port="$(free_port)"
@@ -206,9 +206,12 @@ scenario_destination-reload() {
   e2e_expect "$f" '.connect_errors == 0' "0 connect errors"
   e2e_expect "$f" 'all(.per_client[]; (.instances | length) < 2 or .instances[0] == .instances[1])' \
     "a client that moved went to its own instance's replacement (the successor)"
-  grep -h "drained:" "$PM2_HOME"/logs/*.log | sed 's/^/e2e:   /' >&2 || true
-  grep -qh "destinations released to the successor: [1-9]" "$PM2_HOME"/logs/*.log ||
-    e2e_fail "no worker handed a destination over"
+  e2e_expect "$f" '.handovers > 0 and .disconnects_polling == 0 and .acks_lost_polling == 0' \
+    "long-polling sessions were handed over through nginx: none disconnected, no ack lost"
+  e2e_expect "$f" '.events_missed == 0 and .events_duplicated == 0' "every event the server took reached every recipient, once"
+  grep -h "stopped:" "$PM2_HOME"/logs/*.log | sed 's/^/e2e:   /' >&2 || true
+  grep -qh "destinations released: [1-9]" "$PM2_HOME"/logs/*.log ||
+    e2e_fail "no worker released a destination to its successor"
 }
 
 case "${1:-}" in

@@ -268,8 +268,7 @@ class Handover {
       if (this.stream) {
         const end = await this.stream.last();
         const from = wanted.map((s) => cuts.get(s.id).floor).sort(compareOffsets)[0];
-        for (const { offset, message } of await this.stream.range(from, end)) {
-          const b = this.stream.broadcastOf(message);
+        for (const { offset, broadcast: b } of await this.stream.broadcasts(from, end)) {
           if (!b || b.packet.type !== 2 || b.packet.id !== undefined || b.opts.flags?.volatile) continue;
           for (const s of wanted) {
             const cut = cuts.get(s.id);

@@ -189,6 +189,7 @@ async function drainAndClose(ctx, options = {}) {
     while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
   }
   const left = engine.clientsCount;
+  await peers?.stopping();
   const successor = peers ? await findSuccessor(peers, opts.successorWaitMs) : null;
   // stopping for good (pm2 scale down, pm2 stop of one instance): another instance's worker takes
   // the sessions; sio-steer sends their clients wherever its ring says, which passes them on there

@@ -105,7 +105,8 @@ scenario_no-proxy-bind() {
 
 scenario_keepalive() {
   # Why the configuration keeps no idle upstream connection: the same, with an upstream keepalive.
-  e2e_start_stack 4
+  # (The chat's safety net that passes a misrouted request on is off: what sio-steer does alone.)
+  SIO_PASS_ON=0 e2e_start_stack 4
   e2e_attach
   local port
   port="$(free_port)"
@@ -123,7 +124,7 @@ scenario_keepalive() {
 }
 
 scenario_cdn() {
-  e2e_start_stack 4
+  SIO_PASS_ON=0 e2e_start_stack 4 # sio-steer alone, no safety net in the app
   e2e_attach
   local edge origin
   edge="$(free_port)"
@@ -176,8 +177,8 @@ scenario_destination() {
 
 scenario_destination-no-key() {
   # The same nginx configuration, the workers on the kernel's own reuseport hash: a kept-alive
-  # connection, and each new one, reaches whichever worker.
-  SIO_STEER_KEY=destination e2e_start_stack 4
+  # connection, and each new one, reaches whichever worker. (The app's safety net is off.)
+  SIO_PASS_ON=0 SIO_STEER_KEY=destination e2e_start_stack 4
   local port f="$E2E_TMP/destination-no-key.json"
   port="$(free_port)"
   nginx_conf --listen "127.0.0.1:$port" --key destination --destinations 64 >"$E2E_TMP/destination.conf"

@@ -123,7 +123,7 @@ e2e_expect "$f" '.reload_reconnects_max <= 1 and .messages_lost == 0 and .messag
 jq -c --slurpfile u "$E2E_TMP/unsteered.json" --argjson s "$SECONDS" \
   '{visitors, workers_used, http_400, ws_101, message_p99_ms, message_p50_ms, messages, typing_ms_max,
     polling_only_http_400, polling_message_p99_ms, polling_typing_ms_max,
-    reload_reconnects_max, messages_lost, messages_duplicated, reload_messages_sent: .reload.messages_sent,
+    reload_reconnects_max, reload_polling_reconnects: .reload.polling_reconnects, messages_lost, messages_duplicated, reload_messages_sent: .reload.messages_sent,
     reload_seconds: .reload.seconds, without_steering_http_400: $u[0].http_400,
     without_steering_session_unknown_400: $u[0].session_unknown_400, test_seconds: $s}' "$f" >"$E2E_TMP/result.json"
 e2e_log "PASS: browser ($SECONDS s)"

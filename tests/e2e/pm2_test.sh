@@ -40,8 +40,9 @@ scenario_affinity() {
 # recover on the successor (packages/sio-steer-drain). First the failure this fixes: the same
 # reload with the stop most apps have (httpServer.close(); io.close()).
 # 200 clients of each kind with Socket.IO's default client options, an acked message every 200 ms
-# each (a dm and a room post every 400 ms), pm2 reload of the 4 workers in the middle.
-RELOAD_LOAD=(--polling 200 --upgrade 200 --interval 400 --room-size 5 --duration 25 --time-limit 120)
+# each (a dm and a room post every 400 ms), pm2 reload of the 4 workers in the middle. An ack is
+# waited for up to 60 s: one that does not come is lost, not late.
+RELOAD_LOAD=(--polling 200 --upgrade 200 --interval 400 --room-size 5 --duration 25 --time-limit 150 --ack-timeout 60)
 
 reload_under_load() {
   local f="$1"

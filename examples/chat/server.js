@@ -11,7 +11,9 @@
 //        a stopping worker hands its destinations over instead of its client addresses (sio-steer-drain, packages/sio-steer-drain),
 //      SIO_STICKY_MODULE: the @socket.io/sticky whose setupWorker to use (its primary's version, e.g.
 //        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
-//        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis.
+//        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
+//      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
+//        behind one balancer (docs/scale-out.md).
 'use strict';
 const http = require('node:http');
 const fs = require('node:fs');
@@ -34,7 +36,7 @@ const STICKY_MODULE = process.env.SIO_STICKY_MODULE || '@socket.io/sticky';
 const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
-const me = { pid: process.pid, instance: INSTANCE };
+const me = { pid: process.pid, instance: INSTANCE, ...(process.env.HOST_NAME ? { host: process.env.HOST_NAME } : {}) };
 
 // The page (public/): GET / and its two files; the Socket.IO client is /socket.io/socket.io.min.js.
 const PAGE = {

@@ -13,7 +13,9 @@
 //        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
 //      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
-//        behind one balancer (docs/scale-out.md).
+//        behind one balancer (docs/scale-out.md),
+//      SIO_SID_PREFIX: put before every Engine.IO session id (e.g. "h1."), so that an HTTP balancer
+//        can send a session's requests to its host by the sid alone (docs/scale-out.md, draining a host).
 'use strict';
 const http = require('node:http');
 const fs = require('node:fs');
@@ -73,6 +75,10 @@ async function main() {
   const adapter = CLUSTER_ADAPTER ? require(CLUSTER_ADAPTER).createAdapter() : createAdapter(pub, sub);
   const io = new Server(httpServer, { adapter });
   io.engine.on('connection_error', () => { engineErrors++; });
+  if (process.env.SIO_SID_PREFIX) {
+    const generateId = io.engine.generateId.bind(io.engine);
+    io.engine.generateId = (req) => process.env.SIO_SID_PREFIX + generateId(req);
+  }
   const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY });
 
   io.on('connection', async (socket) => {

@@ -188,6 +188,10 @@ MH_NFT_STATE[h4]=ready
 nft_apply
 haproxy_cmd "set server hosts/h4 state ready" >/dev/null
 haproxy_wait_state h4 UP
+# How many live clients the balancers' hashes now place on another host (where a reconnect's
+# handshake would go): what a balancer without affinity would move. With it, none moves.
+PROBE="$(jq -n --argjson a "$(ctl nftables /probe -X POST)" --argjson b "$(ctl haproxy /probe -X POST)" '{nftables: $a, haproxy: $b}')"
+e2e_log "a reconnect now would change host for: nftables $(jq -r '.nftables | "\(.elsewhere) of \(.clients)"' <<<"$PROBE") (affinity sets), HAProxy $(jq -r '.haproxy | "\(.elsewhere) of \(.clients)"' <<<"$PROBE") (its consistent hash: h4 takes its share)"
 for b in "${BALANCERS[@]}"; do ctl "$b" /late -X POST >/dev/null; done
 wait_connected $((N_ALL + 2 * MH_LATE)) 60 || e2e_fail "the late clients did not all connect"
 ADD_STATUS="$(status_all)"
@@ -213,13 +217,14 @@ phase end   # not a fault: lets the last messages be judged (acks time out after
 sleep 11
 for b in "${BALANCERS[@]}"; do ctl "$b" /report >"$E2E_TMP/report-$b.json" || e2e_fail "no report from $b"; done
 
-jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_STATUS" \
+jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_STATUS" --argjson probe "$PROBE" \
   --arg killed "$KILLED" --arg drained "$DRAINED" '{
   hosts: 4, balancers: ["nftables", "haproxy"],
   faults: ["reload", "scale", "kill_host", "drain_host", "add_host", "redis_restart", "controller_restart"],
   killed_host_fault: "kill_host",
   hit: {reload: "h1", scale: "h2", kill_host: $killed, drain_host: $drained, controller_restart: "h2"},
   exactly_once_except: ["redis_restart"],
+  fault_extra: {add_host: {hash_would_move: ($probe | map_values(.elsewhere)), hash_probe: $probe}},
   worker_balance_max_dev_pct: ($bal | map(.max_dev_pct) | max),
   worker_balance: {both: $bal, by_balancer: $by},
   extra: {late_clients_on_h4: ($add | map({(.name): (.by_host.h4 // 0)}) | add)}

@@ -14,6 +14,9 @@
 //   GET /status          {clients, running, connected, by_host, by_worker, down_now, ...}
 //   POST /phase?name=N   closes the current phase, opens N
 //   POST /late           starts the --late clients (new visitors arriving during a fault)
+//   POST /probe          from every connected client's address, a GET /health without a session,
+//                        as a reconnect's handshake would go: the host the balancer picks now,
+//                        against the host of the client's session ({clients, elsewhere, by_host})
 //   GET /report          per-phase numbers (JSON); POST /stop disconnects everyone and exits.
 // Every loop is bounded by --time-limit (s): past it the process reports and exits by itself.
 'use strict';
@@ -230,6 +233,29 @@ function status() {
   return { name: NAME, clients: clients.length, running, connected, websocket, by_host: byHost, by_worker: byWorker, phase: ph?.name };
 }
 
+// Where would each connected client's next handshake go? (/health names the host; 16 at a time.)
+async function probe() {
+  const todo = clients.filter((c) => c.running && c.cur);
+  const out = { clients: todo.length, elsewhere: 0, failed: 0, by_host: {} };
+  const one = (c) => new Promise((resolve) => {
+    const req = http.get(`${opt.url}/health`, { localAddress: c.addr, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; }).on('end', () => {
+        try {
+          const host = JSON.parse(body).host;
+          out.by_host[host] = (out.by_host[host] || 0) + 1;
+          if (host !== c.cur?.host) out.elsewhere++;
+        } catch { out.failed++; }
+        resolve();
+      });
+    });
+    req.on('error', () => { out.failed++; resolve(); });
+    req.on('timeout', () => req.destroy());
+  });
+  for (let k = 0; k < todo.length; k += 16) await Promise.all(todo.slice(k, k + 16).map(one));
+  return out;
+}
+
 function stop(code) {
   for (const c of clients) { c.running = false; clearTimeout(c.timer); c.socket?.disconnect(); }
   setTimeout(() => process.exit(code), 200).unref();
@@ -247,6 +273,7 @@ const server = http.createServer((req, res) => {
   if (u.pathname === '/phase' && req.method === 'POST') { openPhase(u.searchParams.get('name') || `phase${phases.length}`); return reply({ ok: true, phase: ph.name }); }
   if (u.pathname === '/late' && req.method === 'POST') { late.forEach((c, k) => setTimeout(() => start(c), k * 10)); return reply({ ok: true, started: late.length }); }
   if (u.pathname === '/report') return reply(report());
+  if (u.pathname === '/probe' && req.method === 'POST') { probe().then(reply); return undefined; }
   if (u.pathname === '/stop' && req.method === 'POST') { reply({ ok: true }); return stop(0); }
   reply({ error: 'unknown request' }, 404);
 });

@@ -62,7 +62,7 @@ for (const name of phaseNames) {
   phases[name] = all;
 }
 
-const faults = Object.fromEntries(facts.faults.map((f) => [f, phases[f]]));
+const faults = Object.fromEntries(facts.faults.map((f) => [f, { ...phases[f], ...(facts.fault_extra?.[f] ?? {}) }]));
 const total = (k) => Object.values(phases).reduce((a, p) => a + p[k], 0);
 const exactlyOnceExcept = facts.exactly_once_except ?? [];
 const out = {

@@ -83,7 +83,7 @@ clients_start haproxy "http://$MH_HAPROXY_VIP" 20000
 N_PER=$((3 * MH_CLIENTS_PER_KIND))
 N_ALL=$((2 * N_PER))
 
-status_all() { for b in "${BALANCERS[@]}"; do ctl "$b" /status; done | jq -s .; }
+status_all() { for b in "${BALANCERS[@]}"; do ctl "$b" /status 2>/dev/null; done | jq -s .; }
 phase() { local b; for b in "${BALANCERS[@]}"; do ctl "$b" "/phase?name=$1" -X POST >/dev/null || e2e_fail "clients.js ($b) did not answer"; done; e2e_log "$(mh_elapsed) s: --- phase $1"; }
 
 # wait_connected N LIMIT [JQ-CONDITION]: every running client connected (and the condition on the
@@ -104,7 +104,21 @@ wait_connected "$N_ALL" 90 '(map(.websocket) | add) >= '"$((4 * MH_CLIENTS_PER_K
   e2e_fail "not every client connected (and upgraded) within 90 s"
 e2e_log "$(mh_elapsed) s: $N_ALL clients connected: $(status_all | jq -c 'map(.by_host)')"
 phase baseline
-sleep 15
+T_BASE=$(date +%s)
+# The failure HTTP mode + the hosts' nginx avoid: HAProxy in TCP mode, straight to the workers'
+# port, hides the clients' addresses: on each host, every one of them lands on the same worker.
+TCP_PROBE="$(ctl haproxy "/probe?url=http://$MH_HAPROXY_VIP:81" -X POST | jq -c '{clients, failed, workers}')"
+HTTP_PROBE="$(ctl haproxy /probe -X POST | jq -c '{clients, failed, workers}')"
+workers_per_host='.workers | keys | group_by(split("/")[0]) | map(length)'
+e2e_log "HAProxy TCP mode (no client address at the SYN): requests per worker $(jq -c .workers <<<"$TCP_PROBE")"
+e2e_log "HAProxy HTTP mode + nginx-conf --real-ip-header X-Forwarded-For: requests per worker $(jq -c .workers <<<"$HTTP_PROBE")"
+jq -e "$workers_per_host | all(. == 1) and length == 3" <<<"$TCP_PROBE" >/dev/null ||
+  e2e_fail "HAProxy in TCP mode did not put each host's clients on one worker (the failure shown)"
+e2e_log "ok: HAProxy in TCP mode hides the clients: each host's $(jq '.clients' <<<"$TCP_PROBE") probes landed on one worker (the failure)"
+jq -e "$workers_per_host | all(. == 2) and length == 3" <<<"$HTTP_PROBE" >/dev/null ||
+  e2e_fail "through HAProxy (HTTP mode) and nginx, the probes did not reach both workers of every host"
+e2e_log "ok: HTTP mode + the hosts' nginx give sio-steer the clients back: both workers of every host used"
+sleep $((15 - ($(date +%s) - T_BASE) > 0 ? 15 - ($(date +%s) - T_BASE) : 0))
 BASE_STATUS="$(status_all)"
 # Balance: clients per worker on each host, against the host's mean (both balancers' clients).
 BALANCE="$(jq -c '
@@ -144,7 +158,8 @@ kill -9 "$god" "${victims[@]}"
 KILL_T=$(date +%s%N)
 nft_follow_health h3 down
 haproxy_wait_state h3 DOWN
-e2e_log "$(mh_elapsed) s: both balancers took h3 out after $((($(date +%s%N) - KILL_T) / 1000000)) ms"
+DETECT_MS=$((($(date +%s%N) - KILL_T) / 1000000))
+e2e_log "$(mh_elapsed) s: both balancers took h3 out after $DETECT_MS ms"
 wait_connected "$N_ALL" 60 '(map(.by_host.h3 // 0) | add) == 0' || e2e_fail "h3's clients did not all reconnect elsewhere within 60 s"
 e2e_log "$(mh_elapsed) s: h3's clients reconnected elsewhere $((($(date +%s%N) - KILL_T) / 1000000)) ms after the kill"
 e2e_log "h3 started again"
@@ -184,14 +199,21 @@ sleep 4
 
 phase add_host
 e2e_log "h4 into both balancers; $((2 * MH_LATE)) new clients arrive"
+# Where each live client's next handshake would go, before and after: the clients whose host that
+# changes are what the balancer's hash must move (a balancer without affinity would move them now).
+probe_all() { jq -n --argjson a "$(ctl nftables /probe -X POST)" --argjson b "$(ctl haproxy /probe -X POST)" '{nftables: $a, haproxy: $b}'; }
+PROBE_BEFORE="$(probe_all)"
 MH_NFT_STATE[h4]=ready
 nft_apply
 haproxy_cmd "set server hosts/h4 state ready" >/dev/null
 haproxy_wait_state h4 UP
-# How many live clients the balancers' hashes now place on another host (where a reconnect's
-# handshake would go): what a balancer without affinity would move. With it, none moves.
-PROBE="$(jq -n --argjson a "$(ctl nftables /probe -X POST)" --argjson b "$(ctl haproxy /probe -X POST)" '{nftables: $a, haproxy: $b}')"
-e2e_log "a reconnect now would change host for: nftables $(jq -r '.nftables | "\(.elsewhere) of \(.clients)"' <<<"$PROBE") (affinity sets), HAProxy $(jq -r '.haproxy | "\(.elsewhere) of \(.clients)"' <<<"$PROBE") (its consistent hash: h4 takes its share)"
+PROBE_AFTER="$(probe_all)"
+PROBE="$(jq -n --argjson a "$PROBE_BEFORE" --argjson b "$PROBE_AFTER" '[$a, $b] | {
+  nftables: {clients: .[1].nftables.clients, to_h4: (.[1].nftables.by_host.h4 // 0),
+             must_move: (.[0].nftables.hosts as $x | [.[1].nftables.hosts | to_entries[] | select($x[.key] != null and $x[.key] != .value)] | length)},
+  haproxy: {clients: .[1].haproxy.clients, to_h4: (.[1].haproxy.by_host.h4 // 0),
+            must_move: (.[0].haproxy.hosts as $x | [.[1].haproxy.hosts | to_entries[] | select($x[.key] != null and $x[.key] != .value)] | length)}}')"
+e2e_log "the hashes now place elsewhere (must move, without affinity): $(jq -c . <<<"$PROBE") (nftables: its affinity sets send recorded clients to their host; HAProxy: the consistent hash)"
 for b in "${BALANCERS[@]}"; do ctl "$b" /late -X POST >/dev/null; done
 wait_connected $((N_ALL + 2 * MH_LATE)) 60 || e2e_fail "the late clients did not all connect"
 ADD_STATUS="$(status_all)"
@@ -217,17 +239,19 @@ phase end   # not a fault: lets the last messages be judged (acks time out after
 sleep 11
 for b in "${BALANCERS[@]}"; do ctl "$b" /report >"$E2E_TMP/report-$b.json" || e2e_fail "no report from $b"; done
 
-jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_STATUS" --argjson probe "$PROBE" \
+jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_STATUS" --argjson probe "$PROBE" --argjson detect "$DETECT_MS" \
+  --argjson tcp "$TCP_PROBE" --argjson http "$HTTP_PROBE" \
   --arg killed "$KILLED" --arg drained "$DRAINED" '{
   hosts: 4, balancers: ["nftables", "haproxy"],
   faults: ["reload", "scale", "kill_host", "drain_host", "add_host", "redis_restart", "controller_restart"],
   killed_host_fault: "kill_host",
   hit: {reload: "h1", scale: "h2", kill_host: $killed, drain_host: $drained, controller_restart: "h2"},
   exactly_once_except: ["redis_restart"],
-  fault_extra: {add_host: {hash_would_move: ($probe | map_values(.elsewhere)), hash_probe: $probe}},
+  fault_extra: {kill_host: {detect_ms: $detect}, add_host: {hash_must_move: ($probe | map_values(.must_move)), hash_probe: $probe}},
   worker_balance_max_dev_pct: ($bal | map(.max_dev_pct) | max),
   worker_balance: {both: $bal, by_balancer: $by},
-  extra: {late_clients_on_h4: ($add | map({(.name): (.by_host.h4 // 0)}) | add)}
+  extra: {late_clients_on_h4: ($add | map({(.name): (.by_host.h4 // 0)}) | add),
+          haproxy_tcp_mode_requests_per_worker: $tcp.workers, haproxy_http_mode_requests_per_worker: $http.workers}
 }' >"$E2E_TMP/facts.json"
 "$NODE24" "$E2E_ROOT/tests/e2e/multihost/summary.js" "$E2E_TMP/facts.json" "$E2E_TMP/report-nftables.json" \
   "$E2E_TMP/report-haproxy.json" >"$E2E_TMP/result.json" 2>"$E2E_TMP/table.txt"
@@ -243,15 +267,17 @@ expect() { # JQ WHAT: collects failures, so that every one is listed
 expect '.baseline.http_400 == 0 and .baseline.resets == 0 and .baseline.disconnects == 0' "baseline: 0 x 400, 0 resets, 0 disconnects"
 expect '.baseline.affinity_violations == 0 and .baseline.moved_workers == 0' "baseline: every ack from the worker of the client's session"
 expect '.worker_balance_max_dev_pct <= 20' "per-worker balance within +-20 % of the mean on every host (no correlation between the two hashes)"
+expect '.faults.kill_host.outside_hit_host.http_400 == 0 and .faults.kill_host.outside_hit_host.resets == 0' \
+  "kill_host: 0 x 400 and 0 resets outside the killed host's own clients"
+for f in reload scale drain_host add_host redis_restart controller_restart; do
+  expect ".faults.$f.http_400 == 0 and .faults.$f.resets == 0" "$f: 0 x 400 and 0 resets"
+done
 for f in reload scale kill_host drain_host add_host redis_restart controller_restart; do
-  expect ".faults.$f.outside_hit_host.http_400 == 0 and .faults.$f.outside_hit_host.resets == 0" \
-    "$f: 0 x 400 and 0 resets outside the killed host's own clients"
   expect ".faults.$f.affinity_violations == 0" "$f: every ack from the worker of its session"
 done
 for f in kill_host drain_host; do
   expect ".faults.$f.outside_hit_host.moved_between_hosts == 0" "$f: only the clients of the host it hit moved between hosts"
 done
-expect '.faults.drain_host.http_400 == 0 and .faults.drain_host.resets == 0' "drain_host: the drained host's clients handed over with 0 x 400 and 0 resets"
 for f in reload scale add_host redis_restart controller_restart; do
   expect ".faults.$f.moved_between_hosts == 0" "$f: 0 clients moved between hosts (with the balancers' affinity, the consistent hash must move none)"
 done
@@ -260,8 +286,10 @@ for f in scale add_host controller_restart; do
 done
 expect '.faults.redis_restart.disconnects == 0' "redis_restart: clients keep their sessions"
 expect '.faults.controller_restart.events_missed == 0' "broadcasts resumed after the Redis restart (0 missed in the next phase)"
-expect '.faults.kill_host.hit_host_clients > 0 and .faults.kill_host.reconnect_ms_max != null and .faults.kill_host.reconnect_ms_max <= 15000' \
-  "kill_host: the killed host's clients reconnected elsewhere within Socket.IO's default backoff (15 s: health checks + 1-5 s delays)"
+# Socket.IO's default backoff: 1 s, doubling up to 5 s, +-50 %: once both balancers have taken the
+# host out, each client's next attempt (at most 7.5 s later) reaches another host.
+expect '.faults.kill_host.hit_host_clients > 0 and .faults.kill_host.reconnect_ms_max != null and .faults.kill_host.reconnect_ms_max <= .faults.kill_host.detect_ms + 7500 + 2000' \
+  "kill_host: the killed host's clients reconnected elsewhere within Socket.IO's default backoff (detection + 7.5 s, + 2 s for the handshake)"
 expect '.late_clients_on_h4.nftables > 0 and .late_clients_on_h4.haproxy > 0' "add_host: new clients reach the added host through both balancers"
 expect '.broadcasts_exactly_once' "broadcasts exactly once across hosts (0 duplicates; 0 missed by a connected client, outside the Redis outage)"
 

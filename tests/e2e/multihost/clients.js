@@ -14,9 +14,11 @@
 //   GET /status          {clients, running, connected, by_host, by_worker, down_now, ...}
 //   POST /phase?name=N   closes the current phase, opens N
 //   POST /late           starts the --late clients (new visitors arriving during a fault)
-//   POST /probe          from every connected client's address, a GET /health without a session,
+//   POST /probe[?url=U]  from every connected client's address, a GET /health without a session,
 //                        as a reconnect's handshake would go: the host the balancer picks now,
-//                        against the host of the client's session ({clients, elsewhere, by_host})
+//                        against the host of the client's session ({clients, elsewhere, by_host,
+//                        hosts: client -> host picked, workers: host/instance -> requests});
+//                        ?url=U: through another front (U) instead
 //   GET /report          per-phase numbers (JSON); POST /stop disconnects everyone and exits.
 // Every loop is bounded by --time-limit (s): past it the process reports and exits by itself.
 'use strict';
@@ -195,7 +197,7 @@ function report() {
     reconnect_ms_max: p.reconnect_ms.length ? Math.max(...p.reconnect_ms) : null,
     affinity_violations: p.affinity_violations,
     host_at_start: Object.fromEntries([...p.host_at_start].map(([i, h]) => [i, h])),
-    events_expected: 0, events_missed: 0, events_missed_connected: 0, duplicates: 0, emitted: 0,
+    events_expected: 0, events_missed: 0, events_missed_connected: 0, duplicates: 0, emitted: 0, missed_connected_sample: [],
     acks_sent: sum(p.by_host, 'acks_sent'), acks_lost: sum(p.by_host, 'acks_lost'),
   }));
   for (const msg of msgs.values()) {
@@ -209,7 +211,16 @@ function report() {
       if (n === 0 && m.firstHello !== null && m.firstHello > msg.t) continue; // joined after
       o.events_expected++;
       if (n > 1) o.duplicates += n - 1;
-      if (n === 0) { o.events_missed++; if (!downAround(m, msg.t)) o.events_missed_connected++; }
+      if (n === 0) {
+        o.events_missed++;
+        if (!downAround(m, msg.t)) {
+          o.events_missed_connected++;
+          if (o.missed_connected_sample.length < 8) { // who, and how far from their nearest outage
+            const gaps = m.down.map(([a, b]) => Math.round((a - msg.t) / 100) / 10);
+            o.missed_connected_sample.push({ receiver: m.i, kind: m.kind, sender: msg.sender, at_s: +((msg.t - phases[msg.phase].start) / 1000).toFixed(1), acked: msg.acked, outages_s_after: gaps });
+          }
+        }
+      }
     }
   }
   const byWorker = {};
@@ -233,17 +244,19 @@ function status() {
   return { name: NAME, clients: clients.length, running, connected, websocket, by_host: byHost, by_worker: byWorker, phase: ph?.name };
 }
 
-// Where would each connected client's next handshake go? (/health names the host; 16 at a time.)
-async function probe() {
+// Where would each connected client's next handshake go? (/health names the host; 64 at a time.)
+async function probe(url = opt.url) {
   const todo = clients.filter((c) => c.running && c.cur);
-  const out = { clients: todo.length, elsewhere: 0, failed: 0, by_host: {} };
+  const out = { clients: todo.length, elsewhere: 0, failed: 0, by_host: {}, hosts: {}, workers: {} };
   const one = (c) => new Promise((resolve) => {
-    const req = http.get(`${opt.url}/health`, { localAddress: c.addr, agent: false, timeout: 5000 }, (res) => {
+    const req = http.get(`${url}/health`, { localAddress: c.addr, agent: false, timeout: 5000 }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; }).on('end', () => {
         try {
-          const host = JSON.parse(body).host;
+          const { host, instance } = JSON.parse(body);
           out.by_host[host] = (out.by_host[host] || 0) + 1;
+          out.workers[`${host}/${instance}`] = (out.workers[`${host}/${instance}`] || 0) + 1;
+          out.hosts[c.i] = host;
           if (host !== c.cur?.host) out.elsewhere++;
         } catch { out.failed++; }
         resolve();
@@ -252,7 +265,7 @@ async function probe() {
     req.on('error', () => { out.failed++; resolve(); });
     req.on('timeout', () => req.destroy());
   });
-  for (let k = 0; k < todo.length; k += 16) await Promise.all(todo.slice(k, k + 16).map(one));
+  for (let k = 0; k < todo.length; k += 64) await Promise.all(todo.slice(k, k + 64).map(one));
   return out;
 }
 
@@ -273,7 +286,7 @@ const server = http.createServer((req, res) => {
   if (u.pathname === '/phase' && req.method === 'POST') { openPhase(u.searchParams.get('name') || `phase${phases.length}`); return reply({ ok: true, phase: ph.name }); }
   if (u.pathname === '/late' && req.method === 'POST') { late.forEach((c, k) => setTimeout(() => start(c), k * 10)); return reply({ ok: true, started: late.length }); }
   if (u.pathname === '/report') return reply(report());
-  if (u.pathname === '/probe' && req.method === 'POST') { probe().then(reply); return undefined; }
+  if (u.pathname === '/probe' && req.method === 'POST') { probe(u.searchParams.get('url') || undefined).then(reply); return undefined; }
   if (u.pathname === '/stop' && req.method === 'POST') { reply({ ok: true }); return stop(0); }
   reply({ error: 'unknown request' }, 404);
 });

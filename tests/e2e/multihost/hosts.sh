@@ -267,7 +267,6 @@ defaults
     timeout client 75s
     timeout server 75s
     timeout tunnel 1h
-    option forwardfor
 frontend chat
     bind $MH_HAPROXY_VIP:80
     default_backend hosts
@@ -276,6 +275,7 @@ backend hosts
     # session goes to the host in its sid (SIO_SID_PREFIX=<host>.), drained or not.
     balance source
     hash-type consistent
+    option forwardfor
     # health: the chat's /health through the host's nginx (nginx alone answering is not enough)
     option httpchk
     http-check send meth GET uri /health ver HTTP/1.1 hdr Host chat
@@ -285,6 +285,17 @@ EOF
     for h in "$@"; do
       echo "    server $h $(host_addr "$h"):$MH_NGINX_PORT id ${h#h} check inter 500 fall 2 rise 2$([[ " $MH_HAPROXY_ENABLED " == *" $h "* ]] || echo ' disabled')"
     done
+    # The same hosts in TCP mode, straight to the workers' port: HAProxy's own connections hide the
+    # client's address (the failure the HTTP mode + nginx-conf --real-ip-header avoids).
+    echo "frontend chat_tcp"
+    echo "    mode tcp"
+    echo "    bind $MH_HAPROXY_VIP:81"
+    echo "    default_backend hosts_tcp"
+    echo "backend hosts_tcp"
+    echo "    mode tcp"
+    echo "    balance source"
+    echo "    hash-type consistent"
+    for h in "$@"; do echo "    server $h $(host_addr "$h"):$MH_PORT id ${h#h}"; done
   } >"$cfg"
   haproxy -c -q -f "$cfg" || e2e_fail "haproxy -c refused the configuration"
   nsenter "$(ns_net e)" -- haproxy -f "$cfg" -db >"$E2E_TMP/haproxy/haproxy.log" 2>&1 &
@@ -328,5 +339,5 @@ clients_start() {
 }
 
 ctl() { # NAME PATH [curl args]: a request to a clients.js process
-  curl -sf --max-time 30 --unix-socket "$E2E_TMP/$1.sock" "http://clients$2" "${@:3}"
+  curl -sSf --max-time 90 --unix-socket "$E2E_TMP/$1.sock" "http://clients$2" "${@:3}"
 }

@@ -18,7 +18,7 @@ function merge(name, hit, rs) {
     http_400: 0, session_unknown: 0, resets: 0, refused: 0, connect_errors: 0, http_5xx: 0,
     disconnects: 0, reconnects: 0, recovered: 0, moved_between_hosts: 0, moved_workers: 0,
     acks_sent: 0, acks_lost: 0, events_expected: 0, events_missed: 0, events_missed_connected: 0,
-    duplicates: 0, affinity_violations: 0, reconnect_ms_max: null, seconds: 0,
+    duplicates: 0, affinity_violations: 0, reconnect_ms_max: null, seconds: 0, missed_connected_sample: [],
     hit_host: hit ?? null, hit_host_clients: 0,
     outside_hit_host: { http_400: 0, resets: 0, refused: 0, disconnects: 0, moved_between_hosts: 0 },
   };
@@ -42,6 +42,7 @@ function merge(name, hit, rs) {
     o.hit_host_clients += Object.values(p.host_at_start).filter((h) => h === hit).length;
     for (const k of ['acks_sent', 'acks_lost', 'events_expected', 'events_missed', 'events_missed_connected', 'duplicates', 'affinity_violations'])
       o[k] += p[k];
+    o.missed_connected_sample.push(...p.missed_connected_sample.map((x) => ({ balancer: r.name, ...x })));
     if (p.reconnect_ms_max !== null) o.reconnect_ms_max = Math.max(o.reconnect_ms_max ?? 0, p.reconnect_ms_max);
   }
   o.recovered_pct = pct(o.recovered, o.reconnects);

@@ -295,7 +295,7 @@ EOF
     echo "    mode tcp"
     echo "    balance source"
     echo "    hash-type consistent"
-    for h in "$@"; do echo "    server $h $(host_addr "$h"):$MH_PORT id ${h#h}"; done
+    for h in $MH_HAPROXY_ENABLED; do echo "    server $h $(host_addr "$h"):$MH_PORT id ${h#h}"; done
   } >"$cfg"
   haproxy -c -q -f "$cfg" || e2e_fail "haproxy -c refused the configuration"
   nsenter "$(ns_net e)" -- haproxy -f "$cfg" -db >"$E2E_TMP/haproxy/haproxy.log" 2>&1 &

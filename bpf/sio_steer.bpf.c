@@ -64,6 +64,92 @@ static __always_inline void count_selection(struct stats *st, __u32 slot)
 /* Where a client's record was found. */
 enum { FOUND_NONE, FOUND_SESSIONS, FOUND_MOVED };
 
+/* The client's record, from sessions or moved (NULL if none, or idle past the TTL: then it is
+ * overwritten as a new session). */
+static __always_inline struct session *find_record(struct config *cfg, struct stats *st,
+						   struct client_key *key, __u64 now, int *found)
+{
+	/* sessions first: most recorded clients are on the ring, and pay no second lookup. */
+	struct session *s = bpf_map_lookup_elem(&sessions, key);
+
+	if (s) {
+		*found = FOUND_SESSIONS;
+	} else {
+		s = bpf_map_lookup_elem(&moved, key);
+		*found = s ? FOUND_MOVED : FOUND_NONE;
+	}
+	if (s && now - s->last_seen_ns > cfg->session_ttl_ns) {
+		st->expired++;
+		return NULL;
+	}
+	return s;
+}
+
+/* A recorded client: its socket if it still listens (returns 1: selected, nothing to write but a
+ * stale last_seen). Else the client moves once, to the socket that replaced it (same PM2 instance)
+ * if there is one (*slot, with *off_ring if that is not the ring's first choice), else *slot stays
+ * SLOT_NONE for the ring to choose; returns 0. */
+static __always_inline int follow_record(struct sk_reuseport_md *ctx, struct config *cfg, struct stats *st,
+					 struct session *s, struct client_key *key, __u32 port, __u64 now,
+					 __u32 *slot, int *off_ring)
+{
+	__u32 recorded = s->slot;
+	struct slot *sl = bpf_map_lookup_elem(&slots, &recorded);
+
+	if (sl && sl->generation == s->generation && select_slot(ctx, recorded) == 0) {
+		/* The hot path: read only, unless last_seen is getting stale. */
+		if (now - s->last_seen_ns > cfg->refresh_ns)
+			s->last_seen_ns = now;
+		st->session_hits++;
+		count_selection(st, recorded);
+		return 1;
+	}
+	st->fallbacks++;
+	if (sl && sl->successor != SIO_STEER_SLOT_NONE && select_slot(ctx, sl->successor) == 0) {
+		__u32 bucket = sio_steer_hash(key, port, cfg->hash_seed) % SIO_STEER_RING_SIZE;
+		__u32 *first = bpf_map_lookup_elem(&ring, &bucket);
+
+		*slot = sl->successor;
+		*off_ring = !first || *first != *slot;
+	}
+	return 0;
+}
+
+/* Records where the client went: in moved if it is off the ring (losing the record would send it
+ * to another worker), else in the LRU; and out of the other map. */
+static __always_inline void record_client(struct stats *st, struct client_key *key, struct session *s,
+					  int found, __u32 slot, int off_ring, __u64 now)
+{
+	struct slot *chosen_slot = bpf_map_lookup_elem(&slots, &slot);
+	struct session rec = {
+		.slot = slot,
+		.generation = chosen_slot ? chosen_slot->generation : 0,
+		.last_seen_ns = now,
+	};
+
+	if (!s)
+		st->new_sessions++;
+	if (off_ring) {
+		if (s && found == FOUND_MOVED) {
+			*s = rec;
+			return;
+		}
+		if (bpf_map_update_elem(&moved, key, &rec, BPF_ANY) == 0) {
+			if (found == FOUND_SESSIONS)
+				bpf_map_delete_elem(&sessions, key);
+			return;
+		}
+		st->moved_full++; /* recorded in the LRU instead: evictable, as before the moved map */
+	}
+	if (s && found == FOUND_SESSIONS) {
+		*s = rec;
+		return;
+	}
+	bpf_map_update_elem(&sessions, key, &rec, BPF_ANY);
+	if (found == FOUND_MOVED)
+		bpf_map_delete_elem(&moved, key); /* back on the ring, or expired */
+}
+
 SEC("sk_reuseport/migrate")
 int steer(struct sk_reuseport_md *ctx)
 {
@@ -86,47 +172,14 @@ int steer(struct sk_reuseport_md *ctx)
 		st->errors++;
 		return SK_PASS; /* not IP: let the kernel choose rather than reset */
 	}
-
 	if (records) {
 		sio_steer_apply_mask(&key, is_v4 ? &cfg->v4_mask : &cfg->v6_mask);
 		port = 0;
 		now = bpf_ktime_get_coarse_ns();
-		/* sessions first: most recorded clients are on the ring, and pay no second lookup. */
-		s = bpf_map_lookup_elem(&sessions, &key);
-		if (s) {
-			found = FOUND_SESSIONS;
-		} else {
-			s = bpf_map_lookup_elem(&moved, &key);
-			found = s ? FOUND_MOVED : FOUND_NONE;
-		}
-		if (s && now - s->last_seen_ns > cfg->session_ttl_ns) {
-			st->expired++;
-			s = NULL; /* overwritten below as a new session */
-		}
+		s = find_record(cfg, st, &key, now, &found);
 	}
-	if (s) {
-		__u32 recorded = s->slot;
-		struct slot *sl = bpf_map_lookup_elem(&slots, &recorded);
-
-		if (sl && sl->generation == s->generation && select_slot(ctx, recorded) == 0) {
-			/* The hot path: read only, unless last_seen is getting stale. */
-			if (now - s->last_seen_ns > cfg->refresh_ns)
-				s->last_seen_ns = now;
-			st->session_hits++;
-			count_selection(st, recorded);
-			return SK_PASS;
-		}
-		/* The recorded socket closed: move the client once, to the socket that replaced it
-		 * (same PM2 instance) if there is one, else to the ring's choice, and record it. */
-		st->fallbacks++;
-		if (sl && sl->successor != SIO_STEER_SLOT_NONE && select_slot(ctx, sl->successor) == 0) {
-			__u32 bucket = sio_steer_hash(&key, port, cfg->hash_seed) % SIO_STEER_RING_SIZE;
-			__u32 *first = bpf_map_lookup_elem(&ring, &bucket);
-
-			slot = sl->successor;
-			off_ring = !first || *first != slot;
-		}
-	}
+	if (s && follow_record(ctx, cfg, st, s, &key, port, now, &slot, &off_ring))
+		return SK_PASS;
 	if (slot == SIO_STEER_SLOT_NONE) {
 		int chosen = select_by_ring(ctx, sio_steer_hash(&key, port, cfg->hash_seed));
 
@@ -140,37 +193,7 @@ int steer(struct sk_reuseport_md *ctx)
 			st->fallbacks++;
 	}
 	count_selection(st, slot);
-	if (!records)
-		return SK_PASS;
-
-	struct slot *chosen_slot = bpf_map_lookup_elem(&slots, &slot);
-	struct session rec = {
-		.slot = slot,
-		.generation = chosen_slot ? chosen_slot->generation : 0,
-		.last_seen_ns = now,
-	};
-
-	if (!s)
-		st->new_sessions++;
-	if (off_ring) {
-		/* Losing this record would send the client to another worker: keep it out of the LRU. */
-		if (s && found == FOUND_MOVED) {
-			*s = rec;
-			return SK_PASS;
-		}
-		if (bpf_map_update_elem(&moved, &key, &rec, BPF_ANY) == 0) {
-			if (found == FOUND_SESSIONS)
-				bpf_map_delete_elem(&sessions, &key);
-			return SK_PASS;
-		}
-		st->moved_full++; /* recorded in the LRU instead: evictable, as before the moved map */
-	}
-	if (s && found == FOUND_SESSIONS) {
-		*s = rec;
-		return SK_PASS;
-	}
-	bpf_map_update_elem(&sessions, &key, &rec, BPF_ANY);
-	if (found == FOUND_MOVED)
-		bpf_map_delete_elem(&moved, &key); /* back on the ring, or expired */
+	if (records)
+		record_client(st, &key, s, found, slot, off_ring, now);
 	return SK_PASS;
 }

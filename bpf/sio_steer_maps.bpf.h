@@ -14,62 +14,39 @@
 
 #include "sio_steer.h"
 
+/* A libbpf map definition (BTF-defined, so bpftool shows the key and value types), one line a map. */
+#define SIO_STEER_MAP(map_type, entries, key_type, value_type) \
+	struct {                                               \
+		__uint(type, map_type);                        \
+		__uint(max_entries, entries);                  \
+		__type(key, key_type);                         \
+		__type(value, value_type);                     \
+	}
+
 /* slot -> listening socket; the kernel empties a slot when its socket closes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} workers SEC(".maps");
+SIO_STEER_MAP(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, SIO_STEER_MAX_SLOTS, __u32, __u64) workers SEC(".maps");
 
 /* slot -> who holds it (cookie, generation, instance, successor, pid). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SIO_STEER_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, struct slot);
-} slots SEC(".maps");
+SIO_STEER_MAP(BPF_MAP_TYPE_ARRAY, SIO_STEER_MAX_SLOTS, __u32, struct slot) slots SEC(".maps");
 
-/* client key -> the slot it was given, and when it was last seen. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144); /* resized by the controller (--max-sessions) before load */
-	__type(key, struct client_key);
-	__type(value, struct session);
-} sessions SEC(".maps");
+/* client key -> the slot it was given, and when it was last seen. 262144 entries until the
+ * controller resizes it (--max-sessions) before load. */
+SIO_STEER_MAP(BPF_MAP_TYPE_LRU_HASH, 262144, struct client_key, struct session) sessions SEC(".maps");
 
 /* client key -> session, for the clients recorded on a slot that is not the ring's first choice
  * for their key (moved by a scale change, a reload, a crash or a release): a plain hash, so a flood
  * of new clients, which fills the LRU, cannot evict them. Preallocated: the program's insert
- * never allocates, and fails (E2BIG) only when the map is full. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072); /* resized by the controller (--max-moved) before load */
-	__type(key, struct client_key);
-	__type(value, struct session);
-} moved SEC(".maps");
+ * never allocates, and fails (E2BIG) only when the map is full. 131072 entries until the
+ * controller resizes it (--max-moved) before load. */
+SIO_STEER_MAP(BPF_MAP_TYPE_HASH, 131072, struct client_key, struct session) moved SEC(".maps");
 
 /* Maglev bucket -> slot. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SIO_STEER_RING_SIZE);
-	__type(key, __u32);
-	__type(value, __u32);
-} ring SEC(".maps");
+SIO_STEER_MAP(BPF_MAP_TYPE_ARRAY, SIO_STEER_RING_SIZE, __u32, __u32) ring SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
+/* The one struct config the controller writes. */
+SIO_STEER_MAP(BPF_MAP_TYPE_ARRAY, 1, __u32, struct config) config SEC(".maps");
 
 /* One struct stats per CPU; the controller sums them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct stats);
-} stats SEC(".maps");
+SIO_STEER_MAP(BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct stats) stats SEC(".maps");
 
 #endif /* SIO_STEER_MAPS_BPF_H */

@@ -2,7 +2,8 @@
 #
 # Compiles a BPF program with clang (-target bpf -g -O2, so the maps carry BTF), generates its
 # libbpf skeleton with bpftool, and defines the INTERFACE target <name>_skel that userspace links
-# against to include "<name>.skel.h". The build graph then says what depends on what.
+# against to include "<name>.skel.h" (or, from the build root, "bpf/<name>.skel.h", as userspace/
+# does). The build graph then says what depends on what.
 find_program(BPF_CLANG NAMES clang clang-16 clang-15 clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
 execute_process(COMMAND gcc -dumpmachine OUTPUT_VARIABLE BPF_MULTIARCH OUTPUT_STRIP_TRAILING_WHITESPACE)
@@ -27,6 +28,6 @@ function(bpf_object name source)
   add_custom_target(${name}_skel_gen DEPENDS ${skel})
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)
-  target_include_directories(${name}_skel INTERFACE ${CMAKE_CURRENT_BINARY_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  target_include_directories(${name}_skel INTERFACE ${CMAKE_CURRENT_BINARY_DIR} ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
   target_link_libraries(${name}_skel INTERFACE PkgConfig::LIBBPF)
 endfunction()

@@ -16,7 +16,7 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -DSIO_STEER_FUZZ=ON -DCMAKE_BUILD_TY
 cmake --build "$build" -j"$(nproc)" >/dev/null
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(client_key config_file control_request environ nginx_conf node_version)
+[ ${#targets[@]} -gt 0 ] || targets=(client_key config_file control_request environ mountinfo nginx_conf node_version)
 work=$(mktemp -d /tmp/sio-steer-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 artifacts="$build/fuzz-findings"

@@ -4,10 +4,12 @@
 # as PM2's own systemd service, and `systemctl enable --now sio-steer@5001`; then the checks of
 # tests/vm/guest.sh. No disk image of a distribution: the VM's / is this machine's / (9p,
 # read-only) under an overlay on a scratch disk; a busybox initramfs (tests/vm/init) sets it up.
-#   scripts/vm-test.sh [--quick]     --quick: install, start, sticky, stop, purge (no reboot, no kernel_tests)
+#   scripts/vm-test.sh [--quick]     --quick: install, start, sticky, stop, purge (no reboot, no integration_tests)
 # Needs root. Exits 0 only if every check passed; the last line of stdout is one JSON object:
 #   {"kernel": ..., "systemd": ..., "passed": N, "failed": N, "checks": {"NAME": "pass"|"fail", ...}}
 # VM_KEEP=DIR: copy the run's results, console log and guest logs there.
+# DEB_DIR=DIR: install the .deb there (ctest's `deb` fixture builds it once for this and the
+# packaging tests); without it, `cpack -G DEB` in the build folder makes one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -26,7 +28,7 @@ if ((quick)); then
   timeout_s=900
 else
   checks=(dpkg_install unit_start sticky hardening journal_per_change reload_no_failures restart_no_moves
-    kill9_restart watchdog stop_keeps_steering reboot_reattach purge_clean kernel_tests)
+    kill9_restart watchdog stop_keeps_steering reboot_reattach purge_clean integration_tests)
   timeout_s=2400
 fi
 
@@ -34,8 +36,12 @@ log() { echo "vm-test: $*" >&2; }
 
 scripts/install-deps.sh >&2
 build="$(cd "$(dirname "$(BUILD_DIR="${BUILD_DIR:-build}" scripts/build.sh)")/.." && pwd)"
-(cd "$build" && cpack -G DEB >/dev/null)
-deb="$(ls -t "$build"/sio-steer_*.deb | head -n 1)"
+if [[ -n "${DEB_DIR:-}" ]]; then
+  deb="$(ls -t "$DEB_DIR"/sio-steer_*.deb | head -n 1)"
+else
+  (cd "$build" && cpack -G DEB >/dev/null)
+  deb="$(ls -t "$build"/sio-steer_*.deb | head -n 1)"
+fi
 . scripts/node-env.sh  # the chat example's node_modules (npm ci), used from the guest read-only
 # The kernel of linux-image-amd64 (the newest, if several are installed).
 kver="$(cd /lib/modules && ls -d *-amd64 | sort -V | tail -n 1)"

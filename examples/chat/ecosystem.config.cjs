@@ -1,5 +1,6 @@
 // PM2 ecosystem for the chat example.
-// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, SIO_DRAIN_MS (10000), SIO_STEER_LOCK_DIR,
+// env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, SIO_DRAIN_MS (0), SIO_STEER_LOCK_DIR,
+//      SIO_STEER_PEER_DIR, SIO_ADAPTER (streams | redis),
 //      LISTEN_TIMEOUT (10000 ms: PM2's listen_timeout; raise it on a host too busy to start a worker in 10 s),
 //      PM2_EXEC_MODE ("cluster" or "fork"),
 //      PORT_PER_INSTANCE=1: instance i listens on PORT + i (PM2's increment_var), e.g. behind nginx.
@@ -8,9 +9,10 @@
 // does use `interpreter` (default: `node` from PATH), so it is set to the Node running the pm2 CLI.
 const path = require('node:path');
 
-// A stopping worker serves its sessions for up to SIO_DRAIN_MS, then takes up to 5 s to close
-// them (sio-steer-drain, packages/sio-steer-drain); PM2 must not SIGKILL it before.
-const DRAIN_MS = Number(process.env.SIO_DRAIN_MS || 10000);
+// A stopping worker serves its sessions for SIO_DRAIN_MS, hands them over or closes them within
+// 10 s, then lets its connections close within the 5 s keep-alive timeout (sio-steer-drain,
+// packages/sio-steer-drain); PM2 must not SIGKILL it before.
+const DRAIN_MS = Number(process.env.SIO_DRAIN_MS || 0);
 
 module.exports = {
   apps: [
@@ -25,7 +27,7 @@ module.exports = {
       // upper bound only: 'ready' ends the wait as soon as the worker listens. Past it PM2 stops the
       // old worker anyway, before its replacement listens (a drain then has nobody to hand over to).
       listen_timeout: Number(process.env.LISTEN_TIMEOUT || 10000),
-      kill_timeout: DRAIN_MS + 8000,
+      kill_timeout: DRAIN_MS + 20000,
       autorestart: true,
       max_restarts: 10,
       merge_logs: true,
@@ -36,6 +38,8 @@ module.exports = {
         SIO_REUSEPORT: process.env.SIO_REUSEPORT || '1',
         SIO_DRAIN_MS: String(DRAIN_MS),
         ...(process.env.SIO_STEER_LOCK_DIR ? { SIO_STEER_LOCK_DIR: process.env.SIO_STEER_LOCK_DIR } : {}),
+        ...(process.env.SIO_STEER_PEER_DIR ? { SIO_STEER_PEER_DIR: process.env.SIO_STEER_PEER_DIR } : {}),
+        ...(process.env.SIO_ADAPTER ? { SIO_ADAPTER: process.env.SIO_ADAPTER } : {}),
       },
     },
   ],

@@ -109,7 +109,11 @@ for (let i = 0; i < N; i++) {
     conns: 0, requests: 0, http400: 0, unknown: 0, resets: 0, connectErrors: 0, transportErrors: 0, disconnects: 0,
     httpErrors: {}, reconnects: 0, lastProgress: 0, maxGap: 0, // status -> count; ms without an ack, at most
     hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
+    recovered: 0, // reconnects that got the session back (Socket.IO's connection state recovery)
+    handovers: 0, // hellos of a session handed to another worker without a disconnect
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
+    got: new Map(), // "bc:<text>" | "dm:<text>" -> times received
+    acked: new Set(), // the same keys for this client's messages the server acked
   });
 }
 const latency = [], ackLatency = [];
@@ -127,15 +131,24 @@ function connect(c) {
     reconnectionAttempts: RECONNECTS, timeout: 10000, // reconnection delay: Socket.IO's default, 0.5-1.5 s
   });
   c.socket = s;
-  s.on('hello', (h) => { c.hellos++; seen(c, h); nodeOf.set(h.pid, h.node); });
+  let disconnected = false;
+  s.on('hello', (h) => {
+    if (h.recovered && !disconnected) c.handovers++; // the same session, now on another worker
+    else c.hellos++;
+    disconnected = false;
+    seen(c, h);
+    nodeOf.set(h.pid, h.node);
+  });
+  s.on('connect', () => { if (s.recovered) c.recovered++; });
   s.on('connect_error', () => { c.connectErrors++; });
-  s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') c.disconnects++; });
+  s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') { c.disconnects++; disconnected = true; } });
   s.io.on('error', () => { c.transportErrors++; });
   s.io.on('reconnect', () => { c.reconnects++; });
   s.on('typing', () => { c.typing++; });
   s.on('unread', () => { c.unread++; });
-  s.on('dm', (m) => { c.dms++; latency.push(performance.now() - m.ts); });
-  s.on('activity', (m) => { c.activity++; latency.push(performance.now() - m.ts); });
+  const got = (k) => c.got.set(k, (c.got.get(k) || 0) + 1);
+  s.on('dm', (m) => { c.dms++; got(`dm:${m.text}`); latency.push(performance.now() - m.ts); });
+  s.on('activity', (m) => { c.activity++; got(`bc:${m.text}`); latency.push(performance.now() - m.ts); });
 }
 
 async function send(c) {
@@ -146,14 +159,15 @@ async function send(c) {
     c.sent++;
     let pending = 2, acked;
     const both = opt['wait-ack'] ? new Promise((r) => { acked = r; }) : null;
-    const onAck = (err, r) => {
+    const onAck = (key) => (err, r) => {
       if (err) c.ackErrors++;
-      else { c.acks++; seen(c, r); ackLatency.push(performance.now() - ts); progress(c); }
+      else { c.acks++; c.acked.add(key); seen(c, r); ackLatency.push(performance.now() - ts); progress(c); }
       if (--pending === 0 && acked) acked();
     };
+    const dm = `dm ${k} from u${c.i}`, post = `post ${k} from u${c.i}`;
     s.emit('typing', { to: `${NP}u${c.peer}` });
-    s.timeout(ACK_MS).emit('dm', { to: `${NP}u${c.peer}`, text: `dm ${k} from u${c.i}`, ts }, onAck);
-    s.timeout(ACK_MS).emit('activity', { text: `post ${k} from u${c.i}`, ts }, onAck);
+    s.timeout(ACK_MS).emit('dm', { to: `${NP}u${c.peer}`, text: dm, ts }, onAck(`dm:${dm}`));
+    s.timeout(ACK_MS).emit('activity', { text: post, ts }, onAck(`bc:${post}`));
     if (both) await both;
     await sleep(INTERVAL);
   }
@@ -189,6 +203,21 @@ function expected(c) {
   }
   return { acks: 2 * c.sent, bc, dm, typing };
 }
+// Events the server took (acked) that a recipient never got, and events a recipient got twice.
+function eventLoss(c) {
+  let missed = 0, duplicated = 0;
+  const end = Math.min(N, (c.room + 1) * ROOM);
+  for (let j = c.room * ROOM; j < end; j++) {
+    const from = clients[j];
+    for (const key of from.acked) {
+      const forMe = key.startsWith('bc:') ? j !== c.i : from.peer === c.i;
+      if (forMe && !c.got.has(key)) missed++;
+    }
+  }
+  for (const n of c.got.values()) if (n > 1) duplicated += n - 1;
+  return { missed, duplicated };
+}
+
 const complete = (c) => {
   const e = expected(c);
   return c.acks + c.ackErrors >= e.acks && c.activity >= e.bc && c.dms >= e.dm && c.typing >= e.typing && c.unread >= e.dm;
@@ -210,6 +239,7 @@ function report(timedOut) {
   }
   const per = clients.map((c) => {
     const e = expected(c);
+    const loss = eventLoss(c);
     const ws = [...c.workers.keys()];
     const ok = c.hellos === 1 && ws.length === 1 && c.unknown === 0 && c.http400 === 0 && c.resets === 0 &&
       c.connectErrors === 0 && c.disconnects === 0 && c.ackErrors === 0 && c.acks === e.acks &&
@@ -223,6 +253,12 @@ function report(timedOut) {
       http_errors: Object.values(c.httpErrors).reduce((a, n) => a + n, 0), max_gap_ms: Math.round(c.maxGap),
       acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
       dms: c.dms, dms_expected: e.dm,
+      recovered: c.recovered, handovers: c.handovers, events_missed: loss.missed, events_duplicated: loss.duplicated,
+      // noticed nothing: no disconnect, no failed request, no ack lost, no event missed or doubled
+      // (it may have moved to another worker, with its session)
+      unaffected: c.hellos === 1 && c.unknown === 0 && c.http400 === 0 && c.resets === 0 && c.connectErrors === 0 &&
+        c.disconnects === 0 && c.ackErrors === 0 && c.acks === e.acks && loss.missed === 0 && loss.duplicated === 0 &&
+        Object.keys(c.httpErrors).length === 0,
     };
   });
   const sum = (f) => per.reduce((a, p) => a + f(p), 0);
@@ -247,12 +283,23 @@ function report(timedOut) {
     connect_errors: sum((p) => p.connect_errors),
     transport_errors: clients.reduce((a, c) => a + c.transportErrors, 0),
     disconnects: sum((p) => p.disconnects),
+    disconnects_polling: sum((p) => (p.kind === 'polling' ? p.disconnects : 0)),
+    disconnects_upgrade: sum((p) => (p.kind === 'upgrade' ? p.disconnects : 0)),
     reconnects: sum((p) => p.reconnects),
+    recovered: sum((p) => p.recovered),
+    handovers: sum((p) => p.handovers),
+    clients_unaffected: sum((p) => p.unaffected),
+    clients_unaffected_polling: sum((p) => p.unaffected && p.kind === 'polling'),
+    clients_unaffected_upgrade: sum((p) => p.unaffected && p.kind === 'upgrade'),
+    events_missed: sum((p) => p.events_missed),
+    events_duplicated: sum((p) => p.events_duplicated),
     // every HTTP response with a 4xx or 5xx status, by status (nginx's 502s and 504s, Engine.IO's 400s)
     http_errors: clients.reduce((m, c) => { for (const [k, n] of Object.entries(c.httpErrors)) m[k] = (m[k] || 0) + n; return m; }, {}),
     // requests that failed: error statuses, and connections that ended in an error (reset, refused)
     failed_requests: sum((p) => p.http_errors + p.resets),
     acks_lost: sum((p) => p.acks_expected - p.acks),
+    acks_lost_polling: sum((p) => (p.kind === 'polling' ? p.acks_expected - p.acks : 0)),
+    acks_lost_upgrade: sum((p) => (p.kind === 'upgrade' ? p.acks_expected - p.acks : 0)),
     max_gap_ms: per.reduce((a, p) => Math.max(a, p.max_gap_ms), 0),
     clients_connected: sum((p) => p.sessions > 0),
     clients_single_worker: sum((p) => p.pids.length === 1),
@@ -287,8 +334,10 @@ function report(timedOut) {
     `${timedOut ? ' [time limit hit]' : ''} in ${(out.duration_ms / 1000).toFixed(1)} s\n` +
     `  400 "Session ID unknown": ${out.session_unknown_400} (all 400s: ${out.http_400}), resets: ${out.resets}, connect errors: ${out.connect_errors}, ` +
     `disconnects: ${out.disconnects}, TCP connections: ${out.tcp_connections}\n` +
-    `  failed requests: ${out.failed_requests} (statuses ${JSON.stringify(out.http_errors)}), reconnects: ${out.reconnects}, ` +
-    `acks lost: ${out.acks_lost}, longest time without an ack: ${out.max_gap_ms} ms\n` +
+    `  failed requests: ${out.failed_requests} (statuses ${JSON.stringify(out.http_errors)}), reconnects: ${out.reconnects} (recovered ${out.recovered}), ` +
+    `acks lost: ${out.acks_lost} (polling ${out.acks_lost_polling}, upgrade ${out.acks_lost_upgrade}), longest time without an ack: ${out.max_gap_ms} ms\n` +
+    `  unaffected ${out.clients_unaffected}/${N} (polling ${out.clients_unaffected_polling}, upgrade ${out.clients_unaffected_upgrade}); disconnects polling ${out.disconnects_polling}, ` +
+    `upgrade ${out.disconnects_upgrade}; sessions handed over ${out.handovers}; events missed ${out.events_missed}, duplicated ${out.events_duplicated}\n` +
     `  acks ${out.acks.received}/${out.acks.expected}, broadcasts ${out.broadcasts.received}/${out.broadcasts.expected}, ` +
     `dms ${out.dms.received}/${out.dms.expected}, latency p50 ${out.latency_ms.p50} ms p99 ${out.latency_ms.p99} ms\n` +
     `  connected ${out.clients_connected}, on one worker ${out.clients_single_worker}, websocket ${out.clients_websocket}; workers: ${w || 'none'}\n` +

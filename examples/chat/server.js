@@ -4,7 +4,7 @@
 // env: PORT (5001), HOST (all addresses), REDIS_URL (redis://127.0.0.1:6379),
 //      SIO_REUSEPORT=0 to listen without reusePort (PM2's primary then owns the one listener),
 //      SIO_STICKY=1 in a worker of sticky.js: no listen, @socket.io/sticky's primary hands it connections,
-//      SIO_DRAIN_MS (10000): how long a stopping worker keeps serving its sessions (sio-steer-drain, packages/sio-steer-drain),
+//      SIO_DRAIN_MS (0): how long a stopping worker keeps serving its sessions before handing them over (sio-steer-drain, packages/sio-steer-drain),
 //      SIO_STOP=close: stop the way most apps do instead (httpServer.close(); io.close()), to compare,
 //      SIO_STEER_LOCK_DIR (/run/sio-steer): `sio-steer attach --lock-dir`, where its control socket is,
 //      SIO_STEER_KEY=destination: attached with `--key destination` (behind `nginx-conf --key destination`):
@@ -14,14 +14,18 @@
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
 //      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
 //        behind one balancer (docs/scale-out.md),
-//      SIO_SID_PREFIX: put before every Engine.IO session id (e.g. "h1."), so that an HTTP balancer
-//        can send a session's requests to its host by the sid alone (docs/scale-out.md, draining a host).
+//      SIO_ADAPTER (streams): "streams" for @socket.io/redis-streams-adapter with Socket.IO's connection
+//        state recovery (a client that reconnects gets its id, rooms and missed events back), "redis"
+//        for the classic @socket.io/redis-adapter (pub/sub, no recovery),
+//      SIO_STEER_PEER_DIR: where the workers find each other (sio-steer-drain's peerDir; default
+//        $XDG_RUNTIME_DIR/sio-steer or /tmp/sio-steer-<uid>).
 'use strict';
 const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 const { Server } = require('socket.io');
-const { createAdapter } = require('@socket.io/redis-adapter');
+const { createAdapter: createPubSubAdapter } = require('@socket.io/redis-adapter');
+const { createAdapter: createStreamsAdapter } = require('@socket.io/redis-streams-adapter');
 const { createClient } = require('redis');
 const { gracefulStop } = require('sio-steer-drain'); // packages/sio-steer-drain
 
@@ -30,12 +34,14 @@ const HOST = process.env.HOST || undefined;
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const REUSEPORT = process.env.SIO_REUSEPORT !== '0';
 const STICKY = process.env.SIO_STICKY === '1';
-const DRAIN_MS = Number(process.env.SIO_DRAIN_MS ?? 10000);
+const DRAIN_MS = Number(process.env.SIO_DRAIN_MS ?? 0);
 const ABRUPT_STOP = process.env.SIO_STOP === 'close';
 const CONTROL_SOCKET = `${process.env.SIO_STEER_LOCK_DIR || '/run/sio-steer'}/${PORT}.sock`;
 const STEER_KEY = process.env.SIO_STEER_KEY || 'address';
 const STICKY_MODULE = process.env.SIO_STICKY_MODULE || '@socket.io/sticky';
 const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
+const ADAPTER = process.env.SIO_ADAPTER || 'streams';
+const PEER_DIR = process.env.SIO_STEER_PEER_DIR || undefined;
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE, ...(process.env.HOST_NAME ? { host: process.env.HOST_NAME } : {}) };
@@ -72,20 +78,21 @@ async function main() {
     res.statusCode = 404;
     res.end();
   });
-  const adapter = CLUSTER_ADAPTER ? require(CLUSTER_ADAPTER).createAdapter() : createAdapter(pub, sub);
-  const io = new Server(httpServer, { adapter });
+  const streams = !CLUSTER_ADAPTER && ADAPTER === 'streams';
+  const adapter = CLUSTER_ADAPTER ? require(CLUSTER_ADAPTER).createAdapter()
+    : streams ? createStreamsAdapter(pub) : createPubSubAdapter(pub, sub);
+  // connection state recovery: what a client missed while it reconnects (a worker's WebSocket
+  // closed by a reload) is stored in the Redis stream and replayed on whichever worker it reaches
+  const io = new Server(httpServer, { adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}) });
   io.engine.on('connection_error', () => { engineErrors++; });
-  if (process.env.SIO_SID_PREFIX) {
-    const generateId = io.engine.generateId.bind(io.engine);
-    io.engine.generateId = (req) => process.env.SIO_SID_PREFIX + generateId(req);
-  }
-  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY });
+  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, ...(streams ? { redis: pub } : {}) });
 
   io.on('connection', async (socket) => {
     const user = String(socket.handshake.auth?.user ?? socket.id);
     const room = socket.handshake.auth?.room ? `room:${socket.handshake.auth.room}` : null;
-    await socket.join(room ? [`user:${user}`, room] : [`user:${user}`]);
-    socket.emit('hello', { ...me, node: process.version, sid: socket.id, user, transport: socket.conn.transport.name });
+    // a recovered socket (a reconnect, or a session another worker handed over) is in its rooms already
+    if (!socket.recovered) await socket.join(room ? [`user:${user}`, room] : [`user:${user}`]);
+    socket.emit('hello', { ...me, node: process.version, sid: socket.id, user, transport: socket.conn.transport.name, recovered: socket.recovered });
 
     // typing indicator: fire and forget, to the peer on whatever worker holds it
     socket.on('typing', (msg) => {
@@ -140,7 +147,8 @@ async function main() {
     console.log(`chat: pid ${me.pid} instance ${INSTANCE} served by the sticky primary`);
     process.send('ready');
   } else {
-    httpServer.listen({ port: PORT, host: HOST, reusePort: REUSEPORT }, () => {
+    httpServer.listen({ port: PORT, host: HOST, reusePort: REUSEPORT }, async () => {
+      await drainAndClose.ready; // the other workers can find this one: a stopping one hands its sessions here
       console.log(`chat: pid ${me.pid} instance ${INSTANCE} listening on ${PORT} reusePort=${REUSEPORT}`);
       if (process.send) process.send('ready'); // PM2 wait_ready
     });
@@ -151,9 +159,9 @@ async function main() {
     if (stopping) return;
     stopping = true;
     const log = (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`);
-    // pm2 reload / stop: serve the sessions here until they end or SIO_DRAIN_MS is up, then close
-    // each without failing a request, then stop listening (sio-steer-drain, packages/sio-steer-drain). PM2's kill_timeout must be
-    // longer (ecosystem.config.cjs).
+    // pm2 reload / stop: hand every long-polling session to the successor, close each WebSocket for
+    // Socket.IO to recover on it, then stop listening (sio-steer-drain, packages/sio-steer-drain).
+    // PM2's kill_timeout must be longer (ecosystem.config.cjs).
     if (ABRUPT_STOP) {
       httpServer.close();
       io.close(); // Engine.IO resets POSTs in flight and drops sessions whose poll is not pending

@@ -6,12 +6,24 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli.h"
-#include "errors.h"
+#include "cli/cli.h"
+#include "exit_codes.h"
+#include "logic/errors.h"
 
 using namespace sio_steer;
+using namespace sio_steer::test;
 
 namespace {
+
+// The documented exit codes (tests/exit_codes.h) are the ones the code returns (logic/errors.h).
+static_assert(static_cast<int>(exit_code::usage) == exit_usage);
+static_assert(static_cast<int>(exit_code::no_listeners) == exit_no_listeners);
+static_assert(static_cast<int>(exit_code::not_steerable) == exit_not_steerable);
+static_assert(static_cast<int>(exit_code::environment) == exit_environment);
+static_assert(static_cast<int>(exit_code::busy) == exit_busy);
+static_assert(static_cast<int>(exit_code::incompatible) == exit_incompatible);
+static_assert(static_cast<int>(exit_code::not_attached) == exit_not_attached);
+static_assert(static_cast<int>(exit_code::unhealthy) == exit_unhealthy);
 
 struct result {
     int code;
@@ -45,8 +57,7 @@ TEST(Cli, EveryVerbRefusesAnUnknownOptionNamingItsHelp)
 {
     for (const verb& v : verbs()) {
         result r = run({v.name, "--no-such-option"});
-        EXPECT_EQ(r.code, static_cast<int>(exit_code::usage)) << v.name << ": " << r.err;
-        EXPECT_EQ(r.code, 2);
+        EXPECT_EQ(r.code, exit_usage) << v.name << ": " << r.err;
         EXPECT_EQ(r.err.rfind(std::string("sio-steer ") + v.name + ": ", 0), 0u) << r.err;
         EXPECT_NE(r.err.find("no-such-option"), std::string::npos) << r.err;
         EXPECT_NE(r.err.find(std::string("  fix: see `sio-steer ") + v.name + " --help`"), std::string::npos) << r.err;
@@ -67,12 +78,12 @@ TEST(Cli, TheTableIsTheUsage)
 TEST(Cli, NoCommandOrAnUnknownOneIsAUsageError)
 {
     result none = run({});
-    EXPECT_EQ(none.code, 2);
+    EXPECT_EQ(none.code, exit_usage);
     EXPECT_EQ(none.out, "");
     EXPECT_NE(none.err.find("usage: sio-steer <command>"), std::string::npos);
 
     result unknown = run({"steer-harder"});
-    EXPECT_EQ(unknown.code, 2);
+    EXPECT_EQ(unknown.code, exit_usage);
     EXPECT_EQ(unknown.err.rfind("sio-steer: unknown command 'steer-harder'\n", 0), 0u) << unknown.err;
 }
 
@@ -87,7 +98,7 @@ TEST(Cli, ARefusalKeepsItsExitCodeWhyAndFix)
 {
     // nginx-conf reads and changes nothing: a refusal without any kernel state.
     result r = run({"nginx-conf", "--key", "source"});
-    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.code, exit_usage);
     EXPECT_EQ(r.err, "sio-steer nginx-conf: --key source is not a key nginx-conf knows\n"
                      "  why: behind nginx, sio-steer tells clients apart by their source or by their destination\n"
                      "  fix: use --key address (the default) or --key destination (with `attach --key destination`)\n");
@@ -100,7 +111,7 @@ TEST(Cli, NginxConfNumbersRefuseSignsInsteadOfWrapping)
     for (const char* option : {"--destinations", "--keepalive"})
         for (const char* value : {"-1", "-4294967295", "+8", "8k"}) {
             result r = run({"nginx-conf", "--key", "destination", option, value});
-            EXPECT_EQ(r.code, 2) << option << " " << value << ":\n" << r.out << r.err;
+            EXPECT_EQ(r.code, exit_usage) << option << " " << value << ":\n" << r.out << r.err;
             EXPECT_NE(r.err.find(std::string(option) + " " + value + " is not a whole number"), std::string::npos)
                 << r.err;
             EXPECT_EQ(r.out, "") << "nothing printed for " << option << " " << value;
@@ -120,7 +131,7 @@ TEST(Cli, AConfigValueHoldingBoostsPlaceholdersIsRefusedAtOnce)
     }
     result r = run({"attach", "--port", "5001", "--config", file, "--pin-root", "/nonexistent"});
     std::remove(file.c_str());
-    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.code, exit_usage) << r.err;
     EXPECT_NE(r.err.find("sio-steer attach: " + file + ":1: once = ~4%value%'-rrefix: "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("~4\xef\xbc\x85value\xef\xbc\x85'-rrefix"), std::string::npos) << r.err;
 }

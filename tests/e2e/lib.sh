@@ -15,6 +15,7 @@ E2E_TMP="$(mktemp -d /tmp/sio-steer-e2e.XXXXXX)"
 E2E_PINS="/sys/fs/bpf/sio-steer-e2e-$$"   # bpffs names may not contain dots
 E2E_LOCKS="$E2E_TMP/locks"
 export SIO_STEER_LOCK_DIR="$E2E_LOCKS"  # where the workers find sio-steer's control socket
+export SIO_STEER_PEER_DIR="$E2E_TMP/peers"  # where the workers find each other (sio-steer-drain)
 E2E_CTL_PID=""
 E2E_BG_PIDS=()
 mkdir -p "$E2E_PINS"

@@ -3,11 +3,11 @@
 // the rest is the text.
 #include <cstring>
 
-#include "client_key.h"
-#include "errors.h"
 #include "fuzz_util.h"
-#include "listen_address.h"
-#include "options.h"
+#include "logic/client_key.h"
+#include "logic/errors.h"
+#include "logic/listen_address.h"
+#include "logic/options.h"
 
 namespace ss = sio_steer;
 

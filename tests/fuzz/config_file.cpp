@@ -4,10 +4,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "config_file.h"
+#include "cli/config_file.h"
 #include "fuzz_util.h"
-#include "listen_address.h"
-#include "options.h"
+#include "logic/listen_address.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 namespace ss = sio_steer;

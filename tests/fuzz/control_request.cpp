@@ -4,9 +4,9 @@
 
 #include <cstring>
 
-#include "client_key.h"
-#include "control_request.h"
 #include "fuzz_util.h"
+#include "logic/client_key.h"
+#include "logic/control_request.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {

@@ -1,8 +1,8 @@
 // /proc/PID/environ of a listener's owner, and the pm2_env JSON inside it (logic/pm2_env.h,
 // node_version.h): the controller, as root, reads them from processes other users may own.
 #include "fuzz_util.h"
-#include "node_version.h"
-#include "pm2_env.h"
+#include "logic/node_version.h"
+#include "logic/pm2_env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {

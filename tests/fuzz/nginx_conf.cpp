@@ -4,9 +4,9 @@
 // then trusted CIDRs); the first byte picks the key mode, destinations and keepalive.
 #include <algorithm>
 
-#include "errors.h"
 #include "fuzz_util.h"
-#include "nginx_conf.h"
+#include "logic/errors.h"
+#include "logic/nginx_conf.h"
 
 namespace ss = sio_steer;
 

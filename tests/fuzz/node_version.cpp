@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "fuzz_util.h"
-#include "node_version.h"
+#include "logic/node_version.h"
 
 namespace {
 

@@ -1,6 +1,8 @@
-// The Debian package as an operator gets it: `cpack -G DEB` from this build folder, then its
-// control fields, its file list, the packaged binary run from a scratch root (dpkg -x), and the
-// packaged unit checked by `systemd-analyze verify` in that root.
+// The Debian package as an operator gets it: the .deb of `cpack -G DEB` from this build folder
+// (the ctest fixture `deb` builds it into DEB_DIR once, for these tests and the vm test; run
+// alone, this builds it there), then its control fields, its file list, the packaged binary run
+// from a scratch root (dpkg -x), and the packaged unit checked by `systemd-analyze verify` in that
+// root.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -13,8 +15,8 @@
 #include <regex>
 #include <string>
 
-#ifndef CPACK_CONFIG
-#error "CPACK_CONFIG must name the build folder's CPackConfig.cmake"
+#if !defined(CPACK_CONFIG) || !defined(DEB_DIR)
+#error "CPACK_CONFIG must name the build folder's CPackConfig.cmake, DEB_DIR where cpack puts the .deb"
 #endif
 
 namespace {
@@ -49,10 +51,11 @@ protected:
     {
         work = fs::temp_directory_path() / ("sio-steer-deb-" + std::to_string(getpid()));
         fs::create_directories(work);
-        cpack = run("cpack -G DEB --config " + quoted(CPACK_CONFIG) + " -B " + quoted(work.string()));
-        for (const auto& entry : fs::directory_iterator(work))
-            if (entry.path().extension() == ".deb")
-                deb = entry.path();
+        deb = built_deb();
+        if (deb.empty()) {
+            cpack = run("cpack -G DEB --config " + quoted(CPACK_CONFIG) + " -B " + quoted(DEB_DIR));
+            deb = built_deb();
+        }
         if (!deb.empty())
             extracted = run("dpkg -x " + quoted(deb.string()) + " " + quoted((work / "root").string()));
     }
@@ -62,9 +65,21 @@ protected:
         fs::remove_all(work, ec);
     }
 
-    void SetUp() override { ASSERT_FALSE(deb.empty()) << "cpack made no .deb:\n" << cpack.out; }
+    void SetUp() override { ASSERT_FALSE(deb.empty()) << "no .deb in " << DEB_DIR << ":\n" << cpack.out; }
 
     static fs::path root() { return work / "root"; }
+
+    // The newest .deb in DEB_DIR ("" if none yet).
+    static fs::path built_deb()
+    {
+        fs::path newest;
+        std::error_code ec;
+        for (const auto& entry : fs::directory_iterator(DEB_DIR, ec))
+            if (entry.path().extension() == ".deb" &&
+                (newest.empty() || fs::last_write_time(entry.path()) > fs::last_write_time(newest)))
+                newest = entry.path();
+        return newest;
+    }
 
     // systemd-analyze verify of sio-steer@5001.service in the extracted tree: prints nothing when
     // the unit is sound (it exits 0 on warnings such as an unknown directive, which print a line).

@@ -5,10 +5,10 @@
 
 #include <cstdint>
 
-#include "client_key.h"
-#include "client_route.h"
-#include "options.h"
-#include "slot_table.h"
+#include "logic/client_key.h"
+#include "logic/client_route.h"
+#include "logic/options.h"
+#include "logic/slot_table.h"
 
 using namespace sio_steer;
 

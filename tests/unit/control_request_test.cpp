@@ -4,8 +4,8 @@
 #include <cstring>
 #include <string>
 
-#include "client_key.h"
-#include "control_request.h"
+#include "logic/client_key.h"
+#include "logic/control_request.h"
 
 namespace {
 

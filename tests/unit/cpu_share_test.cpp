@@ -1,7 +1,7 @@
 // cpu_share_check: workers that weigh as one process on the scheduler are told apart.
 #include <gtest/gtest.h>
 
-#include "cpu_share.h"
+#include "logic/cpu_share.h"
 
 namespace {
 

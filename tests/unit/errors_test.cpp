@@ -4,7 +4,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 using namespace sio_steer;
 

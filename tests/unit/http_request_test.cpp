@@ -1,7 +1,7 @@
 // The request heads /metrics accepts and refuses (http_request.h): only GET /metrics without a body.
 #include <gtest/gtest.h>
 
-#include "http_request.h"
+#include "logic/http_request.h"
 
 namespace sio_steer {
 namespace {

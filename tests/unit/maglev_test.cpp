@@ -1,4 +1,4 @@
-#include "maglev.h"
+#include "logic/maglev.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 namespace {

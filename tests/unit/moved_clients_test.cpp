@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "moved_clients.h"
-#include "slot_table.h"
+#include "logic/moved_clients.h"
+#include "logic/slot_table.h"
 
 using namespace sio_steer;
 

@@ -1,6 +1,6 @@
 // nginx_conf: the maps give every client one loopback source (checked by running the map rules the
 // way nginx does, on addresses printed the way nginx prints them), and the configuration proxies
-// Socket.IO as it must. tests/kernel/nginx_test.cpp runs it in a real nginx.
+// Socket.IO as it must. tests/integration/nginx_test.cpp runs it in a real nginx.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,8 +15,8 @@
 #include <regex>
 #include <set>
 
-#include "errors.h"
-#include "nginx_conf.h"
+#include "logic/errors.h"
+#include "logic/nginx_conf.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "node_version.h"
+#include "logic/node_version.h"
 
 namespace {
 

@@ -3,9 +3,9 @@
 
 #include <cstring>
 
-#include "client_key.h"
-#include "errors.h"
-#include "options.h"
+#include "logic/client_key.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 namespace {

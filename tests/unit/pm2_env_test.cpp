@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "pm2_env.h"
+#include "logic/pm2_env.h"
 
 namespace {
 

@@ -1,9 +1,9 @@
 // proxy_warning: one proxy address in front of the workers is told apart from real clients.
 #include <gtest/gtest.h>
 
-#include "client_key.h"
-#include "options.h"
-#include "proxy_check.h"
+#include "logic/client_key.h"
+#include "logic/options.h"
+#include "logic/proxy_check.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // plan_slots(): which socket sits in which slot, what the ring is built from, who succeeds whom.
 #include <gtest/gtest.h>
 
-#include "slot_table.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 namespace {

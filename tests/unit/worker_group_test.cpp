@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "errors.h"
-#include "worker_group.h"
+#include "logic/errors.h"
+#include "logic/worker_group.h"
 
 namespace sio_steer {
 namespace {

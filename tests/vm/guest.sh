@@ -2,7 +2,7 @@
 # The guest side of scripts/vm-test.sh: runs in the VM under systemd (sio-steer-vm-test.service),
 # as root, once per boot. Boot 1 installs the .deb and the PM2 service and runs the checks; then it
 # reboots the VM, and boot 2 checks that steering came back, purges the package and runs
-# kernel_tests. Each check writes pass or fail to /vm-results/checks/NAME (the host reads them);
+# integration_tests. Each check writes pass or fail to /vm-results/checks/NAME (the host reads them);
 # details go to the console, which the host records.
 set -euo pipefail
 R=/vm-results
@@ -42,7 +42,12 @@ until_ok() {
 main_pid() { systemctl show -p MainPID --value "$UNIT"; }
 n_restarts() { systemctl show -p NRestarts --value "$UNIT"; }
 is_active() { [[ "$(systemctl is-active "$1")" == active ]]; }
-listeners() { ss -Hltn "sport = :$PORT" | wc -l; }
+# all_listen: every PM2 worker listens on the port
+all_listen() { (($(ss -Hltn "sport = :$PORT" | wc -l) == WORKERS)); }
+# restarted_after N: systemd restarted the unit since NRestarts was N, and it is up again
+restarted_after() { [[ "$(n_restarts)" -gt "$1" ]] && systemctl is-active -q "$UNIT"; }
+# status_says TEXT: the unit's STATUS= line (sd_notify) holds TEXT
+status_says() { [[ "$(systemctl show -p StatusText --value "$UNIT")" == *"$1"* ]]; }
 as_app() { runuser -u "$APP" -- env HOME="/home/$APP" PM2_HOME="/home/$APP/.pm2" "$@"; }
 
 # load NAME ARGS...: load.js from its own loopback addresses; its JSON summary in $WORK/NAME.json.
@@ -56,9 +61,10 @@ load_bg() { load "$@" & LOAD_PID=$!; }
 jq_ok() { jq -e "$2" "$WORK/$1.json" >/dev/null; }
 # ≥ 100 clients, half of them staying on long-polling (the ones a wrong worker answers with 400), at
 # a chat's pace: under TCG a flood would time sessions out, which is not what is tested here
-STICKY=(--polling 50 --upgrade 50 --messages 2 --interval 2000 --room-size 5 --ack-timeout 60 --time-limit 100)
+CLIENTS=(--polling 50 --upgrade 50 --interval 2000 --room-size 5 --ack-timeout 60 --time-limit 100)
+STICKY=("${CLIENTS[@]}" --messages 2)
 # long enough for a restart, a kill or a reload to happen in the middle of it
-LONG=(--polling 50 --upgrade 50 --messages 6 --interval 2000 --room-size 5 --ack-timeout 60 --time-limit 100)
+LONG=("${CLIENTS[@]}" --messages 6)
 # Sticky: every client's requests all reached one worker, and no 400 (what a wrong worker answers).
 # Not required: every message delivered in time (under TCG a session sometimes times out and
 # reconnects, to the same worker).
@@ -109,14 +115,14 @@ pm2_service() {
     run_doc "PM2 as a systemd service too") >"$WORK/pm2-service.log" 2>&1 || { cat "$WORK/pm2-service.log"; return 1; }
   expect "pm2-$APP.service runs PM2" is_active "pm2-$APP" &&
     expect "its PM2 runs on Node 24" bash -c "systemctl show -p Environment --value pm2-$APP | grep -q 'PATH=/usr/local/bin'" &&
-    expect "$WORKERS workers listen on :$PORT under pm2-$APP.service" until_ok 180 bash -c "(( \$(ss -Hltn 'sport = :$PORT' | wc -l) == $WORKERS ))"
+    expect "$WORKERS workers listen on :$PORT under pm2-$APP.service" until_ok 180 all_listen
 }
 
 check_unit_start() {
   expect "redis-server.service is up" until_ok 30 is_active redis-server || return 1
   pm2_service || return 1
   expect "docs/systemd.md, One instance per port" run_doc "One instance per port" || { journalctl -u "$UNIT" --no-pager | tail; return 1; }
-  expect "status: steering $WORKERS worker sockets, in sync" bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'steering $WORKERS worker sockets, in sync'"
+  expect "status: steering $WORKERS worker sockets, in sync" status_says "steering $WORKERS worker sockets, in sync"
 }
 
 check_sticky() {
@@ -156,7 +162,7 @@ check_journal_per_change() {
   victim="$(pm2_worker_pids_app | awk '$2 == 1 { print $1 }')"
   expect "a worker of instance 1" test -n "$victim" || return 1
   kill -9 "$victim"
-  until_ok 120 bash -c "(( \$(ss -Hltn 'sport = :$PORT' | wc -l) == $WORKERS ))" && sleep 5
+  until_ok 120 all_listen && sleep 5
   journalctl -u "$UNIT" --since "$since" --no-pager -o cat | tee "$WORK/journal.log"
   lines="$(grep -c 'worker socket went' "$WORK/journal.log" || true)"
   expect "one 'worker socket went' line for the one killed worker ($lines)" test "$lines" = 1 || return 1
@@ -195,7 +201,7 @@ check_kill9_restart() {
   sleep 12
   log "kill -9 $before (the controller)"
   kill -9 "$before"
-  expect "systemd restarted it (Restart=on-failure, 5 s)" until_ok 30 bash -c "[[ \$(systemctl show -p NRestarts --value $UNIT) -gt $restarts ]] && systemctl is-active -q $UNIT" || { wait "$LOAD_PID"; return 1; }
+  expect "systemd restarted it (Restart=on-failure, 5 s)" until_ok 30 restarted_after "$restarts" || { wait "$LOAD_PID"; return 1; }
   wait "$LOAD_PID" || true
   no_moves kill9
 }
@@ -215,9 +221,9 @@ check_watchdog() {
   expect "still the same controller 15 s later: it pings (WATCHDOG=1)" test "$(main_pid)" = "$pid" -a "$(n_restarts)" = "$restarts" || return 1
   log "kill -STOP $pid"
   kill -STOP "$pid"
-  expect "a hung controller is restarted" until_ok 60 bash -c "[[ \$(systemctl show -p NRestarts --value $UNIT) -gt $restarts ]] && systemctl is-active -q $UNIT" || return 1
+  expect "a hung controller is restarted" until_ok 60 restarted_after "$restarts" || return 1
   expect "journal: watchdog timeout" bash -c "journalctl -u $UNIT --no-pager | grep -qi 'watchdog timeout'"
-  expect "in sync again" until_ok 30 bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'in sync'"
+  expect "in sync again" until_ok 30 status_says "in sync"
 }
 
 check_stop_keeps_steering() {
@@ -233,7 +239,6 @@ check_stop_keeps_steering() {
 # ---- boot 2: after the reboot
 
 check_reboot_reattach() {
-  local boot_id
   expect "pm2-$APP.service came up at boot" until_ok 120 is_active "pm2-$APP" || return 1
   expect "$UNIT came up at boot" until_ok 120 is_active "$UNIT" || { journalctl -b -u "$UNIT" --no-pager | tail; return 1; }
   journalctl -b -u "$UNIT" --no-pager -o short-monotonic | tee "$WORK/boot-journal.log" | head -n 20
@@ -242,7 +247,7 @@ check_reboot_reattach() {
       bash -c "! grep -q 'status=3/' $WORK/boot-journal.log" &&
     expect "attached afresh (the pins did not survive the reboot)" grep -q "attached to port $PORT" "$WORK/boot-journal.log" &&
     expect "not adopted" bash -c "! grep -q 'adopted port' $WORK/boot-journal.log" &&
-    expect "steering $WORKERS worker sockets, in sync" until_ok 60 bash -c "systemctl show -p StatusText --value $UNIT | grep -q 'steering $WORKERS worker sockets, in sync'" || return 1
+    expect "steering $WORKERS worker sockets, in sync" until_ok 60 status_says "steering $WORKERS worker sockets, in sync" || return 1
   load rebooted --src-base 127.7.0.0 "${STICKY[@]}"
   sticky_ok rebooted
 }
@@ -260,11 +265,11 @@ check_purge_clean() {
   return $ok
 }
 
-check_kernel_tests() {
+check_integration_tests() {
   local rc=0
-  log "kernel_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
-  (cd "$WORK" && timeout 900 "$BUILD/tests/kernel_tests" --gtest_brief=1) >"$WORK/kernel_tests.log" 2>&1 || rc=$?
-  grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/kernel_tests.log" | tee "$R/kernel_tests.txt"
+  log "integration_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
+  (cd "$WORK" && timeout 900 "$BUILD/tests/integration_tests" --gtest_brief=1) >"$WORK/integration_tests.log" 2>&1 || rc=$?
+  grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/integration_tests.log" | tee "$R/integration_tests.txt"
   return $rc
 }
 
@@ -301,7 +306,7 @@ else
   echo "$state" >"$R/systemd-after-reboot"
   check reboot_reattach check_reboot_reattach
   check purge_clean check_purge_clean
-  check kernel_tests check_kernel_tests
+  check integration_tests check_integration_tests
 fi
 journalctl -b -u "$UNIT" --no-pager >"$WORK/sio-steer.journal" 2>&1 || true
 log "done: powering off"

@@ -1,14 +1,15 @@
 // The verb table and what an error becomes: one exit code (docs/exit-codes.md) and, on the error
 // stream, "sio-steer VERB: what" with its why and fix lines.
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <cstdarg>
 #include <cstdio>
 #include <ostream>
 
-#include "config_file.h"
-#include "errors.h"
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
+#include "cli/config_file.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 
@@ -90,10 +91,29 @@ bool parse_args(const char* verb, const char* synopsis, const args& a, po::optio
     return true;
 }
 
-void add_pin_root(po::options_description& options, std::string& pin_root)
+void add_port_options(po::options_description& options, std::string& port, steer_options& o, const port_options& which)
 {
-    options.add_options()("pin-root", po::value(&pin_root)->default_value(pin_root),
+    auto* port_value = po::value(&port);
+    options.add_options()("port", which.port_required ? port_value->required() : port_value, which.port_help);
+    if (which.lock_dir)
+        options.add_options()("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir),
+                              "folder of the per-port lock files (where a following attach says how it follows)");
+    options.add_options()("pin-root", po::value(&o.pin_root)->default_value(o.pin_root),
                           "bpffs folder holding one folder of pinned state per port");
+}
+
+std::optional<steer_options> parse_port_args(const char* verb, const char* synopsis, const args& a, std::ostream& out,
+                                             const port_options& which)
+{
+    steer_options o;
+    std::string port;
+    po::options_description options(std::string(verb) + " options");
+    add_port_options(options, port, o, which);
+    po::variables_map vm;
+    if (!parse_args(verb, synopsis, a, options, vm, out))
+        return std::nullopt;
+    o.port = parse_port(port);
+    return o;
 }
 
 void print(std::ostream& out, const char* format, ...)

@@ -5,10 +5,13 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
+
+#include "logic/options.h"
 
 namespace sio_steer {
 
@@ -42,8 +45,21 @@ bool parse_args(const char* verb, const char* synopsis, const args& a,
                 boost::program_options::options_description& options, boost::program_options::variables_map& vm,
                 std::ostream& out);
 
-// --pin-root, shared by every verb.
-void add_pin_root(boost::program_options::options_description& options, std::string& pin_root);
+// --port, --lock-dir and --pin-root: the options that name a port's state, written once for the
+// verbs that take them (attach, detach, status, sessions, doctor). The values land in `port` (as
+// given: parse_port() it once the command line and any config file are read) and in `o`.
+struct port_options {
+    const char* port_help = "TCP port the workers listen on";
+    bool port_required = true;  // status without --port: every pinned port
+    bool lock_dir = true;       // sessions reads no lock file
+};
+void add_port_options(boost::program_options::options_description& options, std::string& port, steer_options& o,
+                      const port_options& which = {});
+
+// The command line of a verb whose options are the port options alone (detach, doctor): the
+// options with port parsed, or nullopt after printing usage for --help.
+std::optional<steer_options> parse_port_args(const char* verb, const char* synopsis, const args& a, std::ostream& out,
+                                             const port_options& which = {});
 
 // printf into a stream: the verbs' tables keep their printf formats.
 [[gnu::format(printf, 2, 3)]] void print(std::ostream& out, const char* format, ...);

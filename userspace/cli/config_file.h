@@ -9,7 +9,7 @@
 
 #include <boost/program_options.hpp>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

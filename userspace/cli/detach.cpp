@@ -6,33 +6,22 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cli.h"
-#include "discovery.h"
-#include "errors.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "preflight.h"
-
-namespace po = boost::program_options;
+#include "cli/cli.h"
+#include "kernel/discovery.h"
+#include "kernel/pinned_state.h"
+#include "kernel/preflight.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 
 int run_detach(const args& a, std::ostream& out)
 {
-    steer_options o;
-    std::string port;
-    po::options_description options("detach options");
-    // one option per line, as --help lists them
-    // clang-format off
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port to stop steering")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
-    // clang-format on
-    add_pin_root(options, o.pin_root);
-    po::variables_map vm;
-    if (!parse_args("detach", "--port N [--pin-root DIR]", a, options, vm, out))
+    std::optional<steer_options> parsed =
+        parse_port_args("detach", "--port N [--pin-root DIR]", a, out, {.port_help = "TCP port to stop steering"});
+    if (!parsed)
         return 0;
-    o.port = parse_port(port);
+    const steer_options& o = *parsed;
     require_capabilities();
 
     std::optional<pinned_state> state;
@@ -79,7 +68,7 @@ int run_detach(const args& a, std::ostream& out)
         if (setsockopt(fd.get(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) == 0)
             detached++;
         else if (errno != ENOENT)
-            throw_system_error("cannot detach the steering program from port " + port, errno);
+            throw_system_error("cannot detach the steering program from port " + std::to_string(o.port), errno);
         break;
     }
     spdlog::info("detached from port {}{}; removed {}", o.port, detached ? "" : " (no live group had the program)",

@@ -1,12 +1,10 @@
 // sio-steer doctor: checks everything steering a port needs, a line each, and a verdict.
 #include <ostream>
 
-#include "cli.h"
-#include "doctor.h"
-#include "errors.h"
-#include "options.h"
-
-namespace po = boost::program_options;
+#include "cli/cli.h"
+#include "kernel/doctor.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 
@@ -33,20 +31,10 @@ const char* label(verdict v)
 
 int run_doctor(const args& a, std::ostream& out)
 {
-    steer_options o;
-    std::string port;
-    po::options_description options("doctor options");
-    // one option per line, as --help lists them
-    // clang-format off
-    options.add_options()
-        ("port", po::value(&port)->required(), "TCP port the workers listen on")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files");
-    // clang-format on
-    add_pin_root(options, o.pin_root);
-    po::variables_map vm;
-    if (!parse_args("doctor", "--port N [--pin-root DIR]", a, options, vm, out))
+    std::optional<steer_options> parsed = parse_port_args("doctor", "--port N [--pin-root DIR]", a, out);
+    if (!parsed)
         return 0;
-    o.port = parse_port(port);
+    const steer_options& o = *parsed;
 
     std::vector<finding> findings = examine({o.port, o.pin_root, o.lock_dir});
     print(out, "sio-steer doctor: port %u\n", o.port);

@@ -5,8 +5,8 @@
 #include <spdlog/cfg/env.h>
 #include <spdlog/spdlog.h>
 
-#include "cli.h"
-#include "libbpf_log.h"
+#include "cli/cli.h"
+#include "kernel/libbpf_log.h"
 
 int main(int argc, char** argv)
 {

@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <ostream>
 
-#include "cli.h"
-#include "errors.h"
-#include "nginx_conf.h"
-#include "options.h"
+#include "cli/cli.h"
+#include "logic/errors.h"
+#include "logic/nginx_conf.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 

@@ -4,12 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli.h"
-#include "client_key.h"
-#include "client_route.h"
-#include "errors.h"
-#include "options.h"
-#include "pinned_state.h"
+#include "cli/cli.h"
+#include "kernel/pinned_state.h"
+#include "logic/client_key.h"
+#include "logic/client_route.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 
@@ -42,15 +42,14 @@ int run_sessions(const args& a, std::ostream& out)
     std::string port, client;
     bool json_out = false, flush = false;
     po::options_description options("sessions options");
+    add_port_options(options, port, o, {.port_help = "TCP port", .lock_dir = false});
     // one option per line, as --help lists them
     // clang-format off
     options.add_options()
-        ("port", po::value(&port)->required(), "TCP port")
         ("client", po::value(&client), "tell which worker this client address goes to, and why")
         ("flush", po::bool_switch(&flush), "forget every recorded session, moved ones too (clients are placed anew by the ring)")
         ("json", po::bool_switch(&json_out), "print JSON");
     // clang-format on
-    add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("sessions", "--port N [--client ADDR | --flush] [--json]", a, options, vm, out))
         return 0;

@@ -4,12 +4,12 @@
 #include <filesystem>
 #include <ostream>
 
-#include "cli.h"
-#include "errors.h"
-#include "metrics.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "report.h"
+#include "cli/cli.h"
+#include "kernel/pinned_state.h"
+#include "kernel/report.h"
+#include "logic/errors.h"
+#include "logic/metrics.h"
+#include "logic/options.h"
 
 namespace po = boost::program_options;
 
@@ -71,15 +71,13 @@ int run_status(const args& a, std::ostream& out)
     std::string port;
     bool json_out = false, prometheus = false;
     po::options_description options("status options");
+    add_port_options(options, port, o, {.port_help = "TCP port (default: every pinned port)", .port_required = false});
     // one option per line, as --help lists them
     // clang-format off
     options.add_options()
-        ("port", po::value(&port), "TCP port (default: every pinned port)")
         ("json", po::bool_switch(&json_out), "print one JSON document")
-        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector")
-        ("lock-dir", po::value(&o.lock_dir)->default_value(o.lock_dir), "folder of the per-port lock files (where a following attach says how it follows)");
+        ("prometheus", po::bool_switch(&prometheus), "print Prometheus metrics (docs/metrics.md), e.g. for node_exporter's textfile collector");
     // clang-format on
-    add_pin_root(options, o.pin_root);
     po::variables_map vm;
     if (!parse_args("status", "[--port N] [--json | --prometheus] [--pin-root DIR] [--lock-dir DIR]", a, options, vm,
                     out))

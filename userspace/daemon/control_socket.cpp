@@ -1,4 +1,4 @@
-#include "control_socket.h"
+#include "daemon/control_socket.h"
 
 #include <grp.h>
 #include <linux/capability.h>
@@ -15,7 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77  // Linux 6.5

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

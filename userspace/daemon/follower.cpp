@@ -1,4 +1,4 @@
-#include "follower.h"
+#include "daemon/follower.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -13,13 +13,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "control_socket.h"
-#include "controller.h"
-#include "errors.h"
-#include "listener_tracker.h"
-#include "listener_watch.h"
-#include "release.h"
-#include "stop_signals.h"
+#include "daemon/control_socket.h"
+#include "daemon/release.h"
+#include "daemon/stop_signals.h"
+#include "kernel/controller.h"
+#include "kernel/listener_tracker.h"
+#include "kernel/listener_watch.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 
@@ -80,6 +80,78 @@ std::unique_ptr<listener_watch> start_watch(std::uint16_t port, follow_mode want
     }
 }
 
+// When to resync besides the events: every `resync`, and twice shortly after a listener closed
+// (its event comes before the kernel unhashes it, so sock_diag may still list it).
+class resync_clock {
+public:
+    void synced(bool a_listener_stopped)
+    {
+        last_sync_ = steady_clock::now();
+        if (a_listener_stopped)
+            rechecks_ = {last_sync_ + milliseconds(20), last_sync_ + milliseconds(200)};
+    }
+    // How long poll() may wait: `limit` ms, or less if a recheck comes first.
+    int timeout(int limit) const
+    {
+        if (rechecks_.empty())
+            return limit;
+        return std::clamp(
+            static_cast<int>(duration_cast<milliseconds>(rechecks_.front() - steady_clock::now()).count()) + 1, 0,
+            limit);
+    }
+    // Is a resync due now (events came, a recheck is due, or `resync` has passed)? Drops the
+    // rechecks that are past.
+    bool due(bool events, milliseconds resync)
+    {
+        const auto now = steady_clock::now();
+        const bool recheck_due = !rechecks_.empty() && now >= rechecks_.front();
+        while (!rechecks_.empty() && rechecks_.front() <= now)
+            rechecks_.erase(rechecks_.begin());
+        return events || recheck_due || now - last_sync_ >= resync;
+    }
+
+private:
+    steady_clock::time_point last_sync_ = steady_clock::now();
+    std::vector<steady_clock::time_point> rechecks_;
+};
+
+// A stop signal came, or the pinned state was removed (`sio-steer detach`): says so, returns true.
+bool told_to_stop(const pollfd& signal_fd, int signals, const std::string& pin_dir)
+{
+    if (signal_fd.revents & POLLIN) {
+        signalfd_siginfo info{};
+        (void)!read(signals, &info, sizeof(info));
+        spdlog::info("{}: exiting; steering stays attached and pinned in {} for the next attach to adopt",
+                     strsignal(static_cast<int>(info.ssi_signo)), pin_dir);
+        return true;
+    }
+    if (!std::filesystem::exists(pin_dir + "/config")) {
+        spdlog::info("the pinned state in {} was removed (sio-steer detach): exiting", pin_dir);
+        return true;
+    }
+    return false;
+}
+
+// The lines that say the port is followed, and how (tests, scripts and the unit wait for them).
+void say_how_it_follows(std::uint16_t port, const follow_settings& settings, const std::string& control_path,
+                        bool events, const follow_status& status, milliseconds resync)
+{
+    if (settings.control_group)
+        spdlog::info("control socket for draining workers: {} (mode 0660, group {})", control_path,
+                     *settings.control_group);
+    else
+        spdlog::info("control socket for draining workers: {} (mode 0666: set --control-group to let only the "
+                     "workers' group connect)",
+                     control_path);
+    if (events)
+        spdlog::info("following port {}: listener events from {}, resync every {} ms", port, status.reason,
+                     resync.count());
+    else
+        spdlog::warn("following port {} by polling every {} ms: {}", port, resync.count(), status.reason);
+    if (settings.on_follow_mode)
+        settings.on_follow_mode(status);
+}
+
 }  // namespace
 
 follow_mode parse_follow_mode(const std::string& text)
@@ -108,15 +180,10 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // event, so that the log line below means: followed from now on.
     listener_tracker tracker(options, state, std::max(settings.resync_interval, milliseconds(2000)));
     resync_and_tell(options, tracker, {}, settings);
-    auto last_sync = steady_clock::now();
-    std::vector<steady_clock::time_point> rechecks;
+    resync_clock clock;
     // What the watch reported (none when polling), then a resync.
     auto follow_changes = [&](const listener_changes& changes) {
-        last_sync = steady_clock::now();
-        // The event of a closing listener comes before the kernel unhashes it, so sock_diag may
-        // still list it: look again a little later.
-        if (changes.stopped)
-            rechecks = {last_sync + milliseconds(20), last_sync + milliseconds(200)};
+        clock.synced(changes.stopped);
         resync_and_tell(options, tracker, changes.pids, settings);
     };
     // Where draining workers release their clients one by one (release.h); open before the line
@@ -134,54 +201,23 @@ int follow(const steer_options& options, const pinned_state& state, const follow
                 settings.after_request(reply.line);
             return reply;
         });
-    if (settings.control_group)
-        spdlog::info("control socket for draining workers: {} (mode 0660, group {})", control_path,
-                     *settings.control_group);
-    else
-        spdlog::info("control socket for draining workers: {} (mode 0666: set --control-group to let only the "
-                     "workers' group connect)",
-                     control_path);
-    if (watch)
-        spdlog::info("following port {}: listener events from {}, resync every {} ms", options.port, status.reason,
-                     resync.count());
-    else
-        spdlog::warn("following port {} by polling every {} ms: {}", options.port, resync.count(), status.reason);
-    if (settings.on_follow_mode)
-        settings.on_follow_mode(status);
+    say_how_it_follows(options.port, settings, control_path, watch != nullptr, status, resync);
 
     // Wake at least this often to notice a detach (removed pins) without inotify on bpffs.
     const milliseconds tick = std::min(resync, milliseconds(200));
-    const std::string config_pin = state.dir() + "/config";
     bool control_busy = false;  // the control socket left work for the next pass
 
     for (;;) {
         std::vector<pollfd> fds = {{signals.get(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
         for (int fd : control.fds())
             fds.push_back({fd, POLLIN, 0});
-        int timeout = control_busy ? 0 : static_cast<int>(tick.count());
-        if (!rechecks.empty())
-            timeout = std::clamp(
-                static_cast<int>(duration_cast<milliseconds>(rechecks.front() - steady_clock::now()).count()) + 1, 0,
-                timeout);
-        if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR)
+        if (poll(fds.data(), fds.size(), clock.timeout(control_busy ? 0 : static_cast<int>(tick.count()))) < 0 &&
+            errno != EINTR)
             throw_system_error("poll", errno);
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo info{};
-            (void)!read(signals.get(), &info, sizeof(info));
-            spdlog::info("{}: exiting; steering stays attached and pinned in {} for the next attach to adopt",
-                         strsignal(static_cast<int>(info.ssi_signo)), state.dir());
+        if (told_to_stop(fds[0], signals.get(), state.dir()))
             return 0;
-        }
-        if (!std::filesystem::exists(config_pin)) {
-            spdlog::info("the pinned state in {} was removed (sio-steer detach): exiting", state.dir());
-            return 0;
-        }
         listener_changes changes = watch && (fds[1].revents & POLLIN) ? watch->drain() : listener_changes{};
-        const auto now = steady_clock::now();
-        const bool recheck_due = !rechecks.empty() && now >= rechecks.front();
-        while (!rechecks.empty() && rechecks.front() <= now)
-            rechecks.erase(rechecks.begin());
-        if (changes.events || recheck_due || now - last_sync >= resync)
+        if (clock.due(changes.events != 0, resync))
             follow_changes(changes);
         // After the resync: a release that came with its replacement's listen finds the replacement.
         // A bounded amount per pass: a peer that writes without pause delays the checks above and

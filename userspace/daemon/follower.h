@@ -8,9 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "follow_status.h"
-#include "options.h"
-#include "pinned_state.h"
+#include "kernel/pinned_state.h"
+#include "logic/follow_status.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "metrics_server.h"
+#include "daemon/metrics_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,9 +16,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "http_request.h"
-#include "stop_signals.h"
+#include "daemon/stop_signals.h"
+#include "logic/errors.h"
+#include "logic/http_request.h"
 
 namespace sio_steer {
 
@@ -37,6 +37,167 @@ struct connection {
     std::string in, out;
     std::size_t sent = 0;
     bool replying = false;
+};
+
+// The endpoint's connections and the epoll set that watches them and the listener: one per
+// run(), on the serving thread.
+class scrape_loop {
+public:
+    scrape_loop(int listener, const metrics_limits& limits, const std::function<std::string()>& render)
+        : ep_(epoll_create1(EPOLL_CLOEXEC)),
+          listener_(listener),
+          limits_(limits),
+          render_(render)
+    {
+        if (!ep_)
+            throw_system_error("epoll_create1", errno);
+        watch(EPOLL_CTL_ADD, listener_, EPOLLIN);
+    }
+
+    int epoll() const { return ep_.get(); }
+
+    void watch(int op, int fd, std::uint32_t events)
+    {
+        epoll_event e{};
+        e.events = events;
+        e.data.fd = fd;
+        if (epoll_ctl(ep_.get(), op, fd, &e))
+            throw_system_error("epoll_ctl", errno);
+    }
+
+    // Closes the connections past their deadline and resumes accepting after a pause; returns how
+    // long epoll_wait may sleep: until the next deadline or the end of the pause, 1 s at most.
+    milliseconds next_wait()
+    {
+        auto now = steady_clock::now();
+        milliseconds wait = seconds(1);
+        if (paused_until_ && *paused_until_ <= now) {
+            watch(EPOLL_CTL_ADD, listener_, EPOLLIN);
+            paused_until_.reset();
+        }
+        if (paused_until_)
+            wait = duration_cast<milliseconds>(*paused_until_ - now) + milliseconds(1);
+        for (auto it = open_.begin(); it != open_.end();) {
+            auto ends = it->second.accepted + limits_.deadline;
+            if (ends <= now) {
+                it = open_.erase(it);  // past the deadline: a slowloris, an idle or a non-reading client
+                continue;
+            }
+            wait = std::min(wait, duration_cast<milliseconds>(ends - now) + milliseconds(1));
+            ++it;
+        }
+        return wait;
+    }
+
+    void accept_all()
+    {
+        for (int i = 0; i < 256; i++) {  // bounded: expired connections and the wake fd get their turn
+            unique_fd fd(accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+            if (!fd && (errno == EMFILE || errno == ENFILE)) {
+                // Out of fds (the process is at LimitNOFILE): stop accepting for a while rather than
+                // spin on a listener that stays readable; the kernel keeps the rest queued (backlog 64).
+                watch(EPOLL_CTL_DEL, listener_, 0);
+                paused_until_ = steady_clock::now() + milliseconds(100);
+                return;
+            }
+            if (!fd)
+                return;  // EAGAIN, or the client gave up before we took it
+            if (open_.size() >= limits_.max_connections && !make_way()) {
+                std::string busy = http_refusal(http_request::verdict::incomplete);
+                (void)!send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                continue;
+            }
+            int raw = fd.get();
+            watch(EPOLL_CTL_ADD, raw, EPOLLIN | EPOLLRDHUP);
+            open_.emplace(raw, connection{std::move(fd), steady_clock::now(), {}, {}, 0, false});
+        }
+    }
+
+    // A connection is readable (its request) or writable (the rest of its reply).
+    void on_ready(int fd)
+    {
+        auto it = open_.find(fd);
+        if (it == open_.end())
+            return;  // closed earlier in this round
+        connection& c = it->second;
+        if (c.replying)
+            return push(c);
+        char buf[4096];
+        ssize_t got = recv(fd, buf, std::min(sizeof(buf), max_request_head + 1 - c.in.size()), MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            open_.erase(it);
+            return;
+        }
+        if (got > 0) {
+            c.in.append(buf, static_cast<std::size_t>(got));
+            answer(c);
+        }
+    }
+
+private:
+    // Idle or trickling connections make way for new ones, the oldest first; false if every open
+    // connection is being answered.
+    bool make_way()
+    {
+        auto oldest = open_.end();
+        for (auto it = open_.begin(); it != open_.end(); ++it)
+            if (!it->second.replying && (oldest == open_.end() || it->second.accepted < oldest->second.accepted))
+                oldest = it;
+        if (oldest == open_.end())
+            return false;
+        open_.erase(oldest);
+        return true;
+    }
+
+    // Sends what is left of the reply; closes the connection once all of it is out.
+    void push(connection& c)
+    {
+        while (c.sent < c.out.size()) {
+            ssize_t n = send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                watch(EPOLL_CTL_MOD, c.fd.get(), EPOLLOUT);
+                return;
+            }
+            if (n <= 0)
+                break;
+            c.sent += static_cast<std::size_t>(n);
+        }
+        open_.erase(c.fd.get());
+    }
+
+    void reply(connection& c, std::string text)
+    {
+        c.replying = true;
+        c.out = std::move(text);
+        c.in = {};
+        push(c);
+    }
+
+    void answer(connection& c)
+    {
+        http_request r = parse_http_request(c.in);
+        if (r.what == http_request::verdict::incomplete)
+            return;
+        if (r.what != http_request::verdict::serve)
+            return reply(c, http_refusal(r.what));
+        std::string body, status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8";
+        try {
+            body = render_();
+        } catch (const std::exception& e) {
+            status = "500 Internal Server Error";
+            type = "text/plain; charset=utf-8";
+            body = std::string("sio-steer: ") + e.what() + "\n";
+        }
+        reply(c, "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
+                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    }
+
+    unique_fd ep_;
+    int listener_;
+    const metrics_limits& limits_;
+    const std::function<std::string()>& render_;
+    std::map<int, connection> open_;  // by fd; closing erases (and the fd leaves the epoll set)
+    std::optional<steady_clock::time_point> paused_until_;
 };
 
 }  // namespace
@@ -132,137 +293,21 @@ void metrics_server::serve(std::function<std::string()> render, std::function<vo
 
 void metrics_server::run(const std::function<std::string()>& render)
 {
-    unique_fd ep(epoll_create1(EPOLL_CLOEXEC));
-    if (!ep)
-        throw_system_error("epoll_create1", errno);
-    auto watch = [&](int op, int fd, std::uint32_t events) {
-        epoll_event e{};
-        e.events = events;
-        e.data.fd = fd;
-        if (epoll_ctl(ep.get(), op, fd, &e))
-            throw_system_error("epoll_ctl", errno);
-    };
-    watch(EPOLL_CTL_ADD, listener_.get(), EPOLLIN);
-    watch(EPOLL_CTL_ADD, wake_.get(), EPOLLIN);
-    std::map<int, connection> open;  // by fd; closing erases (and the fd leaves the epoll set)
-
-    // Sends what is left of the reply; closes the connection once all of it is out.
-    auto push = [&](connection& c) {
-        while (c.sent < c.out.size()) {
-            ssize_t n = send(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                watch(EPOLL_CTL_MOD, c.fd.get(), EPOLLOUT);
-                return;
-            }
-            if (n <= 0)
-                break;
-            c.sent += static_cast<std::size_t>(n);
-        }
-        open.erase(c.fd.get());
-    };
-    auto reply = [&](connection& c, std::string text) {
-        c.replying = true;
-        c.out = std::move(text);
-        c.in = {};
-        push(c);
-    };
-    auto answer = [&](connection& c) {
-        http_request r = parse_http_request(c.in);
-        if (r.what == http_request::verdict::incomplete)
-            return;
-        if (r.what != http_request::verdict::serve)
-            return reply(c, http_refusal(r.what));
-        std::string body, status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8";
-        try {
-            body = render();
-        } catch (const std::exception& e) {
-            status = "500 Internal Server Error";
-            type = "text/plain; charset=utf-8";
-            body = std::string("sio-steer: ") + e.what() + "\n";
-        }
-        reply(c, "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
-                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
-    };
-    // Out of fds (the process is at LimitNOFILE): stop accepting for a while rather than spin on a
-    // listener that stays readable; the kernel keeps the rest queued (backlog 64).
-    std::optional<steady_clock::time_point> paused_until;
-    auto accept_all = [&] {
-        for (int i = 0; i < 256; i++) {  // bounded: expired connections and the wake fd get their turn
-            unique_fd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-            if (!fd && (errno == EMFILE || errno == ENFILE)) {
-                watch(EPOLL_CTL_DEL, listener_.get(), 0);
-                paused_until = steady_clock::now() + milliseconds(100);
-                return;
-            }
-            if (!fd)
-                return;  // EAGAIN, or the client gave up before we took it
-            if (open.size() >= limits_.max_connections) {
-                // Idle or trickling connections make way for new ones, the oldest first.
-                auto oldest = open.end();
-                for (auto it = open.begin(); it != open.end(); ++it)
-                    if (!it->second.replying && (oldest == open.end() || it->second.accepted < oldest->second.accepted))
-                        oldest = it;
-                if (oldest == open.end()) {
-                    std::string busy = http_refusal(http_request::verdict::incomplete);
-                    (void)!send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-                    continue;
-                }
-                open.erase(oldest);
-            }
-            int raw = fd.get();
-            watch(EPOLL_CTL_ADD, raw, EPOLLIN | EPOLLRDHUP);
-            open.emplace(raw, connection{std::move(fd), steady_clock::now(), {}, {}, 0, false});
-        }
-    };
-
+    scrape_loop loop(listener_.get(), limits_, render);
+    loop.watch(EPOLL_CTL_ADD, wake_.get(), EPOLLIN);
     epoll_event events[64];
     for (;;) {
-        auto now = steady_clock::now();
-        milliseconds wait = seconds(1);
-        if (paused_until && *paused_until <= now) {
-            watch(EPOLL_CTL_ADD, listener_.get(), EPOLLIN);
-            paused_until.reset();
-        }
-        if (paused_until)
-            wait = duration_cast<milliseconds>(*paused_until - now) + milliseconds(1);
-        for (auto it = open.begin(); it != open.end();) {
-            auto ends = it->second.accepted + limits_.deadline;
-            if (ends <= now) {
-                it = open.erase(it);  // past the deadline: a slowloris, an idle or a non-reading client
-                continue;
-            }
-            wait = std::min(wait, duration_cast<milliseconds>(ends - now) + milliseconds(1));
-            ++it;
-        }
-        int n = epoll_wait(ep.get(), events, 64, static_cast<int>(wait.count()));
+        int n = epoll_wait(loop.epoll(), events, 64, static_cast<int>(loop.next_wait().count()));
         if (n < 0 && errno != EINTR)
             throw_system_error("epoll_wait", errno);
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (fd == wake_.get())
                 return;
-            if (fd == listener_.get()) {
-                accept_all();
-                continue;
-            }
-            auto it = open.find(fd);
-            if (it == open.end())
-                continue;  // closed earlier in this round
-            connection& c = it->second;
-            if (c.replying) {
-                push(c);
-                continue;
-            }
-            char buf[4096];
-            ssize_t got = recv(fd, buf, std::min(sizeof(buf), max_request_head + 1 - c.in.size()), MSG_DONTWAIT);
-            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-                open.erase(it);
-                continue;
-            }
-            if (got > 0) {
-                c.in.append(buf, static_cast<std::size_t>(got));
-                answer(c);
-            }
+            if (fd == listener_.get())
+                loop.accept_all();
+            else
+                loop.on_ready(fd);
         }
     }
 }

@@ -18,8 +18,8 @@
 #include <string>
 #include <thread>
 
-#include "listen_address.h"
-#include "unique_fd.h"
+#include "logic/listen_address.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

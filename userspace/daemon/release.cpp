@@ -1,11 +1,11 @@
-#include "release.h"
+#include "daemon/release.h"
 
 #include <algorithm>
 #include <functional>
 
-#include "client_key.h"
-#include "control_request.h"
-#include "discovery.h"
+#include "kernel/discovery.h"
+#include "logic/client_key.h"
+#include "logic/control_request.h"
 
 namespace sio_steer {
 

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "control_socket.h"
-#include "pinned_state.h"
+#include "daemon/control_socket.h"
+#include "kernel/pinned_state.h"
 
 namespace sio_steer {
 

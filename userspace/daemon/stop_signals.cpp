@@ -1,4 +1,4 @@
-#include "stop_signals.h"
+#include "daemon/stop_signals.h"
 
 namespace sio_steer {
 

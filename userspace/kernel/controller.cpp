@@ -1,4 +1,4 @@
-#include "controller.h"
+#include "kernel/controller.h"
 
 #include <bpf/bpf.h>
 #include <sys/socket.h>
@@ -13,11 +13,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "client_key.h"
-#include "maglev.h"
-#include "moved_clients.h"
-#include "slot_table.h"
+#include "logic/client_key.h"
+#include "logic/errors.h"
+#include "logic/maglev.h"
+#include "logic/moved_clients.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 
@@ -162,6 +162,101 @@ void keep_off_ring_apart(const pinned_state& state, const config& c, const std::
     }
 }
 
+// The config the options ask for, written if it differs (the pinned hash seed is kept).
+config write_wanted_config(const pinned_state& state, const steer_options& options)
+{
+    config old = state.read_config();
+    config wanted = make_config(options, old.hash_seed);
+    if (std::memcmp(&old, &wanted, sizeof(config)) != 0) {
+        if (old.key_mode != wanted.key_mode || old.v4_prefix != wanted.v4_prefix || old.v6_prefix != wanted.v6_prefix)
+            spdlog::warn("client key changed (key {} /{} /{} -> {} /{} /{}): recorded sessions no longer match",
+                         key_mode_name(old.key_mode), old.v4_prefix, old.v6_prefix, key_mode_name(wanted.key_mode),
+                         wanted.v4_prefix, wanted.v6_prefix);
+        state.write_config(wanted);
+    }
+    return wanted;
+}
+
+// Plans the slots and writes the plan; a socket the workers map refuses goes into `refused` (and
+// report.skipped) and the plan is made again without it, so this ends after at most one pass per
+// socket.
+slot_plan write_slots(const pinned_state& state, const std::vector<slot>& current, const worker_sockets& sockets,
+                      sync_report& report, std::set<std::uint64_t>& refused)
+{
+    // A socket we could not take (its worker is starting or exiting) counts only if it already
+    // sits in a slot: the kernel keeps it there without us.
+    std::set<std::uint64_t> in_map;
+    for (const slot& s : current)
+        if (s.cookie)
+            in_map.insert(s.cookie);
+    std::map<std::uint64_t, std::size_t> live_index;
+    for (std::size_t i = 0; i < sockets.listeners.size(); i++)
+        live_index[sockets.listeners[i].cookie] = i;
+    for (;;) {
+        std::vector<live_socket> live;
+        std::vector<std::size_t> listener_of;  // live[k] is sockets.listeners[listener_of[k]]
+        for (std::size_t i = 0; i < sockets.listeners.size(); i++) {
+            const listener& l = sockets.listeners[i];
+            if ((!sockets.fds[i] && !in_map.count(l.cookie)) || refused.count(l.cookie))
+                continue;
+            live.push_back({l.cookie, l.instance, l.pid});
+            listener_of.push_back(i);
+        }
+        slot_plan plan = plan_slots(current, live);
+        std::optional<std::size_t> failed = write_plan(state, current, plan, sockets, listener_of, live_index, report);
+        if (!failed)
+            return plan;
+        const listener& l = sockets.listeners[*failed];
+        refused.insert(l.cookie);
+        report.skipped.push_back(l.cookie);
+    }
+}
+
+// Builds the ring of the plan and writes the entries that change. Clients the new ring no longer
+// chooses for go into the moved map before it is published, then those recorded meanwhile under
+// the old ring (last_seen_ns is the program's clock, bpf_ktime_get_coarse_ns: the same as
+// session_clock_ns()).
+void publish_ring(const pinned_state& state, const config& wanted, const slot_plan& plan,
+                  const std::vector<std::uint32_t>& ring_now, sync_report& report)
+{
+    const std::vector<std::uint32_t> ring_before =
+        ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
+    std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
+    for (std::size_t i = 0; i < ring.size(); i++)
+        report.ring_changes += ring[i] != ring_before[i];
+    if (report.ring_changes && SIO_STEER_KEY_RECORDS(wanted.key_mode)) {
+        const std::uint64_t since = session_clock_ns();
+        keep_off_ring_apart(state, wanted, plan.slots, ring, 0, report);
+        state.write_ring(ring, ring_before);
+        keep_off_ring_apart(state, wanted, plan.slots, ring, since, report);
+        if (report.kept_apart)
+            spdlog::info("{} recorded clients off the new ring kept apart in the moved map", report.kept_apart);
+        if (report.moved_full)
+            spdlog::warn("the moved map is full: {} recorded clients off the ring stay in the sessions map, where a "
+                         "flood of new clients can evict them (raise --max-moved, now {})",
+                         report.moved_full, state.max_moved());
+    } else {
+        state.write_ring(ring, ring_before);
+    }
+    report.ring = std::move(ring);
+}
+
+// Any member attaches the program to the whole group; it replaces whatever was attached. A group
+// whose sockets were all taken before still has it: it goes when the group goes.
+void attach_program(const pinned_state& state, std::uint16_t port, const worker_sockets& sockets,
+                    const std::set<std::uint64_t>& refused)
+{
+    int prog = state.program();
+    for (std::size_t i = 0; i < sockets.fds.size(); i++) {
+        const unique_fd& fd = sockets.fds[i];
+        if (!fd || refused.count(sockets.listeners[i].cookie))
+            continue;
+        if (setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
+            throw_system_error("cannot attach the steering program to port " + std::to_string(port), errno);
+        break;
+    }
+}
+
 }  // namespace
 
 moved_tidy tidy_moved(const pinned_state& state, const std::vector<std::uint32_t>& ring_now)
@@ -275,49 +370,11 @@ worker_sockets take_sockets(std::uint16_t port, std::vector<listener> listeners,
 sync_report sync(const pinned_state& state, const steer_options& options, const worker_sockets& sockets,
                  const std::vector<std::uint32_t>& ring_now)
 {
-    config old = state.read_config();
-    config wanted = make_config(options, old.hash_seed);
-    if (std::memcmp(&old, &wanted, sizeof(config)) != 0) {
-        if (old.key_mode != wanted.key_mode || old.v4_prefix != wanted.v4_prefix || old.v6_prefix != wanted.v6_prefix)
-            spdlog::warn("client key changed (key {} /{} /{} -> {} /{} /{}): recorded sessions no longer match",
-                         key_mode_name(old.key_mode), old.v4_prefix, old.v6_prefix, key_mode_name(wanted.key_mode),
-                         wanted.v4_prefix, wanted.v6_prefix);
-        state.write_config(wanted);
-    }
-
-    // A socket we could not take (its worker is starting or exiting) counts only if it already
-    // sits in a slot: the kernel keeps it there without us.
+    const config wanted = write_wanted_config(state, options);
     const std::vector<slot> current = state.read_slots();
-    std::set<std::uint64_t> in_map;
-    for (const slot& s : current)
-        if (s.cookie)
-            in_map.insert(s.cookie);
-    std::map<std::uint64_t, std::size_t> live_index;
-    for (std::size_t i = 0; i < sockets.listeners.size(); i++)
-        live_index[sockets.listeners[i].cookie] = i;
-
     sync_report report;
     std::set<std::uint64_t> refused;  // sockets the workers map refused in this sync
-    slot_plan plan;
-    // Each pass plans without the sockets refused so far, so it ends after at most one pass per socket.
-    for (;;) {
-        std::vector<live_socket> live;
-        std::vector<std::size_t> listener_of;  // live[k] is sockets.listeners[listener_of[k]]
-        for (std::size_t i = 0; i < sockets.listeners.size(); i++) {
-            const listener& l = sockets.listeners[i];
-            if ((!sockets.fds[i] && !in_map.count(l.cookie)) || refused.count(l.cookie))
-                continue;
-            live.push_back({l.cookie, l.instance, l.pid});
-            listener_of.push_back(i);
-        }
-        plan = plan_slots(current, live);
-        std::optional<std::size_t> failed = write_plan(state, current, plan, sockets, listener_of, live_index, report);
-        if (!failed)
-            break;
-        const listener& l = sockets.listeners[*failed];
-        refused.insert(l.cookie);
-        report.skipped.push_back(l.cookie);
-    }
+    slot_plan plan = write_slots(state, current, sockets, report, refused);
     for (std::uint32_t s : plan.removed) {
         report.removed.push_back(s);
         const slot& rec = current[s];
@@ -327,46 +384,11 @@ sync_report sync(const pinned_state& state, const steer_options& options, const 
                          ? std::string("the ring's choice")
                          : "slot " + std::to_string(plan.slots[s].successor));
     }
-
-    const std::vector<std::uint32_t> ring_before =
-        ring_now.size() == SIO_STEER_RING_SIZE ? ring_now : state.read_ring();
-    std::vector<std::uint32_t> ring = maglev_table(plan.ring_members, SIO_STEER_RING_SIZE);
-    for (std::size_t i = 0; i < ring.size(); i++)
-        report.ring_changes += ring[i] != ring_before[i];
-    if (report.ring_changes && SIO_STEER_KEY_RECORDS(wanted.key_mode)) {
-        // The clients the new ring no longer chooses for go into the moved map before it is
-        // published, then those recorded meanwhile under the old ring (last_seen_ns is the
-        // program's clock, bpf_ktime_get_coarse_ns: the same as session_clock_ns()).
-        const std::uint64_t since = session_clock_ns();
-        keep_off_ring_apart(state, wanted, plan.slots, ring, 0, report);
-        state.write_ring(ring, ring_before);
-        keep_off_ring_apart(state, wanted, plan.slots, ring, since, report);
-        if (report.kept_apart)
-            spdlog::info("{} recorded clients off the new ring kept apart in the moved map", report.kept_apart);
-        if (report.moved_full)
-            spdlog::warn("the moved map is full: {} recorded clients off the ring stay in the sessions map, where a "
-                         "flood of new clients can evict them (raise --max-moved, now {})",
-                         report.moved_full, state.max_moved());
-    } else {
-        state.write_ring(ring, ring_before);
-    }
-    report.ring = std::move(ring);
-
+    publish_ring(state, wanted, plan, ring_now, report);
     for (std::uint32_t s = 0; s < plan.slots.size(); s++)
         if (plan.slots[s].cookie)
             report.recorded[plan.slots[s].cookie] = s;
-
-    // Any member attaches the program to the whole group; it replaces whatever was attached. A
-    // group whose sockets were all taken before still has it: it goes when the group goes.
-    int prog = state.program();
-    for (std::size_t i = 0; i < sockets.fds.size(); i++) {
-        const unique_fd& fd = sockets.fds[i];
-        if (!fd || refused.count(sockets.listeners[i].cookie))
-            continue;
-        if (setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog)))
-            throw_system_error("cannot attach the steering program to port " + std::to_string(options.port), errno);
-        break;
-    }
+    attach_program(state, options.port, sockets, refused);
     return report;
 }
 

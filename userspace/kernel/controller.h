@@ -6,11 +6,11 @@
 #include <set>
 #include <vector>
 
-#include "discovery.h"
-#include "options.h"
-#include "pinned_state.h"
-#include "unique_fd.h"
-#include "worker_group.h"
+#include "kernel/discovery.h"
+#include "kernel/pinned_state.h"
+#include "logic/options.h"
+#include "logic/unique_fd.h"
+#include "logic/worker_group.h"
 
 namespace sio_steer {
 

@@ -1,6 +1,6 @@
 // Finding the listeners on a port (sock_diag), their owners (/proc/*/fd), their PM2 instance
 // (/proc/PID/environ, read by pm2_env.h) and taking a reference to them (pidfd_getfd).
-#include "discovery.h"
+#include "kernel/discovery.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -25,8 +25,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "errors.h"
-#include "pm2_env.h"
+#include "logic/errors.h"
+#include "logic/pm2_env.h"
 
 namespace sio_steer {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "doctor.h"
+#include "kernel/doctor.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -12,16 +12,17 @@
 #include <set>
 #include <sstream>
 
-#include "controller.h"
-#include "cpu_share.h"
-#include "discovery.h"
-#include "errors.h"
-#include "group_pin.h"
-#include "node_version.h"
-#include "pinned_state.h"
-#include "preflight.h"
-#include "proxy_check.h"
-#include "report.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/group_pin.h"
+#include "kernel/pinned_state.h"
+#include "kernel/preflight.h"
+#include "kernel/report.h"
+#include "logic/cpu_share.h"
+#include "logic/errors.h"
+#include "logic/mountinfo.h"
+#include "logic/node_version.h"
+#include "logic/proxy_check.h"
 
 namespace sio_steer {
 
@@ -207,22 +208,6 @@ finding check_node(const std::vector<listener>& seen)
     return {"node", verdict::ok, joined(good) + ": reusePort is supported", ""};
 }
 
-// The cgroup v2 mount point ("" if none): where a v2 path from /proc/PID/cgroup lives.
-std::string cgroup2_mount()
-{
-    std::istringstream lines(read_small("/proc/self/mountinfo", 1 << 20));
-    for (std::string line; std::getline(lines, line);) {
-        std::size_t dash = line.find(" - cgroup2 ");
-        if (dash == std::string::npos)
-            continue;
-        std::istringstream fields(line.substr(0, dash));
-        std::string id, parent, dev, root, mount_point;
-        if (fields >> id >> parent >> dev >> root >> mount_point)
-            return mount_point;
-    }
-    return "";
-}
-
 // Is the process scheduled by a cgroup with the cpu controller rather than by its autogroup? The
 // kernel uses the autogroup only for a task in the root task group.
 bool under_cpu_cgroup(pid_t pid)
@@ -366,6 +351,8 @@ finding check_proxy(const pinned_state& state)
 }
 
 }  // namespace
+
+std::string cgroup2_mount() { return cgroup2_mount_point(read_small("/proc/self/mountinfo", 1 << 20)).value_or(""); }
 
 std::vector<finding> examine(const doctor_settings& s)
 {

@@ -35,4 +35,8 @@ std::vector<finding> examine(const doctor_settings& settings);
 // True when no finding is a warning or a failure.
 bool all_well(const std::vector<finding>& findings);
 
+// Where the scheduler check finds the cgroup v2 hierarchy ("" if none): cgroup2_mount_point() of
+// this process's mountinfo, as the listener watch's cgroup2_root().
+std::string cgroup2_mount();
+
 }  // namespace sio_steer

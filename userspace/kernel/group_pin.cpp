@@ -1,4 +1,4 @@
-#include "group_pin.h"
+#include "kernel/group_pin.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cstdint>
 
-#include "errors.h"
-#include "unique_fd.h"
+#include "logic/errors.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

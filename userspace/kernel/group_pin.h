@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "worker_group.h"
+#include "logic/worker_group.h"
 
 namespace sio_steer {
 

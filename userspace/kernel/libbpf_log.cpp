@@ -1,4 +1,4 @@
-#include "libbpf_log.h"
+#include "kernel/libbpf_log.h"
 
 #include <bpf/libbpf.h>
 

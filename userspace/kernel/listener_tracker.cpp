@@ -1,11 +1,11 @@
-#include "listener_tracker.h"
+#include "kernel/listener_tracker.h"
 
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "group_pin.h"
+#include "kernel/group_pin.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

@@ -11,10 +11,10 @@
 #include <set>
 #include <vector>
 
-#include "controller.h"
-#include "discovery.h"
-#include "options.h"
-#include "pinned_state.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/pinned_state.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 

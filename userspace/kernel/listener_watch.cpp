@@ -1,4 +1,4 @@
-#include "listener_watch.h"
+#include "kernel/listener_watch.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -9,14 +9,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
-#include "errors.h"
-#include "libbpf_log.h"
-#include "sio_steer_watch.h"
-#include "sio_steer_watch.skel.h"
-#include "unique_fd.h"
+#include "bpf/sio_steer_watch.h"
+#include "bpf/sio_steer_watch.skel.h"
+#include "kernel/libbpf_log.h"
+#include "logic/errors.h"
+#include "logic/mountinfo.h"
+#include "logic/small_file.h"
+#include "logic/unique_fd.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -60,26 +60,18 @@ std::uint64_t netns_cookie()
     return cookie;
 }
 
-// The cgroup v2 hierarchy's root as this process sees it (/sys/fs/cgroup, or
-// /sys/fs/cgroup/unified on hybrid hosts); its sock_ops programs see every process under it.
+}  // namespace
+
 unique_fd cgroup2_root()
 {
-    std::ifstream mounts("/proc/self/mountinfo");
-    for (std::string line; std::getline(mounts, line);) {
-        // "36 25 0:30 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw,..."
-        std::istringstream fields(line);
-        std::string id, parent, dev, root, point, word;
-        fields >> id >> parent >> dev >> root >> point;
-        while (fields >> word && word != "-") {}
-        std::string type;
-        if (fields >> type && type == "cgroup2" && root == "/")
-            return unique_fd(open(point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    std::optional<std::string> text = read_small_file("/proc/self/mountinfo", 1 << 20);
+    std::optional<std::string> point = cgroup2_mount_point(text.value_or(""));
+    if (!point) {
+        errno = ENOENT;
+        return unique_fd();
     }
-    errno = ENOENT;
-    return unique_fd();
+    return unique_fd(open(point->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }
-
-}  // namespace
 
 listener_watch::listener_watch(std::uint16_t port)
 {

@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "follow_status.h"
+#include "logic/follow_status.h"
+#include "logic/unique_fd.h"
 
 struct bpf_link;
 struct ring_buffer;
@@ -53,5 +54,10 @@ private:
     follow_status status_;
     listener_changes pending_;
 };
+
+// The cgroup v2 hierarchy's root as this process sees it (cgroup2_mount_point() of its mountinfo:
+// /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts), opened; the sock_ops watch attaches
+// there and sees every process under it. Empty with errno set if there is none.
+unique_fd cgroup2_root();
 
 }  // namespace sio_steer

@@ -10,6 +10,8 @@
 //                     stats     PERCPU_ARRAY[1]      struct stats
 //
 // A new folder is built under a temporary name and renamed into place, so it is never half-written.
+// This is the layout and the lifecycle (open, load, remove); reading and writing the maps is
+// steering_maps' (steering_maps.h), which a pinned_state is.
 #pragma once
 
 #include <cstdint>
@@ -18,19 +20,15 @@
 #include <string>
 #include <vector>
 
-#include "options.h"
-#include "sio_steer.h"
-#include "unique_fd.h"
+#include "kernel/steering_maps.h"
+#include "logic/options.h"
 
 namespace sio_steer {
-
-// Now, on the clock of session.last_seen_ns (bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC_COARSE).
-std::uint64_t session_clock_ns();
 
 // Throws steer_error(environment) for a pin folder or pinned object that this user may not read.
 [[noreturn]] void throw_pins_unreadable(const std::string& path, int err);
 
-class pinned_state {
+class pinned_state : public steering_maps {
 public:
     // The state pinned in `dir`, or nullopt if nothing is pinned there (no config map).
     // Throws steer_error(incompatible) if it was written by another ABI version, or if a map's
@@ -56,50 +54,8 @@ public:
     // Lets detach remove state that open() refuses as incompatible.
     static std::set<std::uint64_t> socket_cookies(const std::string& dir);
 
-    const std::string& dir() const { return dir_; }
-    int program() const { return program_.get(); }
-    int workers() const { return workers_.get(); }
-
-    config read_config() const;
-    void write_config(const config& c) const;
-    std::vector<slot> read_slots() const;
-    void write_slot(std::uint32_t index, const slot& s) const;
-    std::vector<std::uint32_t> read_ring() const;
-    std::uint32_t ring_at(std::uint32_t bucket) const;  // one entry
-    void write_ring(const std::vector<std::uint32_t>& ring, const std::vector<std::uint32_t>& current) const;
-    stats read_stats() const;  // summed over CPUs
-    // A client's record, from sessions or moved (a key is in one of them).
-    std::optional<session> find_session(const client_key& key) const;
-    // Writes a record into the sessions map (the LRU) only.
-    void write_session(const client_key& key, const session& s) const;
-    // Records a client where the program would: in moved if `off_ring` (its slot is not the ring's
-    // first choice for the key) and moved has room, else in sessions; and out of the other map.
-    // Returns false if it belonged in moved but moved was full.
-    bool record_client(const client_key& key, const session& s, bool off_ring) const;
-    // Moves a record out of the LRU into moved, unless moved has one for the key already (the
-    // program's, newer). Returns false if moved is full (the record stays in the LRU).
-    bool keep_apart(const client_key& key, const session& s) const;
-    // Moves a record from moved back into the LRU (its client is on the ring again).
-    void move_back(const client_key& key, const session& s) const;
-    void forget_moved(const client_key& key) const;
-    bool is_kept_apart(const client_key& key) const;                    // in the moved map
-    std::vector<std::pair<client_key, session>> read_sessions() const;  // the LRU
-    std::vector<std::pair<client_key, session>> read_moved() const;
-    std::size_t count_sessions() const;  // the LRU
-    std::size_t count_moved() const;
-    std::size_t flush_sessions() const;  // both maps
-    std::uint32_t max_sessions() const;
-    std::uint32_t max_moved() const;
-    void insert_worker(std::uint32_t index, int socket_fd) const;
-    // SO_COOKIE of the socket in slot `index` of the workers map, 0 if the slot is empty (the
-    // kernel empties it when the socket closes; `bpftool map delete` empties it too).
-    std::uint64_t worker_cookie(std::uint32_t index) const;
-
 private:
     pinned_state() = default;
-
-    std::string dir_;
-    unique_fd program_, workers_, slots_, sessions_, moved_, ring_, config_, stats_;
 };
 
 // The state pinned for `options.port`, for a verb that needs it, or a refusal the user can act

@@ -1,4 +1,4 @@
-#include "preflight.h"
+#include "kernel/preflight.h"
 
 #include <linux/capability.h>
 #include <sys/statfs.h>
@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11

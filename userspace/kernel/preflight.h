@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "port_lock.h"  // the third check: one controller per port
+#include "logic/port_lock.h"  // the third check: one controller per port
 
 namespace sio_steer {
 

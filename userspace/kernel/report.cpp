@@ -1,13 +1,13 @@
-#include "report.h"
+#include "kernel/report.h"
 
 #include <map>
 
-#include "controller.h"
-#include "discovery.h"
-#include "group_pin.h"
-#include "options.h"
-#include "preflight.h"
-#include "slot_table.h"
+#include "kernel/controller.h"
+#include "kernel/discovery.h"
+#include "kernel/group_pin.h"
+#include "kernel/preflight.h"
+#include "logic/options.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 
@@ -27,51 +27,76 @@ json follow_report(const std::string& lock_dir, std::uint16_t port)
     return {{"mode", f->mode}, {"reason", f->reason}, {"pid", pid ? json(*pid) : json(nullptr)}};
 }
 
-}  // namespace
+// The slots that hold a socket, and the listeners of the group that no slot holds.
+struct worker_table {
+    json workers = json::array(), unmanaged = json::array();
+    std::size_t live = 0;     // slots whose socket still listens
+    std::size_t steered = 0;  // of those, the ones the workers map still holds
+};
 
-nlohmann::json status_report(const pinned_state& state, std::uint16_t port, const std::string& lock_dir,
-                             const report_scope& scope)
+worker_table worker_rows(const pinned_state& state, const stats& st, const std::vector<listener>& listeners)
 {
-    config c = state.read_config();
-    stats st = state.read_stats();
-    std::vector<slot> slots = state.read_slots();
-
     std::map<std::uint64_t, const listener*> by_cookie;
-    std::vector<listener> listeners = scope.owners ? find_listeners(port) : list_listeners(port), foreign;
-    // Other users' listeners on the port: never steered, so not what "in sync" is about.
-    std::optional<worker_group> group = read_group(state.dir());
-    if (group)
-        leave_out_foreign(listeners, *group, foreign);
     for (const listener& l : listeners)
         by_cookie[l.cookie] = &l;
-
-    json workers = json::array();
-    std::size_t live = 0, steered = 0;
+    worker_table t;
+    const std::vector<slot> slots = state.read_slots();
     for (std::uint32_t i = 0; i < slots.size(); i++) {
         const slot& s = slots[i];
         if (!s.cookie)
             continue;
         auto it = by_cookie.find(s.cookie);
         const listener* l = it == by_cookie.end() ? nullptr : it->second;
-        live += l != nullptr;
+        t.live += l != nullptr;
         // The program can choose a live socket only if the workers map still holds it.
         bool in_map = l && state.worker_cookie(i) == s.cookie;
-        steered += in_map;
-        workers.push_back({{"slot", i},
-                           {"pid", s.pid},
-                           {"instance", s.instance == no_instance ? json(nullptr) : json(s.instance)},
-                           {"process", l ? l->process : ""},
-                           {"uid", l ? json(l->uid) : json(nullptr)},
-                           {"cookie", s.cookie},
-                           {"live", l != nullptr},
-                           {"in_map", in_map},
-                           {"selections", st.selections[i]}});
+        t.steered += in_map;
+        t.workers.push_back({{"slot", i},
+                             {"pid", s.pid},
+                             {"instance", s.instance == no_instance ? json(nullptr) : json(s.instance)},
+                             {"process", l ? l->process : ""},
+                             {"uid", l ? json(l->uid) : json(nullptr)},
+                             {"cookie", s.cookie},
+                             {"live", l != nullptr},
+                             {"in_map", in_map},
+                             {"selections", st.selections[i]}});
         if (l)
             by_cookie.erase(it);
     }
-    json unmanaged = json::array();
     for (auto [cookie, l] : by_cookie)
-        unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
+        t.unmanaged.push_back({{"pid", l->pid}, {"process", l->process}, {"cookie", cookie}, {"address", l->address}});
+    return t;
+}
+
+json config_json(const config& c)
+{
+    return {{"key", key_mode_name(c.key_mode)},
+            {"v4_prefix", c.v4_prefix},
+            {"v6_prefix", c.v6_prefix},
+            {"session_ttl_s", c.session_ttl_ns / 1'000'000'000ull},
+            {"abi_version", c.abi_version}};
+}
+
+json counters_json(const stats& st)
+{
+    return {{"session_hits", st.session_hits}, {"new_sessions", st.new_sessions}, {"expired", st.expired},
+            {"fallbacks", st.fallbacks},       {"migrations", st.migrations},     {"errors", st.errors},
+            {"moved_full", st.moved_full}};
+}
+
+}  // namespace
+
+nlohmann::json status_report(const pinned_state& state, std::uint16_t port, const std::string& lock_dir,
+                             const report_scope& scope)
+{
+    const config c = state.read_config();
+    const stats st = state.read_stats();
+    std::vector<listener> listeners = scope.owners ? find_listeners(port) : list_listeners(port), foreign;
+    // Other users' listeners on the port: never steered, so not what "in sync" is about.
+    std::optional<worker_group> group = read_group(state.dir());
+    if (group)
+        leave_out_foreign(listeners, *group, foreign);
+    const worker_table t = worker_rows(state, st, listeners);
 
     json warnings = json::array();
     json ignored = json::array();
@@ -92,27 +117,15 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
         {"port", port},
         {"pin_dir", state.dir()},
         // The program stays attached while its group lives, and the group lives while one of our sockets does.
-        {"attached", live > 0},
-        {"in_sync", live > 0 && live == workers.size() && steered == live && unmanaged.empty()},
-        {"config",
-         {{"key", key_mode_name(c.key_mode)},
-          {"v4_prefix", c.v4_prefix},
-          {"v6_prefix", c.v6_prefix},
-          {"session_ttl_s", c.session_ttl_ns / 1'000'000'000ull},
-          {"abi_version", c.abi_version}}},
+        {"attached", t.live > 0},
+        {"in_sync", t.live > 0 && t.live == t.workers.size() && t.steered == t.live && t.unmanaged.empty()},
+        {"config", config_json(c)},
         {"sessions",
          {{"count", scope.sessions ? *scope.sessions : state.count_sessions()}, {"capacity", state.max_sessions()}}},
         {"moved", {{"count", scope.moved ? *scope.moved : state.count_moved()}, {"capacity", state.max_moved()}}},
-        {"counters",
-         {{"session_hits", st.session_hits},
-          {"new_sessions", st.new_sessions},
-          {"expired", st.expired},
-          {"fallbacks", st.fallbacks},
-          {"migrations", st.migrations},
-          {"errors", st.errors},
-          {"moved_full", st.moved_full}}},
-        {"workers", workers},
-        {"unmanaged_listeners", unmanaged},
+        {"counters", counters_json(st)},
+        {"workers", t.workers},
+        {"unmanaged_listeners", t.unmanaged},
         {"group", group ? json(group_text(*group, port)) : json(nullptr)},
         {"foreign_listeners", ignored},
         {"warnings", warnings},

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "options.h"
-#include "pinned_state.h"
-#include "proxy_check.h"
+#include "kernel/pinned_state.h"
+#include "logic/options.h"
+#include "logic/proxy_check.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "client_key.h"
+#include "logic/client_key.h"
 
 #include <arpa/inet.h>
 

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

@@ -1,9 +1,9 @@
-#include "client_route.h"
+#include "logic/client_route.h"
 
 #include <cstdio>
 
-#include "client_key.h"
-#include "slot_table.h"
+#include "logic/client_key.h"
+#include "logic/slot_table.h"
 
 namespace sio_steer {
 

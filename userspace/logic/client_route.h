@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

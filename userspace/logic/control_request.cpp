@@ -1,6 +1,6 @@
-#include "control_request.h"
+#include "logic/control_request.h"
 
-#include "client_key.h"
+#include "logic/client_key.h"
 
 namespace sio_steer {
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <variant>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

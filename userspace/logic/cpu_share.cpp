@@ -1,4 +1,4 @@
-#include "cpu_share.h"
+#include "logic/cpu_share.h"
 
 #include <map>
 #include <sstream>

@@ -1,4 +1,4 @@
-#include "errors.h"
+#include "logic/errors.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "http_request.h"
+#include "logic/http_request.h"
 
 #include <algorithm>
 #include <cctype>
@@ -27,6 +27,31 @@ bool is_token(std::string_view s)
 {
     return !s.empty() &&
            std::all_of(s.begin(), s.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+}
+
+struct refusal {
+    const char* status;
+    const char* text;
+    const char* extra = "";  // header lines besides Content-Type, Content-Length and Connection
+};
+
+refusal refusal_for(http_request::verdict what)
+{
+    using v = http_request::verdict;
+    switch (what) {
+    case v::not_found:
+        return {"404 Not Found", "sio-steer serves /metrics only"};
+    case v::not_allowed:
+        return {"405 Method Not Allowed", "sio-steer answers GET /metrics only", "Allow: GET\r\n"};
+    case v::has_body:
+        return {"413 Content Too Large", "a /metrics request has no body"};
+    case v::too_large:
+        return {"431 Request Header Fields Too Large", "the request head is over 8 KiB"};
+    case v::bad:
+        return {"400 Bad Request", "not an HTTP/1.x request"};
+    default:
+        return {"503 Service Unavailable", "too many connections to /metrics"};
+    }
 }
 
 }  // namespace
@@ -89,39 +114,11 @@ http_request parse_http_request(std::string_view received)
 
 std::string http_refusal(http_request::verdict what)
 {
-    using v = http_request::verdict;
-    std::string status, text, extra;
-    switch (what) {
-    case v::not_found:
-        status = "404 Not Found";
-        text = "sio-steer serves /metrics only";
-        break;
-    case v::not_allowed:
-        status = "405 Method Not Allowed";
-        text = "sio-steer answers GET /metrics only";
-        extra = "Allow: GET\r\n";
-        break;
-    case v::has_body:
-        status = "413 Content Too Large";
-        text = "a /metrics request has no body";
-        break;
-    case v::too_large:
-        status = "431 Request Header Fields Too Large";
-        text = "the request head is over 8 KiB";
-        break;
-    case v::bad:
-        status = "400 Bad Request";
-        text = "not an HTTP/1.x request";
-        break;
-    default:
-        status = "503 Service Unavailable";
-        text = "too many connections to /metrics";
-        break;
-    }
-    text += "\n";
-    return "HTTP/1.1 " + status +
+    const refusal r = refusal_for(what);
+    const std::string text = std::string(r.text) + "\n";
+    return std::string("HTTP/1.1 ") + r.status +
            "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(text.size()) + "\r\n" +
-           extra + "Connection: close\r\n\r\n" + text;
+           r.extra + "Connection: close\r\n\r\n" + text;
 }
 
 }  // namespace sio_steer

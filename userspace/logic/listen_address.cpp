@@ -1,8 +1,8 @@
-#include "listen_address.h"
+#include "logic/listen_address.h"
 
 #include <charconv>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

@@ -1,10 +1,10 @@
-#include "maglev.h"
+#include "logic/maglev.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

@@ -1,8 +1,8 @@
-#include "metrics.h"
+#include "logic/metrics.h"
 
 #include <functional>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 
@@ -36,42 +36,57 @@ std::string label_value(const std::string& text)
     return out;
 }
 
-// The report's field, for ports that have one.
-auto from_report(const char* name, std::function<std::uint64_t(const json&)> value)
+using number_of = std::function<std::uint64_t(const json&)>;
+
+// A gauge or counter from the status report, for ports that have one.
+family from_report(const char* name, const char* type, const char* help, number_of value)
 {
-    return [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
-        if (p.report)
-            sample(out, name, labels, value(*p.report));
-    };
+    return {name, type, help, [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
+                if (p.report)
+                    sample(out, name, labels, value(*p.report));
+            }};
 }
 
-auto counter(const char* name, const char* field)
+// One of the program's counters (struct stats, summed over CPUs), as the report names it.
+family program_counter(const char* name, const char* field, const char* help)
 {
-    return from_report(name, [field](const json& r) { return r["counters"][field].get<std::uint64_t>(); });
+    return from_report(name, "counter", help,
+                       [field](const json& r) { return r["counters"][field].get<std::uint64_t>(); });
 }
 
-auto from_controller(const char* name, const std::atomic<std::uint64_t> controller_counters::*field)
+// One of this controller process's counters (attach --metrics-listen only).
+family controller_counter(const char* name, const std::atomic<std::uint64_t> controller_counters::*field,
+                          const char* help)
 {
-    return [name, field](std::string& out, const std::string& labels, const port_metrics& p) {
-        if (p.controller)
-            sample(out, name, labels, (p.controller->*field).load());
-    };
+    return {name, "counter", help, [name, field](std::string& out, const std::string& labels, const port_metrics& p) {
+                if (p.controller)
+                    sample(out, name, labels, (p.controller->*field).load());
+            }};
 }
 
 // One sample per worker slot, labelled with who holds it.
-auto per_worker(const char* name, std::function<std::uint64_t(const json&)> value)
+family per_worker(const char* name, const char* type, const char* help, number_of value)
 {
-    return [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
-        if (!p.report)
-            return;
-        for (const json& w : (*p.report)["workers"]) {
-            std::string instance = w["instance"].is_null() ? "" : std::to_string(w["instance"].get<std::uint32_t>());
-            sample(out, name,
-                   labels + ",slot=\"" + std::to_string(w["slot"].get<std::uint32_t>()) + "\",pid=\"" +
-                       std::to_string(w["pid"].get<std::uint32_t>()) + "\",instance=\"" + instance + "\"",
-                   value(w));
-        }
-    };
+    return {name, type, help, [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
+                if (!p.report)
+                    return;
+                for (const json& w : (*p.report)["workers"]) {
+                    std::string instance =
+                        w["instance"].is_null() ? "" : std::to_string(w["instance"].get<std::uint32_t>());
+                    sample(out, name,
+                           labels + ",slot=\"" + std::to_string(w["slot"].get<std::uint32_t>()) + "\",pid=\"" +
+                               std::to_string(w["pid"].get<std::uint32_t>()) + "\",instance=\"" + instance + "\"",
+                           value(w));
+                }
+            }};
+}
+
+std::uint64_t live_workers(const json& r)
+{
+    std::uint64_t n = 0;
+    for (const json& w : r["workers"])
+        n += w["live"].get<bool>();
+    return n;
 }
 
 const std::vector<family>& families()
@@ -82,60 +97,49 @@ const std::vector<family>& families()
          [](std::string& out, const std::string& labels, const port_metrics& p) {
              sample(out, "sio_steer_attached", labels, p.report && (*p.report)["attached"].get<bool>());
          }},
-        {"sio_steer_in_sync", "gauge", "1 if the workers map holds exactly the sockets listening on the port",
-         from_report("sio_steer_in_sync", [](const json& r) { return r["in_sync"].get<bool>(); })},
-        {"sio_steer_workers_live", "gauge", "Worker sockets in the workers map that are listening",
-         from_report("sio_steer_workers_live",
-                     [](const json& r) {
-                         std::uint64_t n = 0;
-                         for (const json& w : r["workers"])
-                             n += w["live"].get<bool>();
-                         return n;
-                     })},
-        {"sio_steer_unmanaged_listeners", "gauge", "Sockets listening on the port that are not in the workers map",
-         from_report("sio_steer_unmanaged_listeners", [](const json& r) { return r["unmanaged_listeners"].size(); })},
-        {"sio_steer_worker_live", "gauge", "1 if the socket in this slot of the workers map is listening",
-         per_worker("sio_steer_worker_live", [](const json& w) { return w["live"].get<bool>(); })},
-        {"sio_steer_selections_total", "counter",
-         "Connections the program sent to this slot's worker socket (since the slot was first used)",
-         per_worker("sio_steer_selections_total", [](const json& w) { return w["selections"].get<std::uint64_t>(); })},
-        {"sio_steer_sessions", "gauge", "Client sessions recorded in the sessions map now",
-         from_report("sio_steer_sessions", [](const json& r) { return r["sessions"]["count"].get<std::uint64_t>(); })},
-        {"sio_steer_sessions_capacity", "gauge", "Client sessions the sessions map can hold (LRU beyond)",
-         from_report("sio_steer_sessions_capacity",
-                     [](const json& r) { return r["sessions"]["capacity"].get<std::uint64_t>(); })},
-        {"sio_steer_moved_clients", "gauge",
-         "Clients off the ring (their recorded worker is not the ring's choice) kept in the moved map, which a "
-         "flood of new clients cannot evict",
-         from_report("sio_steer_moved_clients",
-                     [](const json& r) { return r["moved"]["count"].get<std::uint64_t>(); })},
-        {"sio_steer_moved_capacity", "gauge", "Clients the moved map can hold (max-moved)",
-         from_report("sio_steer_moved_capacity",
-                     [](const json& r) { return r["moved"]["capacity"].get<std::uint64_t>(); })},
-        {"sio_steer_moved_full_total", "counter",
-         "Clients off the ring recorded in the sessions map (evictable) because the moved map was full",
-         counter("sio_steer_moved_full_total", "moved_full")},
-        {"sio_steer_sessions_recorded_total", "counter",
-         "New client sessions: first connection of a client, or one after its session expired",
-         counter("sio_steer_sessions_recorded_total", "new_sessions")},
-        {"sio_steer_sessions_hit_total", "counter", "Connections sent to the worker recorded for their client",
-         counter("sio_steer_sessions_hit_total", "session_hits")},
-        {"sio_steer_sessions_expired_total", "counter", "Recorded sessions found idle past the session TTL",
-         counter("sio_steer_sessions_expired_total", "expired")},
-        {"sio_steer_fallbacks_total", "counter",
-         "Connections whose chosen worker socket was gone: a successor or another ring entry took them",
-         counter("sio_steer_fallbacks_total", "fallbacks")},
-        {"sio_steer_migrations_total", "counter", "Queued connections handed over from a closing worker socket",
-         counter("sio_steer_migrations_total", "migrations")},
-        {"sio_steer_selection_errors_total", "counter",
-         "Connections the program could not steer (no live worker, unreadable packet): the kernel's hash chose",
-         counter("sio_steer_selection_errors_total", "errors")},
-        {"sio_steer_controller_syncs_total", "counter",
-         "Resyncs of the workers map by this controller process (attach --metrics-listen only)",
-         from_controller("sio_steer_controller_syncs_total", &controller_counters::syncs)},
-        {"sio_steer_controller_reactions_total", "counter",
-         "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)",
-         from_controller("sio_steer_controller_reactions_total", &controller_counters::reactions)},
+        from_report("sio_steer_in_sync", "gauge",
+                    "1 if the workers map holds exactly the sockets listening on the port",
+                    [](const json& r) { return r["in_sync"].get<bool>(); }),
+        from_report("sio_steer_workers_live", "gauge", "Worker sockets in the workers map that are listening",
+                    live_workers),
+        from_report("sio_steer_unmanaged_listeners", "gauge",
+                    "Sockets listening on the port that are not in the workers map",
+                    [](const json& r) { return r["unmanaged_listeners"].size(); }),
+        per_worker("sio_steer_worker_live", "gauge", "1 if the socket in this slot of the workers map is listening",
+                   [](const json& w) { return w["live"].get<bool>(); }),
+        per_worker("sio_steer_selections_total", "counter",
+                   "Connections the program sent to this slot's worker socket (since the slot was first used)",
+                   [](const json& w) { return w["selections"].get<std::uint64_t>(); }),
+        from_report("sio_steer_sessions", "gauge", "Client sessions recorded in the sessions map now",
+                    [](const json& r) { return r["sessions"]["count"].get<std::uint64_t>(); }),
+        from_report("sio_steer_sessions_capacity", "gauge", "Client sessions the sessions map can hold (LRU beyond)",
+                    [](const json& r) { return r["sessions"]["capacity"].get<std::uint64_t>(); }),
+        from_report("sio_steer_moved_clients", "gauge",
+                    "Clients off the ring (their recorded worker is not the ring's choice) kept in the moved map, "
+                    "which a flood of new clients cannot evict",
+                    [](const json& r) { return r["moved"]["count"].get<std::uint64_t>(); }),
+        from_report("sio_steer_moved_capacity", "gauge", "Clients the moved map can hold (max-moved)",
+                    [](const json& r) { return r["moved"]["capacity"].get<std::uint64_t>(); }),
+        program_counter("sio_steer_moved_full_total", "moved_full",
+                        "Clients off the ring recorded in the sessions map (evictable) because the moved map was full"),
+        program_counter("sio_steer_sessions_recorded_total", "new_sessions",
+                        "New client sessions: first connection of a client, or one after its session expired"),
+        program_counter("sio_steer_sessions_hit_total", "session_hits",
+                        "Connections sent to the worker recorded for their client"),
+        program_counter("sio_steer_sessions_expired_total", "expired",
+                        "Recorded sessions found idle past the session TTL"),
+        program_counter("sio_steer_fallbacks_total", "fallbacks",
+                        "Connections whose chosen worker socket was gone: a successor or another ring entry took them"),
+        program_counter("sio_steer_migrations_total", "migrations",
+                        "Queued connections handed over from a closing worker socket"),
+        program_counter("sio_steer_selection_errors_total", "errors",
+                        "Connections the program could not steer (no live worker, unreadable packet): the kernel's "
+                        "hash chose"),
+        controller_counter("sio_steer_controller_syncs_total", &controller_counters::syncs,
+                           "Resyncs of the workers map by this controller process (attach --metrics-listen only)"),
+        controller_counter(
+            "sio_steer_controller_reactions_total", &controller_counters::reactions,
+            "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)"),
         {"sio_steer_controller_follow_mode", "gauge",
          "1, labelled with how this controller process learns that listeners come and go: events (a BPF watch) "
          "or polling (attach --metrics-listen only)",
@@ -145,9 +149,9 @@ const std::vector<family>& families()
              if (std::optional<follow_status> f = p.controller->follow())
                  sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"", 1);
          }},
-        {"sio_steer_controller_releases_total", "counter",
-         "Clients that draining workers released to their successors over the control socket (attach --metrics-listen only)",
-         from_controller("sio_steer_controller_releases_total", &controller_counters::releases)},
+        controller_counter("sio_steer_controller_releases_total", &controller_counters::releases,
+                           "Clients that draining workers released to their successors over the control socket "
+                           "(attach --metrics-listen only)"),
     };
     return all;
 }

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "follow_status.h"
+#include "logic/follow_status.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "moved_clients.h"
+#include "logic/moved_clients.h"
 
 namespace sio_steer {
 

@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

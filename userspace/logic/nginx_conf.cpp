@@ -1,4 +1,4 @@
-#include "nginx_conf.h"
+#include "logic/nginx_conf.h"
 
 #include <arpa/inet.h>
 
@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cstdio>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

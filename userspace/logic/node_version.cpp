@@ -1,4 +1,4 @@
-#include "node_version.h"
+#include "logic/node_version.h"
 
 #include <unistd.h>
 
@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pm2_env.h"
-#include "small_file.h"
+#include "logic/pm2_env.h"
+#include "logic/small_file.h"
 
 namespace sio_steer {
 

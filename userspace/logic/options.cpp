@@ -1,8 +1,8 @@
-#include "options.h"
+#include "logic/options.h"
 
 #include <charconv>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "pm2_env.h"
+#include "logic/pm2_env.h"
 
 #include <charconv>
 #include <cstdint>

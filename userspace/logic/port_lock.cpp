@@ -1,4 +1,4 @@
-#include "port_lock.h"
+#include "logic/port_lock.h"
 
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,8 +16,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "errors.h"
-#include "small_file.h"
+#include "logic/errors.h"
+#include "logic/small_file.h"
 
 namespace sio_steer {
 

@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "follow_status.h"
-#include "unique_fd.h"
+#include "logic/follow_status.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

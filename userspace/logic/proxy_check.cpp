@@ -1,8 +1,8 @@
-#include "proxy_check.h"
+#include "logic/proxy_check.h"
 
 #include <algorithm>
 
-#include "client_key.h"
+#include "logic/client_key.h"
 
 namespace sio_steer {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
 
 namespace sio_steer {
 

@@ -1,11 +1,11 @@
-#include "slot_table.h"
+#include "logic/slot_table.h"
 
 #include <algorithm>
 #include <map>
 #include <cstring>
 #include <unordered_map>
 
-#include "errors.h"
+#include "logic/errors.h"
 
 namespace sio_steer {
 

@@ -12,8 +12,8 @@
 #include <optional>
 #include <vector>
 
-#include "maglev.h"
-#include "sio_steer.h"
+#include "bpf/sio_steer.h"
+#include "logic/maglev.h"
 
 namespace sio_steer {
 

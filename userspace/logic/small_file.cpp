@@ -1,4 +1,4 @@
-#include "small_file.h"
+#include "logic/small_file.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -8,7 +8,7 @@
 
 #include <cerrno>
 
-#include "unique_fd.h"
+#include "logic/unique_fd.h"
 
 namespace sio_steer {
 

@@ -1,4 +1,4 @@
-#include "worker_group.h"
+#include "logic/worker_group.h"
 
 #include <pwd.h>
 #include <sys/socket.h>
@@ -7,8 +7,8 @@
 #include <map>
 #include <set>
 
-#include "errors.h"
-#include "options.h"
+#include "logic/errors.h"
+#include "logic/options.h"
 
 namespace sio_steer {
 

@@ -1,0 +1,212 @@
+// A worker's graceful stop (pm2 reload, pm2 stop, pm2 scale down):
+//
+// 1. (drainMs, 0 by default) keep serving: sessions may end on their own.
+// 2. With a successor (the newest worker of this PM2 instance, the one sio-steer sends this
+//    worker's clients to): from now on handshakes go to it, and every long-polling session is handed
+//    to it (handover.js): the client is not disconnected and loses nothing. A WebSocket cannot move
+//    between processes: it is closed, once no ack is owed on it, and Socket.IO's connection state
+//    recovery gives the client its id, rooms and missed events back on the successor. Each client
+//    (or destination) is released to the successor over sio-steer's control socket once all of its
+//    sessions are settled, so that its next connection goes straight there.
+//    Without a successor: stop listening, then close every session the same way (the clients come
+//    back on the other workers).
+// 3. Stop listening, wait for the requests still passed on, and leave a link to the successor.
+// Nothing here waits on a guess of how long a client takes: a request that reaches this worker
+// late is passed on to where its session is.
+'use strict';
+const net = require('node:net');
+const { connectControl } = require('./control');
+const { sendStep } = require('./peer-server');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Stops accepting connections and leaves the open ones be (http.Server.close() would also cut the
+// idle ones, which a client may be sending on that very moment).
+function stopListening(httpServer) {
+  if (httpServer.listening) net.Server.prototype.close.call(httpServer);
+}
+
+const connections = (server) => new Promise((r) => server.getConnections((e, n) => r(e ? 0 : n)));
+
+const DEFAULTS = {
+  drainMs: 0, goodbyeMs: 10000, successorWaitMs: 2000, stepTimeoutMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {},
+};
+
+// Until every session has settled or `until`; what is left is closed by io.close().
+async function settleAll(ctx, opts, successor, control, stats, until) {
+  const { io, owed, router } = ctx;
+  const engine = io.engine;
+  const started = new Set();
+  const byKey = new Map(); // key -> sessions not settled yet
+  const releases = [];
+  const settled = (conn) => {
+    const left = byKey.get(conn.sioSteerKey);
+    left?.delete(conn);
+    if (left?.size === 0) {
+      byKey.delete(conn.sioSteerKey);
+      if (control && conn.sioSteerKey) releases.push(control.request(`release ${conn.sioSteerKey}`).then((r) => { stats[r.split(' ')[0]] = (stats[r.split(' ')[0]] ?? 0) + 1; }));
+    }
+  };
+  // ready: nothing owed to the client, no POST of it under way, no transport change under way
+  const ready = (conn) => !conn.upgrading && !conn.transport.dataReq && !(owed.get(conn) > 0) && !router.posting(conn.id);
+  const settle = async (conn) => {
+    while (conn.readyState === 'open' && !ready(conn) && Date.now() < until) await sleep(2);
+    if (conn.readyState !== 'open') return;
+    if (successor && conn.transport.name === 'polling' && Date.now() < until) {
+      const outcome = await giveAway(ctx, conn, successor, opts);
+      if (outcome === 'handed') return void stats.handed++;
+      stats.failed++;
+      opts.log(`handover of session ${conn.id} to ${successor}: ${outcome}; closing it instead`);
+    }
+    await closeWhenQuiet(conn, owed, until, ctx.handover);
+    stats.closed++;
+  };
+  let running = 0;
+  const settling = [];
+  while (engine.clientsCount > 0 && Date.now() < until) {
+    for (const conn of Object.values(engine.clients)) {
+      if (started.has(conn) || running >= opts.parallel) continue;
+      started.add(conn);
+      if (!byKey.has(conn.sioSteerKey)) byKey.set(conn.sioSteerKey, new Set());
+      byKey.get(conn.sioSteerKey).add(conn);
+      running++;
+      settling.push(settle(conn).catch((e) => opts.log(`session ${conn.id}: ${e.message}`)).finally(() => { running--; settled(conn); }));
+    }
+    await sleep(5);
+  }
+  await Promise.all(settling);
+  await Promise.all(releases);
+  while (router.held.size > 0 && Date.now() < until) await sleep(5);
+}
+
+// Closes a session (its buffered packets, then the close; Socket.IO keeps its state for the
+// client's reconnect) at the moment its client is least likely to have a message on the way, which
+// would be lost with the session: right after this worker acked one (a client that just had its
+// answer is between messages), or when the client answers a ping with nothing owed to it.
+function closeWhenQuiet(conn, owed, until, handover) {
+  return new Promise((resolve) => {
+    // a packet read with the ack's turn of the event loop reaches Socket.IO a tick later: look once more then
+    const quiet = () => setImmediate(() => { if (!(owed.get(conn) > 0)) close(); });
+    const close = () => {
+      clearTimeout(timer);
+      conn.off('heartbeat', onPong);
+      conn.off('close', close);
+      conn.sioSteerOnIdle = null;
+      if (conn.readyState === 'open') {
+        // what this worker has sent it ends here, exactly: its recovery elsewhere starts there (recovery.js)
+        for (const s of handover.socketsOf(conn)) s.sioSteerCut = handover.cutOf(s);
+        conn.close();
+      }
+      resolve();
+    };
+    const onPong = () => { if (!(owed.get(conn) > 0)) quiet(); };
+    const timer = setTimeout(close, Math.max(0, until - Date.now()));
+    conn.sioSteerOnIdle = quiet;
+    conn.on('heartbeat', onPong);
+    conn.once('close', close); // the client went first
+    conn.sendPacket('ping');
+  });
+}
+
+// Hands one long-polling session over: 'handed', or why not (the session is still here).
+async function giveAway(ctx, conn, successor, opts) {
+  const { router, handover } = ctx;
+  const peers = router.peers;
+  const sid = conn.id;
+  router.hold(sid);
+  try {
+    // the client's pending GET, if any, is answered now: its next request waits for the successor
+    if (conn.transport.writable) {
+      conn.sentCallbackFn.push(null); // as Engine.IO's flush() does, to keep its drain callbacks in step
+      conn.transport.send([{ type: 'noop' }]);
+    }
+    const to = peers.pathOf(successor);
+    let snapshot;
+    try {
+      snapshot = handover.snapshot(conn, conn.sioSteerKey ?? null);
+    } catch (e) {
+      return `cannot send its state (${e.message})`;
+    }
+    try {
+      await sendStep(to, 'prepare', snapshot, opts.stepTimeoutMs);
+    } catch (e) {
+      return `not prepared (${e.message})`;
+    }
+    if (conn.readyState !== 'open') {
+      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      return 'closed meanwhile';
+    }
+    const frozen = handover.freeze(conn);
+    try {
+      await sendStep(to, 'commit', frozen.body, opts.stepTimeoutMs);
+    } catch (e) {
+      handover.thaw(conn, frozen);
+      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      return `not committed (${e.message})`;
+    }
+    handover.detach(conn);
+    router.release(sid, successor);
+    return 'handed';
+  } finally {
+    router.release(sid); // no-op once handed; else its requests are served here again
+  }
+}
+
+async function findSuccessor(peers, waitMs) {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const token = await peers.successor();
+    if (token || Date.now() >= until) return token;
+    await sleep(50);
+  }
+}
+
+/** The stop, for a gracefulStop() context: { io, httpServer, router, peers, handover, owed, ready }. */
+async function drainAndClose(ctx, options = {}) {
+  const opts = { ...DEFAULTS, ...options };
+  const { io, httpServer, router } = ctx;
+  const engine = io.engine;
+  const peers = await Promise.race([ctx.ready, sleep(opts.successorWaitMs).then(() => null)]).catch(() => null);
+  if (opts.drainMs > 0) {
+    opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
+    const until = Date.now() + opts.drainMs;
+    while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
+  }
+  const left = engine.clientsCount;
+  const successor = peers ? await findSuccessor(peers, opts.successorWaitMs) : null;
+  // stopping for good (pm2 scale down, pm2 stop of one instance): another instance's worker takes
+  // the sessions; sio-steer sends their clients wherever its ring says, which passes them on there
+  const target = successor ?? (peers ? await peers.sibling() : null);
+  const stats = { handed: 0, closed: 0, failed: 0, ok: 0, none: 0, error: 0 };
+  const control = successor && opts.controlSocket
+    ? await connectControl(opts.controlSocket, { timeoutMs: opts.controlTimeoutMs, log: opts.log })
+    : null;
+  if (successor && opts.controlSocket && !control) opts.log(`no sio-steer control socket at ${opts.controlSocket}: clients follow the closed listener`);
+  opts.log(`stopping with ${left} session(s): ${successor ? `handing them to the successor, worker ${successor}`
+    : target ? `no successor: handing them to worker ${target} of another instance` : `no other worker${peers ? '' : ' (no peer folder)'}: closing them`}`);
+
+  router.stopping = true;
+  router.successor = target;
+  // stopping for good, with other workers: new connections go to them from now on
+  if (!successor && target) stopListening(httpServer);
+  const until = Date.now() + opts.goodbyeMs;
+  if (left > 0 || engine.clientsCount > 0) await settleAll(ctx, opts, target, control, stats, until);
+  control?.close();
+
+  stopListening(httpServer); // its queue goes to the successor (sio-steer migrates it)
+  // Each connection still open closes after its next response ("Connection: close"), or when idle
+  // past the keep-alive timeout the server announced: a client that honours it (Node's agent does)
+  // never sends on a connection the server is closing, as it could if idle ones were cut now.
+  const connectionsBy = Date.now() + Math.max(0, until - Date.now()) + (httpServer.keepAliveTimeout || 5000) + 1000;
+  while ((router.inFlight > 0 || (await connections(httpServer)) > 0) && Date.now() < connectionsBy) await sleep(20);
+  const leftover = engine.clientsCount;
+  io.close(); // what did not settle in goodbyeMs (its callback waits for every connection: not awaited)
+  await peers?.retire(target);
+  opts.log(`stopped: ${stats.handed} session(s) handed over, ${stats.closed} closed (the client reconnects${io.opts.connectionStateRecovery ? ' and recovers' : ''}), ` +
+    `${stats.failed} handover(s) failed, ${leftover} left to io.close(); ${ctx.key === 'destination' ? 'destinations' : 'clients'} released: ${stats.ok}, not released: ${stats.none + stats.error}; ` +
+    `requests passed on: ${router.stats.forwarded} (handshakes ${router.stats.handshakes})`);
+  await sleep(100); // close frames on their way out
+  return stats;
+}
+
+module.exports = { drainAndClose };

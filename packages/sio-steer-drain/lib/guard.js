@@ -1,0 +1,39 @@
+// A session that moved to this worker (handed over, or recovered after a reconnect) got the stored
+// broadcasts up to some offset from the stream. This worker's own reader may still be behind that
+// offset and deliver some of them again: drop those, until the reader (and this worker's own
+// broadcasts in flight) are past it. From then on the stream keeps deliveries apart by itself.
+'use strict';
+const { compareOffsets, offsetOfEncoded } = require('./offsets');
+
+// The namespace of an encoded packet ('/' unless it starts '/nsp,' after its type).
+function nsOfEncoded(encoded) {
+  const s = Array.isArray(encoded) ? encoded[0] : encoded;
+  let i = 1;
+  if (s[0] === '5') i = s.indexOf('-') + 1;
+  if (s[i] !== '/') return '/';
+  return s.slice(i, s.indexOf(',', i));
+}
+
+/**
+ * Filters what `client` (a Socket.IO Client) is sent. guards: per namespace, { floor, skip (Set),
+ * until }: an offset at or below floor, or in skip, is dropped while the namespace's delivery log
+ * is not past until. onDrop: counts.
+ */
+function guardClient(client, guards, logs, onDrop = () => {}) {
+  const write = Object.getPrototypeOf(client).writeToEngine;
+  const settled = () => [...guards].every(([nsp, g]) => compareOffsets(logs.get(nsp)?.floor() ?? g.until, g.until) >= 0);
+  client.writeToEngine = (encoded, opts) => {
+    const offset = offsetOfEncoded(encoded);
+    if (offset) {
+      const g = guards.get(nsOfEncoded(encoded));
+      if (settled()) delete client.writeToEngine;
+      else if (g && (compareOffsets(offset, g.floor) <= 0 || g.skip.has(offset))) {
+        onDrop();
+        return undefined;
+      }
+    }
+    return write.call(client, encoded, opts);
+  };
+}
+
+module.exports = { guardClient, nsOfEncoded };

@@ -1,0 +1,141 @@
+// The parts of sio-steer-drain that need no server: session ids (a client writes them back, so
+// they are fuzzed), stream offsets and the cut between two workers' deliveries, the peer folder.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { newToken, newSessionId, tokenOf, isToken } = require('../lib/session-id');
+const { compareOffsets, offsetOfEncoded, DeliveryLog, reaches } = require('../lib/offsets');
+const { Peers, privateFolder } = require('../lib/peers');
+
+test('a session id carries its worker token, and nothing else parses', () => {
+  const token = newToken();
+  assert.ok(isToken(token));
+  const sid = newSessionId(token);
+  assert.strictEqual(sid.length, 29);
+  assert.strictEqual(tokenOf(sid), token);
+  for (const bad of [undefined, null, 42, '', 'x'.repeat(29), `${sid}x`, sid.slice(1), sid.replace('.', '/'),
+    `${'a'.repeat(20)}./../x`, `${'a'.repeat(20)}.${'b'.repeat(7)}/`, `${'a'.repeat(20)}.abc\0defg`, `${'é'.repeat(20)}.abcdefgh`]) {
+    assert.strictEqual(tokenOf(bad), null, JSON.stringify(bad));
+  }
+});
+
+test('fuzz: whatever a client sends as sid, a token is 8 base64url characters or nothing', () => {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./\\\0%é ';
+  const dir = path.join(os.tmpdir(), 'peers');
+  const peers = new Peers(dir, newToken(), 0);
+  for (let i = 0; i < 200000; i++) {
+    const len = i % 3 === 0 ? 29 : crypto.randomInt(0, 64);
+    let s = '';
+    for (let k = 0; k < len; k++) s += alphabet[crypto.randomInt(alphabet.length)];
+    if (i % 5 === 0 && len === 29) s = `${s.slice(0, 20)}.${s.slice(21)}`;
+    const t = tokenOf(s);
+    if (t === null) continue;
+    assert.match(t, /^[A-Za-z0-9_-]{8}$/);
+    assert.strictEqual(path.dirname(peers.pathOf(t)), dir); // never a path outside the folder
+  }
+  assert.throws(() => peers.pathOf('../etc/x'), /not a worker token/);
+});
+
+test('offsets compare as numbers, not strings', () => {
+  assert.ok(compareOffsets('9-0', '10-0') < 0);
+  assert.ok(compareOffsets('10-2', '10-10') < 0);
+  assert.strictEqual(compareOffsets('5-5', '5-5'), 0);
+  assert.ok(compareOffsets(null, '0-0') < 0);
+});
+
+test('the offset of an encoded event: only where the adapter appends one', () => {
+  assert.strictEqual(offsetOfEncoded('2["dm",{"a":1},"1700000000000-3"]'), '1700000000000-3');
+  assert.strictEqual(offsetOfEncoded(['2/chat,["x","17-0"]']), '17-0');
+  assert.strictEqual(offsetOfEncoded('51-["x",{"_placeholder":true,"num":0},"17-1"]'), '17-1');
+  assert.strictEqual(offsetOfEncoded('212["x","17-0"]'), null); // an ack id: no offset is appended
+  assert.strictEqual(offsetOfEncoded('3["x","17-0"]'), null); // an ack
+  assert.strictEqual(offsetOfEncoded('2["x","hello"]'), null);
+});
+
+// A fake adapter with the in-memory adapter's hooks: _encode then apply per local delivery, the
+// reader's onMessage(message, offset), publishAndReturnOffset for this worker's own broadcasts.
+function fakeAdapter() {
+  const adapter = {
+    nsp: { server: { opts: { connectionStateRecovery: {} } } },
+    _encode: () => [],
+    apply: () => {},
+    onMessage: () => {},
+    publishAndReturnOffset: async (m) => m.offset,
+  };
+  const deliver = (offset, rooms) => {
+    adapter._encode({ type: 2, data: ['ev', offset] }, {});
+    adapter.apply({ rooms: new Set(rooms), except: new Set() }, () => {});
+  };
+  return { adapter, deliver };
+}
+
+test('the cut: the floor follows the reader and stays below broadcasts of this worker not yet delivered', async () => {
+  const { adapter, deliver } = fakeAdapter();
+  const log = new DeliveryLog(adapter, 16);
+  adapter.onMessage({}, '100-0');
+  deliver('100-0', ['r1']);
+  assert.strictEqual(log.floor(), '100-0');
+  // an own broadcast on its way to Redis: the floor may not pass what was known when it left
+  let resolve;
+  const publish = adapter.publishAndReturnOffset;
+  const inFlight = publish.call(adapter, { type: 3, data: { packet: { type: 2, data: [] }, opts: {} }, offset: new Promise((r) => { resolve = r; }) });
+  adapter.onMessage({}, '105-0');
+  deliver('105-0', ['r2']);
+  assert.strictEqual(log.floor(), '100-0', 'an own broadcast that left when 100-0 was the newest known: the floor waits for it');
+  resolve('103-0'); // Redis numbered it below what the reader has passed since
+  await inFlight;
+  assert.strictEqual(log.floor(), '100-0', 'numbered, not delivered yet: the floor stays below it');
+  deliver('103-0', ['r1']);
+  assert.strictEqual(log.floor(), '105-0');
+  // what went to a socket in r1 above a floor
+  assert.deepStrictEqual(log.deliveredTo(new Set(['r1']), '100-0').offsets, ['103-0']);
+  assert.deepStrictEqual(log.deliveredTo(new Set(['r2']), '100-0').offsets, ['105-0']);
+  assert.ok(log.deliveredTo(new Set(['r1']), '100-0').complete);
+});
+
+test('the delivery log says when it no longer reaches back to a floor', () => {
+  const { adapter, deliver } = fakeAdapter();
+  const log = new DeliveryLog(adapter, 4);
+  for (let i = 1; i <= 6; i++) deliver(`${i}-0`, ['r']);
+  assert.deepStrictEqual(log.deliveredTo(new Set(['r']), '4-0'), { offsets: ['5-0', '6-0'], complete: true });
+  assert.strictEqual(log.deliveredTo(new Set(['r']), '1-0').complete, false);
+});
+
+test('reaches: rooms and except as the adapter applies them', () => {
+  assert.ok(reaches(new Set(['a']), [], []));
+  assert.ok(reaches(new Set(['a']), ['a', 'b'], []));
+  assert.ok(!reaches(new Set(['a']), ['b'], []));
+  assert.ok(!reaches(new Set(['a', 'x']), [], ['x']));
+});
+
+test('the peer folder: created 0700, refused when a link, another user\'s or open to others', () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sio-steer-drain-'));
+  try {
+    const ok = path.join(base, 'ok');
+    privateFolder(ok);
+    assert.strictEqual(fs.statSync(ok).mode & 0o777, 0o700);
+    privateFolder(ok); // again: fine
+
+    const open = path.join(base, 'open');
+    fs.mkdirSync(open, { mode: 0o755 });
+    fs.chmodSync(open, 0o755);
+    assert.throws(() => privateFolder(open), /has mode 755: others can enter it/);
+
+    const link = path.join(base, 'link');
+    fs.symlinkSync(ok, link);
+    assert.throws(() => privateFolder(link), /is not a folder/);
+
+    if (process.getuid() === 0) {
+      const other = path.join(base, 'other');
+      fs.mkdirSync(other, { mode: 0o700 });
+      fs.chownSync(other, 65534, 65534);
+      assert.throws(() => privateFolder(other), /belongs to uid 65534/);
+    }
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,9 @@
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
 //      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
 //        behind one balancer (docs/scale-out.md),
+//      SIO_SID_COOKIE: name of a cookie in which the handshake's response carries the session id
+//        (Engine.IO's `cookie` option): an HTTP balancer learns from it which host holds the session
+//        and sends the session's requests (?sid=) there (docs/scale-out.md, draining a host),
 //      SIO_ADAPTER (streams): "streams" for @socket.io/redis-streams-adapter with Socket.IO's connection
 //        state recovery (a client that reconnects gets its id, rooms and missed events back), "redis"
 //        for the classic @socket.io/redis-adapter (pub/sub, no recovery),
@@ -83,7 +86,10 @@ async function main() {
     : streams ? createStreamsAdapter(pub) : createPubSubAdapter(pub, sub);
   // connection state recovery: what a client missed while it reconnects (a worker's WebSocket
   // closed by a reload) is stored in the Redis stream and replayed on whichever worker it reaches
-  const io = new Server(httpServer, { adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}) });
+  const io = new Server(httpServer, {
+    adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
+    ...(process.env.SIO_SID_COOKIE ? { cookie: { name: process.env.SIO_SID_COOKIE, path: '/', httpOnly: true, sameSite: 'lax' } } : {}),
+  });
   io.engine.on('connection_error', () => { engineErrors++; });
   const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, ...(streams ? { redis: pub } : {}) });
 

@@ -14,7 +14,7 @@
 //   GET /status          {clients, running, connected, by_host, by_worker, down_now, ...}
 //   POST /phase?name=N   closes the current phase, opens N
 //   POST /late           starts the --late clients (new visitors arriving during a fault)
-//   POST /probe[?url=U]  from every connected client's address, a GET /health without a session,
+//   POST /probe[?url=U][&every=K]  from every (K-th) connected client's address, a GET /health without a session,
 //                        as a reconnect's handshake would go: the host the balancer picks now,
 //                        against the host of the client's session ({clients, elsewhere, by_host,
 //                        hosts: client -> host picked, workers: host/instance -> requests});
@@ -70,7 +70,7 @@ function openPhase(name) {
     host_at_start: new Map(), // client -> the host of its session when the phase opened
     by_host: {},              // counters by the client's host at the phase's start
     moved_hosts: new Set(), moved_workers: new Set(), disconnected: new Set(),
-    reconnect_ms: [], reconnects: 0, recovered: 0, affinity_violations: 0,
+    reconnect_ms: [], reconnects: 0, recovered: 0, affinity_violations: 0, acks_other_worker: 0,
   };
   for (const c of clients) if (c.cur) ph.host_at_start.set(c.i, c.cur.host);
   phases.push(ph);
@@ -176,7 +176,10 @@ function send(c) {
   c.socket.timeout(ACK_MS).emit('activity', { text: id, ts: msg.t }, (err, r) => {
     msg.acked = !err;
     if (err) { phases[msg.phase].by_host[session.host] ??= {}; const b = phases[msg.phase].by_host[session.host]; b.acks_lost = (b.acks_lost || 0) + 1; return; }
-    if (r?.pid !== session.pid) phases[msg.phase].affinity_violations++;
+    // another host: the session's requests reached the wrong host; another worker of the same host:
+    // steered wrong, or (during a reload) the session was handed over to the successor
+    if (r?.host !== session.host) phases[msg.phase].affinity_violations++;
+    else if (r?.pid !== session.pid) phases[msg.phase].acks_other_worker++;
   });
 }
 
@@ -195,9 +198,9 @@ function report() {
     by_host: p.by_host, moved_hosts: [...p.moved_hosts], moved_workers: p.moved_workers.size,
     disconnected: [...p.disconnected], reconnects: p.reconnects, recovered: p.recovered,
     reconnect_ms_max: p.reconnect_ms.length ? Math.max(...p.reconnect_ms) : null,
-    affinity_violations: p.affinity_violations,
+    affinity_violations: p.affinity_violations, acks_other_worker: p.acks_other_worker,
     host_at_start: Object.fromEntries([...p.host_at_start].map(([i, h]) => [i, h])),
-    events_expected: 0, events_missed: 0, events_missed_connected: 0, duplicates: 0, emitted: 0, missed_connected_sample: [],
+    events_expected: 0, events_missed: 0, events_missed_connected: 0, missed_connected_by_host: {}, duplicates: 0, emitted: 0, missed_connected_sample: [],
     acks_sent: sum(p.by_host, 'acks_sent'), acks_lost: sum(p.by_host, 'acks_lost'),
   }));
   for (const msg of msgs.values()) {
@@ -215,6 +218,8 @@ function report() {
         o.events_missed++;
         if (!downAround(m, msg.t)) {
           o.events_missed_connected++;
+          const h = phases[msg.phase].host_at_start.get(m.i) ?? 'none';
+          o.missed_connected_by_host[h] = (o.missed_connected_by_host[h] || 0) + 1;
           if (o.missed_connected_sample.length < 8) { // who, and how far from their nearest outage
             const gaps = m.down.map(([a, b]) => Math.round((a - msg.t) / 100) / 10);
             o.missed_connected_sample.push({ receiver: m.i, kind: m.kind, sender: msg.sender, at_s: +((msg.t - phases[msg.phase].start) / 1000).toFixed(1), acked: msg.acked, outages_s_after: gaps });
@@ -245,8 +250,8 @@ function status() {
 }
 
 // Where would each connected client's next handshake go? (/health names the host; 64 at a time.)
-async function probe(url = opt.url) {
-  const todo = clients.filter((c) => c.running && c.cur);
+async function probe(url = opt.url, every = 1) {
+  const todo = clients.filter((c) => c.running && c.cur && c.i % every === 0);
   const out = { clients: todo.length, elsewhere: 0, failed: 0, by_host: {}, hosts: {}, workers: {} };
   const one = (c) => new Promise((resolve) => {
     const req = http.get(`${url}/health`, { localAddress: c.addr, agent: false, timeout: 5000 }, (res) => {
@@ -286,7 +291,7 @@ const server = http.createServer((req, res) => {
   if (u.pathname === '/phase' && req.method === 'POST') { openPhase(u.searchParams.get('name') || `phase${phases.length}`); return reply({ ok: true, phase: ph.name }); }
   if (u.pathname === '/late' && req.method === 'POST') { late.forEach((c, k) => setTimeout(() => start(c), k * 10)); return reply({ ok: true, started: late.length }); }
   if (u.pathname === '/report') return reply(report());
-  if (u.pathname === '/probe' && req.method === 'POST') { probe(u.searchParams.get('url') || undefined).then(reply); return undefined; }
+  if (u.pathname === '/probe' && req.method === 'POST') { probe(u.searchParams.get('url') || undefined, Number(u.searchParams.get('every')) || 1).then(reply); return undefined; }
   if (u.pathname === '/stop' && req.method === 'POST') { reply({ ok: true }); return stop(0); }
   reply({ error: 'unknown request' }, 404);
 });

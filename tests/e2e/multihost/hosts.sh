@@ -149,7 +149,7 @@ host_pm2_start() {
   local h="$1" n="$2"
   in_ns "$h" env PM2_HOME="$E2E_TMP/$h/pm2" PORT="$MH_PORT" INSTANCES="$n" REDIS_URL="$MH_REDIS_URL" \
     SIO_STEER_LOCK_DIR="$E2E_TMP/$h/locks" SIO_DRAIN_MS="$MH_DRAIN_MS" LISTEN_TIMEOUT=60000 \
-    HOST_NAME="$h" SIO_SID_PREFIX="$h." \
+    HOST_NAME="$h" SIO_SID_COOKIE=io SIO_ADAPTER="$MH_ADAPTER" SIO_STEER_PEER_DIR="$E2E_TMP/$h/peers" \
     $PM2 start "$CHAT_DIR/ecosystem.config.cjs" >"$E2E_TMP/$h/pm2-start.log" 2>&1 ||
     { cat "$E2E_TMP/$h/pm2-start.log" >&2; e2e_fail "$h: pm2 start failed"; }
 }
@@ -203,6 +203,7 @@ EOF
 host_up() {
   local h="$1" n="$2"
   mkdir -p "$E2E_TMP/$h/locks" "$E2E_TMP/$h/pm2" "$E2E_PINS/$h"
+  mkdir -m 0700 -p "$E2E_TMP/$h/peers"   # the drain module's peer folder: one per host, as on real hosts
   host_attach "$h"
   host_pm2_start "$h" "$n"
   host_wait_listeners "$h" "$n"
@@ -272,18 +273,29 @@ frontend chat
     default_backend hosts
 backend hosts
     # A new client (a handshake) goes by a consistent hash of its address; every request of a
-    # session goes to the host in its sid (SIO_SID_PREFIX=<host>.), drained or not.
+    # session goes to the host that answered its handshake, drained or not: HAProxy learns it from
+    # the sid in the handshake's cookie (the chat's SIO_SID_COOKIE=io), and matches ?sid=.
     balance source
     hash-type consistent
+EOF
+    if [[ "${MH_HAPROXY_STICK:-1}" == 1 ]]; then cat <<EOF
+    stick-table type string len 64 size 200k expire 1h
+    stick store-response res.cook(io)
+    stick match urlp(sid)
+EOF
+    fi
+    cat <<EOF
     option forwardfor
-    # health: the chat's /health through the host's nginx (nginx alone answering is not enough)
+    # health: the chat's /health through the host's nginx (nginx alone answering is not enough),
+    # with time to answer on a busy host: with the default (timeout = inter, 500 ms) HAProxy took
+    # loaded but live hosts out, and their sessions' requests went to other hosts (400s)
     option httpchk
+    timeout check 3s
     http-check send meth GET uri /health ver HTTP/1.1 hdr Host chat
     http-check expect status 200
 EOF
-    for h in "$@"; do echo "    use-server $h if { urlp(sid) -m beg $h. }"; done
     for h in "$@"; do
-      echo "    server $h $(host_addr "$h"):$MH_NGINX_PORT id ${h#h} check inter 500 fall 2 rise 2$([[ " $MH_HAPROXY_ENABLED " == *" $h "* ]] || echo ' disabled')"
+      echo "    server $h $(host_addr "$h"):$MH_NGINX_PORT id ${h#h} check inter 1s fall 2 rise 2$([[ " $MH_HAPROXY_ENABLED " == *" $h "* ]] || echo ' disabled')"
     done
     # The same hosts in TCP mode, straight to the workers' port: HAProxy's own connections hide the
     # client's address (the failure the HTTP mode + nginx-conf --real-ip-header avoids).

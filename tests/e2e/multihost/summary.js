@@ -18,9 +18,9 @@ function merge(name, hit, rs) {
     http_400: 0, session_unknown: 0, resets: 0, refused: 0, connect_errors: 0, http_5xx: 0,
     disconnects: 0, reconnects: 0, recovered: 0, moved_between_hosts: 0, moved_workers: 0,
     acks_sent: 0, acks_lost: 0, events_expected: 0, events_missed: 0, events_missed_connected: 0,
-    duplicates: 0, affinity_violations: 0, reconnect_ms_max: null, seconds: 0, missed_connected_sample: [],
+    duplicates: 0, affinity_violations: 0, acks_other_worker: 0, reconnect_ms_max: null, seconds: 0, missed_connected_sample: [],
     hit_host: hit ?? null, hit_host_clients: 0,
-    outside_hit_host: { http_400: 0, resets: 0, refused: 0, disconnects: 0, moved_between_hosts: 0 },
+    outside_hit_host: { http_400: 0, resets: 0, refused: 0, disconnects: 0, moved_between_hosts: 0, events_missed_connected: 0 },
   };
   for (const r of rs) {
     const p = r.phases.find((x) => x.name === name);
@@ -40,7 +40,8 @@ function merge(name, hit, rs) {
     o.moved_between_hosts += p.moved_hosts.length;
     o.outside_hit_host.moved_between_hosts += p.moved_hosts.filter((i) => p.host_at_start[i] !== hit).length;
     o.hit_host_clients += Object.values(p.host_at_start).filter((h) => h === hit).length;
-    for (const k of ['acks_sent', 'acks_lost', 'events_expected', 'events_missed', 'events_missed_connected', 'duplicates', 'affinity_violations'])
+    for (const [h, n] of Object.entries(p.missed_connected_by_host)) if (h !== hit) o.outside_hit_host.events_missed_connected += n;
+    for (const k of ['acks_sent', 'acks_lost', 'events_expected', 'events_missed', 'events_missed_connected', 'duplicates', 'affinity_violations', 'acks_other_worker'])
       o[k] += p[k];
     o.missed_connected_sample.push(...p.missed_connected_sample.map((x) => ({ balancer: r.name, ...x })));
     if (p.reconnect_ms_max !== null) o.reconnect_ms_max = Math.max(o.reconnect_ms_max ?? 0, p.reconnect_ms_max);
@@ -74,7 +75,8 @@ const out = {
   faults,
   killed_host_fault: facts.killed_host_fault,
   broadcasts_exactly_once: total('duplicates') === 0 &&
-    Object.entries(phases).every(([n, p]) => exactlyOnceExcept.includes(n) || p.events_missed_connected === 0),
+    Object.entries(phases).every(([n, p]) => exactlyOnceExcept.includes(n) ||
+      (n === facts.killed_host_fault ? p.outside_hit_host.events_missed_connected : p.events_missed_connected) === 0),
   broadcasts_exactly_once_excludes: exactlyOnceExcept,
   duplicates: total('duplicates'),
   worker_balance_max_dev_pct: facts.worker_balance_max_dev_pct,

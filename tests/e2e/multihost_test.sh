@@ -6,16 +6,19 @@
 #   - nftables: DNAT with conntrack, `jhash ip saddr` over buckets and per-host affinity sets, the
 #     way kube-proxy balances a Service with sessionAffinity: ClientIP (multihost/nft.js); it keeps
 #     the client's address at the SYN, so the clients reach the workers' port directly;
-#   - HAProxy (HTTP mode): `balance source` + `hash-type consistent` for handshakes, the sid's host
-#     prefix for the requests of a session, X-Forwarded-For to each host's nginx.
+#   - HAProxy (HTTP mode): `balance source` + `hash-type consistent` for handshakes, a stick table
+#     learning each sid's host from the handshake's cookie for the requests of a session,
+#     X-Forwarded-For to each host's nginx; and, to show the failure it avoids, the same hosts in
+#     TCP mode (every client of a host on one worker).
 # Clients (multihost/clients.js, 1,020 + 100 late ones, each from its own address, a third each
 # polling, upgrading and WebSocket-only) stay connected for the whole run and post acked room
 # messages, while the test injects, one after the other, each with its own numbers:
 #   reload       pm2 reload on h1             scale        pm2 scale chat 3 on h2
 #   kill_host    h3's PM2 and workers SIGKILLed (the balancers' health checks take it out), then
 #                h3 started again
-#   drain_host   h1 drained out of both balancers, its workers stopped gracefully (its clients told
-#                goodbye and reconnected to other hosts), then h1 started again and put back
+#   drain_host   h1 drained out of both balancers (no new clients; its sessions still reach it), its
+#                workers stopped with the drain module (no successor on h1: they close their
+#                sessions, the clients reconnect to other hosts), then h1 started again and put back
 #   add_host     h4 put into both balancers, new clients arriving
 #   redis_restart, controller_restart (sio-steer on h2 stopped and started)
 # The last line of the output is one JSON object (multihost/summary.js); docs/scale-out.md shows it.

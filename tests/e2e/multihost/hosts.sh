@@ -288,14 +288,15 @@ EOF
     option forwardfor
     # health: the chat's /health through the host's nginx (nginx alone answering is not enough),
     # with time to answer on a busy host: with the default (timeout = inter, 500 ms) HAProxy took
-    # loaded but live hosts out, and their sessions' requests went to other hosts (400s)
+    # loaded but live hosts out, and the stick table sent their sessions' requests to other hosts
+    # (400s); 3 s was still too short at a load average of 20 on 2 cores
     option httpchk
-    timeout check 3s
+    timeout check 5s
     http-check send meth GET uri /health ver HTTP/1.1 hdr Host chat
     http-check expect status 200
 EOF
     for h in "$@"; do
-      echo "    server $h $(host_addr "$h"):$MH_NGINX_PORT id ${h#h} check inter 1s fall 2 rise 2$([[ " $MH_HAPROXY_ENABLED " == *" $h "* ]] || echo ' disabled')"
+      echo "    server $h $(host_addr "$h"):$MH_NGINX_PORT id ${h#h} check inter 1s fall 3 rise 2$([[ " $MH_HAPROXY_ENABLED " == *" $h "* ]] || echo ' disabled')"
     done
     # The same hosts in TCP mode, straight to the workers' port: HAProxy's own connections hide the
     # client's address (the failure the HTTP mode + nginx-conf --real-ip-header avoids).

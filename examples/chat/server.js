@@ -20,6 +20,8 @@
 //      SIO_ADAPTER (streams): "streams" for @socket.io/redis-streams-adapter with Socket.IO's connection
 //        state recovery (a client that reconnects gets its id, rooms and missed events back), "redis"
 //        for the classic @socket.io/redis-adapter (pub/sub, no recovery),
+//      SIO_PASS_ON=0: a request for another worker's session is refused with 400 as in a plain app, not
+//        passed on to that worker (sio-steer-drain's passOn): to show what sio-steer fixes by itself,
 //      SIO_STEER_PEER_DIR: where the workers find each other (sio-steer-drain's peerDir; default
 //        $XDG_RUNTIME_DIR/sio-steer or /tmp/sio-steer-<uid>).
 'use strict';
@@ -45,6 +47,7 @@ const STICKY_MODULE = process.env.SIO_STICKY_MODULE || '@socket.io/sticky';
 const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
 const ADAPTER = process.env.SIO_ADAPTER || 'streams';
 const PEER_DIR = process.env.SIO_STEER_PEER_DIR || undefined;
+const PASS_ON = process.env.SIO_PASS_ON !== '0';
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
 const me = { pid: process.pid, instance: INSTANCE, ...(process.env.HOST_NAME ? { host: process.env.HOST_NAME } : {}) };
@@ -91,7 +94,7 @@ async function main() {
     ...(process.env.SIO_SID_COOKIE ? { cookie: { name: process.env.SIO_SID_COOKIE, path: '/', httpOnly: true, sameSite: 'lax' } } : {}),
   });
   io.engine.on('connection_error', () => { engineErrors++; });
-  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, ...(streams ? { redis: pub } : {}) });
+  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, passOn: PASS_ON, ...(streams ? { redis: pub } : {}) });
 
   io.on('connection', async (socket) => {
     const user = String(socket.handshake.auth?.user ?? socket.id);

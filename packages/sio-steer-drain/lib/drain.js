@@ -28,9 +28,24 @@ function stopListening(httpServer) {
 
 const connections = (server) => new Promise((r) => server.getConnections((e, n) => r(e ? 0 : n)));
 
-const DEFAULTS = {
-  drainMs: 0, goodbyeMs: 10000, successorWaitMs: 2000, stepTimeoutMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {},
-};
+const DEFAULTS = { drainMs: 0, successorWaitMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {} };
+
+// PM2's kill_timeout for this worker (ms), if it runs under PM2: the one bound on a stop that is
+// not a guess; everything the stop waits for fits in it.
+function pm2KillTimeout() {
+  let t = Number(process.env.kill_timeout);
+  if (!(t > 0)) {
+    try { t = Number(JSON.parse(process.env.pm2_env ?? '{}').kill_timeout); } catch { t = NaN; }
+  }
+  return t > 0 ? t : null;
+}
+
+// How long the sessions may take to settle: PM2's kill_timeout less what comes after (the
+// kept-alive connections' timeout, a second to exit), else 10 s.
+function goodbyeBudget(httpServer) {
+  const kill = pm2KillTimeout();
+  return kill ? Math.max(1000, kill - (httpServer.keepAliveTimeout || 5000) - 2000) : 10000;
+}
 
 // Until every session has settled or `until`; what is left is closed by io.close().
 async function settleAll(ctx, opts, successor, control, stats, until) {
@@ -53,7 +68,7 @@ async function settleAll(ctx, opts, successor, control, stats, until) {
     while (conn.readyState === 'open' && !ready(conn) && Date.now() < until) await sleep(2);
     if (conn.readyState !== 'open') return;
     if (successor && conn.transport.name === 'polling' && Date.now() < until) {
-      const outcome = await giveAway(ctx, conn, successor, opts);
+      const outcome = await giveAway(ctx, conn, successor, until);
       if (outcome === 'handed') return void stats.handed++;
       stats.failed++;
       opts.log(`handover of session ${conn.id} to ${successor}: ${outcome}; closing it instead`);
@@ -109,7 +124,7 @@ function closeWhenQuiet(conn, owed, until, handover) {
 }
 
 // Hands one long-polling session over: 'handed', or why not (the session is still here).
-async function giveAway(ctx, conn, successor, opts) {
+async function giveAway(ctx, conn, successor, until) {
   const { router, handover } = ctx;
   const peers = router.peers;
   const sid = conn.id;
@@ -121,6 +136,7 @@ async function giveAway(ctx, conn, successor, opts) {
       conn.transport.send([{ type: 'noop' }]);
     }
     const to = peers.pathOf(successor);
+    const left = () => Math.max(1, until - Date.now()); // a step may take what is left of the budget, no more
     let snapshot;
     try {
       snapshot = handover.snapshot(conn, conn.sioSteerKey ?? null);
@@ -128,20 +144,20 @@ async function giveAway(ctx, conn, successor, opts) {
       return `cannot send its state (${e.message})`;
     }
     try {
-      await sendStep(to, 'prepare', snapshot, opts.stepTimeoutMs);
+      await sendStep(to, 'prepare', snapshot, left());
     } catch (e) {
       return `not prepared (${e.message})`;
     }
     if (conn.readyState !== 'open') {
-      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      sendStep(to, 'abort', JSON.stringify({ sid }), 5000).catch(() => {});
       return 'closed meanwhile';
     }
     const frozen = handover.freeze(conn);
     try {
-      await sendStep(to, 'commit', frozen.body, opts.stepTimeoutMs);
+      await sendStep(to, 'commit', frozen.body, left());
     } catch (e) {
       handover.thaw(conn, frozen);
-      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      sendStep(to, 'abort', JSON.stringify({ sid }), 5000).catch(() => {});
       return `not committed (${e.message})`;
     }
     handover.detach(conn);
@@ -163,7 +179,7 @@ async function findSuccessor(peers, waitMs) {
 
 /** The stop, for a gracefulStop() context: { io, httpServer, router, peers, handover, owed, ready }. */
 async function drainAndClose(ctx, options = {}) {
-  const opts = { ...DEFAULTS, ...options };
+  const opts = { ...DEFAULTS, goodbyeMs: goodbyeBudget(ctx.httpServer), ...options };
   const { io, httpServer, router } = ctx;
   const engine = io.engine;
   const peers = await Promise.race([ctx.ready, sleep(opts.successorWaitMs).then(() => null)]).catch(() => null);
@@ -173,6 +189,7 @@ async function drainAndClose(ctx, options = {}) {
     while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
   }
   const left = engine.clientsCount;
+  await peers?.stopping();
   const successor = peers ? await findSuccessor(peers, opts.successorWaitMs) : null;
   // stopping for good (pm2 scale down, pm2 stop of one instance): another instance's worker takes
   // the sessions; sio-steer sends their clients wherever its ring says, which passes them on there

@@ -15,7 +15,8 @@ const { tokenOf } = require('./session-id');
 const HOLD_MAX = 16; // requests of one session held at once (a client sends one GET and one POST at a time)
 
 class Router {
-  constructor({ io, httpServer }) {
+  constructor({ io, httpServer, passOn = true }) {
+    this.passOn = passOn; // pass requests for other workers' sessions on (else: Engine.IO's 400, as without this module)
     this.engine = io.engine;
     this.path = `${(io._path || '/socket.io').replace(/\/$/, '')}/`;
     this.peers = null; // set once the private socket listens
@@ -63,7 +64,7 @@ class Router {
       if (Object.prototype.hasOwnProperty.call(this.engine.clients, sid)) return this.serve(event, args, sid, next);
       if (hops > 0) return next(args);
       const token = tokenOf(sid);
-      if (token && token !== this.peers.token) return this.forward(event, args, token, next);
+      if (token && token !== this.peers.token && this.passOn) return this.forward(event, args, token, next);
       return next(args);
     }
     if (this.successor && hops === 0) {

@@ -114,7 +114,7 @@ T_BASE=$(date +%s)
 # The failure HTTP mode + the hosts' nginx avoid: HAProxy in TCP mode, straight to the workers'
 # port, hides the clients' addresses: on each host, every one of them lands on the same worker.
 TCP_PROBE="$(ctl haproxy "/probe?url=http://$MH_HAPROXY_VIP:81&every=2" -X POST | jq -c '{clients, failed, workers}')"
-HTTP_PROBE="$(ctl haproxy "/probe?every=2" -X POST | jq -c '{clients, failed, workers}')"
+HTTP_PROBE="$(ctl haproxy "/probe?every=2" -X POST | jq -c '{clients, failed, workers, elsewhere, other_worker}')"
 workers_per_host='.workers | keys | group_by(split("/")[0]) | map(length)'
 e2e_log "HAProxy TCP mode (no client address at the SYN): requests per worker $(jq -c .workers <<<"$TCP_PROBE")"
 e2e_log "HAProxy HTTP mode + nginx-conf --real-ip-header X-Forwarded-For: requests per worker $(jq -c .workers <<<"$HTTP_PROBE")"
@@ -124,6 +124,11 @@ e2e_log "ok: HAProxy in TCP mode hides the clients: each host's $(jq '.clients' 
 jq -e "$workers_per_host | all(. == 2) and length == 3" <<<"$HTTP_PROBE" >/dev/null ||
   e2e_fail "through HAProxy (HTTP mode) and nginx, the probes did not reach both workers of every host"
 e2e_log "ok: HTTP mode + the hosts' nginx give sio-steer the clients back: both workers of every host used"
+# sio-steer's steering by itself: a request without a session (nothing for sio-steer-drain to pass
+# on to another worker) from each client's address reaches the host and worker of its session.
+STEER_PROBE="$(jq -n --argjson a "$(ctl nftables "/probe?every=2" -X POST)" --argjson b "$HTTP_PROBE" \
+  '{nftables: ($a | {clients, elsewhere, other_worker, failed}), haproxy: ($b | {clients, elsewhere, other_worker, failed})}')"
+e2e_log "requests without a session from the clients' addresses, away from their session's host/worker: $(jq -c . <<<"$STEER_PROBE")"
 sleep $((15 - ($(date +%s) - T_BASE) > 0 ? 15 - ($(date +%s) - T_BASE) : 0))
 BASE_STATUS="$(status_all)"
 # Balance: clients per worker on each host, against the host's mean (both balancers' clients).
@@ -246,7 +251,7 @@ sleep 11
 for b in "${BALANCERS[@]}"; do ctl "$b" /report >"$E2E_TMP/report-$b.json" || e2e_fail "no report from $b"; done
 
 jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_STATUS" --argjson probe "$PROBE" --argjson detect "$DETECT_MS" \
-  --argjson tcp "$TCP_PROBE" --argjson http "$HTTP_PROBE" \
+  --argjson tcp "$TCP_PROBE" --argjson http "$HTTP_PROBE" --argjson steer "$STEER_PROBE" \
   --arg killed "$KILLED" --arg drained "$DRAINED" '{
   hosts: 4, balancers: ["nftables", "haproxy"],
   faults: ["reload", "scale", "kill_host", "drain_host", "add_host", "redis_restart", "controller_restart"],
@@ -257,7 +262,8 @@ jq -n --argjson bal "$BALANCE" --argjson by "$BALANCE_BY" --argjson add "$ADD_ST
   worker_balance_max_dev_pct: ($bal | map(.max_dev_pct) | max),
   worker_balance: {both: $bal, by_balancer: $by},
   extra: {late_clients_on_h4: ($add | map({(.name): (.by_host.h4 // 0)}) | add),
-          haproxy_tcp_mode_requests_per_worker: $tcp.workers, haproxy_http_mode_requests_per_worker: $http.workers}
+          haproxy_tcp_mode_requests_per_worker: $tcp.workers, haproxy_http_mode_requests_per_worker: $http.workers,
+          steering_probe: $steer}
 }' >"$E2E_TMP/facts.json"
 "$NODE24" "$E2E_ROOT/tests/e2e/multihost/summary.js" "$E2E_TMP/facts.json" "$E2E_TMP/report-nftables.json" \
   "$E2E_TMP/report-haproxy.json" >"$E2E_TMP/result.json" 2>"$E2E_TMP/table.txt"
@@ -272,6 +278,7 @@ expect() { # JQ WHAT: collects failures, so that every one is listed
 }
 expect '.baseline.http_400 == 0 and .baseline.resets == 0 and .baseline.disconnects == 0' "baseline: 0 x 400, 0 resets, 0 disconnects"
 expect '.baseline.affinity_violations == 0 and .baseline.acks_other_worker == 0 and .baseline.moved_workers == 0' "baseline: every ack from the worker of the client's session (affinity: host and worker)"
+expect '[.steering_probe[] | .elsewhere + .other_worker + .failed] | add == 0' "baseline: requests without a session reach the host and worker of the client's session (steering alone, no pass-on)"
 expect '.worker_balance_max_dev_pct <= 20' "per-worker balance within +-20 % of the mean on every host (no correlation between the two hashes)"
 expect '.faults.kill_host.outside_hit_host.http_400 == 0 and .faults.kill_host.outside_hit_host.resets == 0' \
   "kill_host: 0 x 400 and 0 resets outside the killed host's own clients"

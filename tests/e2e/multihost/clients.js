@@ -16,7 +16,8 @@
 //   POST /late           starts the --late clients (new visitors arriving during a fault)
 //   POST /probe[?url=U][&every=K]  from every (K-th) connected client's address, a GET /health without a session,
 //                        as a reconnect's handshake would go: the host the balancer picks now,
-//                        against the host of the client's session ({clients, elsewhere, by_host,
+//                        against the host and worker of the client's session ({clients, elsewhere,
+//                        other_worker, by_host,
 //                        hosts: client -> host picked, workers: host/instance -> requests});
 //                        ?url=U: through another front (U) instead
 //   GET /report          per-phase numbers (JSON); POST /stop disconnects everyone and exits.
@@ -252,7 +253,7 @@ function status() {
 // Where would each connected client's next handshake go? (/health names the host; 64 at a time.)
 async function probe(url = opt.url, every = 1) {
   const todo = clients.filter((c) => c.running && c.cur && c.i % every === 0);
-  const out = { clients: todo.length, elsewhere: 0, failed: 0, by_host: {}, hosts: {}, workers: {} };
+  const out = { clients: todo.length, elsewhere: 0, other_worker: 0, failed: 0, by_host: {}, hosts: {}, workers: {} };
   const one = (c) => new Promise((resolve) => {
     const req = http.get(`${url}/health`, { localAddress: c.addr, agent: false, timeout: 5000 }, (res) => {
       let body = '';
@@ -263,6 +264,9 @@ async function probe(url = opt.url, every = 1) {
           out.workers[`${host}/${instance}`] = (out.workers[`${host}/${instance}`] || 0) + 1;
           out.hosts[c.i] = host;
           if (host !== c.cur?.host) out.elsewhere++;
+          // sio-steer's steering alone (no session, so nothing for a worker to pass on): a client's
+          // request reaches the worker that holds its session
+          else if (instance !== c.cur?.instance) out.other_worker++;
         } catch { out.failed++; }
         resolve();
       });

@@ -12,6 +12,11 @@
 //      SIO_STICKY_MODULE: the @socket.io/sticky whose setupWorker to use (its primary's version, e.g.
 //        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
+//      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
+//        behind one balancer (docs/scale-out.md),
+//      SIO_SID_COOKIE: name of a cookie in which the handshake's response carries the session id
+//        (Engine.IO's `cookie` option): an HTTP balancer learns from it which host holds the session
+//        and sends the session's requests (?sid=) there (docs/scale-out.md, draining a host),
 //      SIO_ADAPTER (streams): "streams" for @socket.io/redis-streams-adapter with Socket.IO's connection
 //        state recovery (a client that reconnects gets its id, rooms and missed events back), "redis"
 //        for the classic @socket.io/redis-adapter (pub/sub, no recovery),
@@ -45,7 +50,7 @@ const PEER_DIR = process.env.SIO_STEER_PEER_DIR || undefined;
 const PASS_ON = process.env.SIO_PASS_ON !== '0';
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
-const me = { pid: process.pid, instance: INSTANCE };
+const me = { pid: process.pid, instance: INSTANCE, ...(process.env.HOST_NAME ? { host: process.env.HOST_NAME } : {}) };
 
 // The page (public/): GET / and its two files; the Socket.IO client is /socket.io/socket.io.min.js.
 const PAGE = {
@@ -84,7 +89,10 @@ async function main() {
     : streams ? createStreamsAdapter(pub) : createPubSubAdapter(pub, sub);
   // connection state recovery: what a client missed while it reconnects (a worker's WebSocket
   // closed by a reload) is stored in the Redis stream and replayed on whichever worker it reaches
-  const io = new Server(httpServer, { adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}) });
+  const io = new Server(httpServer, {
+    adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
+    ...(process.env.SIO_SID_COOKIE ? { cookie: { name: process.env.SIO_SID_COOKIE, path: '/', httpOnly: true, sameSite: 'lax' } } : {}),
+  });
   io.engine.on('connection_error', () => { engineErrors++; });
   const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, passOn: PASS_ON, ...(streams ? { redis: pub } : {}) });
 

@@ -8,8 +8,8 @@
 //    recovery gives the client its id, rooms and missed events back on the successor. Each client
 //    (or destination) is released to the successor over sio-steer's control socket once all of its
 //    sessions are settled, so that its next connection goes straight there.
-//    Without a successor: stop listening, then close every session the same way (the clients come
-//    back on the other workers).
+//    Without a successor (stopping for good): the same with a worker of another instance that is
+//    not stopping, or, with none, every session closed for Socket.IO to recover elsewhere.
 // 3. Stop listening, wait for the requests still passed on, and leave a link to the successor.
 // Nothing here waits on a guess of how long a client takes: a request that reaches this worker
 // late is passed on to where its session is.
@@ -202,10 +202,11 @@ async function drainAndClose(ctx, options = {}) {
   opts.log(`stopping with ${left} session(s): ${successor ? `handing them to the successor, worker ${successor}`
     : target ? `no successor: handing them to worker ${target} of another instance` : `no other worker${peers ? '' : ' (no peer folder)'}: closing them`}`);
 
+  // It keeps listening until its sessions are settled: a request of a session not settled yet may
+  // come on a new connection (behind nginx, each one does), and with no other listener on the port
+  // (the whole app stops) it would be refused. Handshakes go to the target meanwhile.
   router.stopping = true;
   router.successor = target;
-  // stopping for good, with other workers: new connections go to them from now on
-  if (!successor && target) stopListening(httpServer);
   const until = Date.now() + opts.goodbyeMs;
   if (left > 0 || engine.clientsCount > 0) await settleAll(ctx, opts, target, control, stats, until);
   control?.close();

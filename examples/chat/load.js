@@ -206,16 +206,17 @@ function expected(c) {
 // Events the server took (acked) that a recipient never got, and events a recipient got twice.
 function eventLoss(c) {
   let missed = 0, duplicated = 0;
+  const sample = [];
   const end = Math.min(N, (c.room + 1) * ROOM);
   for (let j = c.room * ROOM; j < end; j++) {
     const from = clients[j];
     for (const key of from.acked) {
       const forMe = key.startsWith('bc:') ? j !== c.i : from.peer === c.i;
-      if (forMe && !c.got.has(key)) missed++;
+      if (forMe && !c.got.has(key) && missed++ < 5) sample.push(key);
     }
   }
   for (const n of c.got.values()) if (n > 1) duplicated += n - 1;
-  return { missed, duplicated };
+  return { missed, duplicated, sample };
 }
 
 const complete = (c) => {
@@ -254,6 +255,7 @@ function report(timedOut) {
       acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
       dms: c.dms, dms_expected: e.dm,
       recovered: c.recovered, handovers: c.handovers, events_missed: loss.missed, events_duplicated: loss.duplicated,
+      ...(loss.missed ? { events_missed_sample: loss.sample } : {}),
       // noticed nothing: no disconnect, no failed request, no ack lost, no event missed or doubled
       // (it may have moved to another worker, with its session)
       unaffected: c.hellos === 1 && c.unknown === 0 && c.http400 === 0 && c.resets === 0 && c.connectErrors === 0 &&

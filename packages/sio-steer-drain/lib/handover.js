@@ -222,6 +222,10 @@ class Handover {
     }
     const write = this.classes.Client.prototype.writeToEngine;
     const written = [...byOffset.keys()].sort(compareOffsets);
+    if (process.env.SIO_STEER_DRAIN_DEBUG) {
+      this.log(`DEBUG commit ${frozen.sid} sockets ${sockets.map((x) => x.id)} cuts ${JSON.stringify([...cuts.values()].map((c) => ({ floor: c.floor, delivered: [...c.delivered] })))} end ${end} ` +
+        `missed ${missed.map((m) => m.offset)} staged ${staged.map(([e]) => offsetOfEncoded(e))} written ${written} wb ${frozen.writeBuffer.length}`);
+    }
     for (const offset of written) write.call(client, byOffset.get(offset), {});
     for (const [encoded, opts] of plain) write.call(client, encoded, opts);
     delete client.writeToEngine;

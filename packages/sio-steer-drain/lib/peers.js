@@ -115,7 +115,6 @@ class Peers {
    * chain of reloads never makes a chain of links. Without a successor the socket is removed.
    */
   async retire(successor) {
-    this.server?.close();
     await fsp.rm(path.join(this.dir, `${this.token}.stopping`), { force: true });
     const own = `${this.token}.sock`;
     const next = successor ? `${successor}.sock` : null;
@@ -126,8 +125,15 @@ class Peers {
       if (next) await this.link(at, next).catch(() => {});
       else await fsp.rm(at, { force: true });
     }
-    if (next) await this.link(this.pathOf(this.token), next).catch(() => {});
-    else await fsp.rm(this.pathOf(this.token), { force: true });
+    // Closing the server unlinks its path (libuv does): the link to the successor is made aside
+    // first and renamed into place right after, so that a request passed on finds no gap wider
+    // than a rename (the router tries again across it).
+    const at = this.pathOf(this.token);
+    const tmp = `${at}.${process.pid}.next`;
+    if (next) await fsp.symlink(next, tmp).catch(() => {});
+    this.server?.close();
+    if (next) await fsp.rename(tmp, at).catch(() => {});
+    else await fsp.rm(at, { force: true });
   }
 
   // Removes links that lead nowhere (their worker stopped without a successor) and sockets nobody

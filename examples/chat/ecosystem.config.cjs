@@ -41,6 +41,7 @@ module.exports = {
         ...(process.env.SIO_STEER_PEER_DIR ? { SIO_STEER_PEER_DIR: process.env.SIO_STEER_PEER_DIR } : {}),
         ...(process.env.SIO_ADAPTER ? { SIO_ADAPTER: process.env.SIO_ADAPTER } : {}),
         ...(process.env.SIO_PASS_ON ? { SIO_PASS_ON: process.env.SIO_PASS_ON } : {}),
+        ...(process.env.SIO_STEER_DRAIN_DEBUG ? { SIO_STEER_DRAIN_DEBUG: process.env.SIO_STEER_DRAIN_DEBUG } : {}),
       },
     },
   ],

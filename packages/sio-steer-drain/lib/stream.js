@@ -52,6 +52,10 @@ class Stream {
   async fill(after, end) {
     const decode = (list) => list.map(({ offset, message }) => ({ offset, broadcast: this.broadcastOf(message) }));
     const c = this.cache;
+    if (!(c && compareOffsets(after, c.from) >= 0) && compareOffsets(await this.first(), after) > 0) {
+      // the adapter trims the stream to its maxLen: what it dropped after `after` is gone
+      throw new Error(`the stream no longer reaches back to ${after} (the adapter's maxLen is too small for this traffic)`);
+    }
     if (c && compareOffsets(after, c.from) >= 0 && compareOffsets(after, c.to) <= 0) {
       if (compareOffsets(end, c.to) > 0) {
         c.entries.push(...decode(await this.range(c.to, end)));
@@ -62,6 +66,13 @@ class Stream {
     }
     const over = this.cache.entries.length - CACHE_MAX; // the oldest go first
     if (over > 0) this.cache.from = this.cache.entries.splice(0, over).pop().offset;
+  }
+
+  /** The offset of the stream's first entry, or null (empty). */
+  async first() {
+    const r = this.redis;
+    if (typeof r.xRange === 'function') return (await r.xRange(this.name, '-', '+', { COUNT: 1 }))[0]?.id ?? null;
+    return (await r.xrange(this.name, '-', '+', 'COUNT', 1))[0]?.[0] ?? null;
   }
 
   /** The offset of the stream's last entry, or null (empty). */

@@ -114,6 +114,7 @@ for (let i = 0; i < N; i++) {
     handovers: 0, // hellos of a session handed to another worker without a disconnect
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
     got: new Map(), // "bc:<text>" | "dm:<text>" -> times received
+    doubles: [], // the first few events received twice: which, when, over which transport
     acked: new Set(), // the same keys for this client's messages the server acked
   });
 }
@@ -153,7 +154,12 @@ function connect(c) {
   s.io.on('reconnect', () => { c.reconnects++; });
   s.on('typing', () => { c.typing++; });
   s.on('unread', () => { c.unread++; });
-  const got = (k) => c.got.set(k, (c.got.get(k) || 0) + 1);
+  const got = (k) => {
+    const n = (c.got.get(k) || 0) + 1;
+    c.got.set(k, n);
+    // when a copy arrived, and how: a double is told apart by when it came (before or after a reconnect)
+    if (n > 1 && c.doubles.length < 5) c.doubles.push(`${k} x${n} at ${Math.round(performance.now() - t0)} ms via ${s.io.engine?.transport?.name}`);
+  };
   s.on('dm', (m) => { c.dms++; got(`dm:${m.text}`); latency.push(performance.now() - m.ts); });
   s.on('activity', (m) => { c.activity++; got(`bc:${m.text}`); latency.push(performance.now() - m.ts); });
 }
@@ -263,6 +269,7 @@ function report(timedOut) {
       dms: c.dms, dms_expected: e.dm,
       recovered: c.recovered, handovers: c.handovers, events_missed: loss.missed, events_duplicated: loss.duplicated,
       ...(loss.missed ? { events_missed_sample: loss.sample } : {}),
+      ...(loss.duplicated ? { events_duplicated_sample: c.doubles } : {}),
       ...(c.disconnects ? { disconnect_log: c.disconnectLog.slice(0, 4) } : {}),
       // noticed nothing: no disconnect, no failed request, no ack lost, no event missed or doubled
       // (it may have moved to another worker, with its session)

@@ -134,6 +134,8 @@ e2e_expect() {
   local file="$1" expr="$2" what="$3"
   if ! jq -e "$expr" "$file" >/dev/null; then
     jq -c 'del(.per_client)' "$file" >&2
+    # and a few of the clients something went wrong for, with what they saw
+    jq -c '[.per_client[]? | select(.events_duplicated + .events_missed + .http_400 + .resets + .connect_errors > 0 or .disconnects > 1)] | .[:4][]' "$file" >&2 || true
     e2e_fail "$what  [jq: $expr]"
   fi
   e2e_log "ok: $what"

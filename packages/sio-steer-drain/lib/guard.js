@@ -21,7 +21,14 @@ function nsOfEncoded(encoded) {
  */
 function guardClient(client, guards, logs, onDrop = () => {}) {
   const write = Object.getPrototypeOf(client).writeToEngine;
-  const settled = () => [...guards].every(([nsp, g]) => compareOffsets(logs.get(nsp)?.floor() ?? g.until, g.until) >= 0);
+  // A log with no floor yet (a worker just started: its reader has read nothing) is not past
+  // anything: what it reads first may be what the session was sent already.
+  const settled = () => [...guards].every(([nsp, g]) => {
+    const log = logs.get(nsp);
+    if (!log) return true;
+    const floor = log.floor();
+    return floor !== null && compareOffsets(floor, g.until) >= 0;
+  });
   client.writeToEngine = (encoded, opts) => {
     const offset = offsetOfEncoded(encoded);
     if (offset) {

@@ -75,6 +75,7 @@ class DeliveryLog {
     this.newest = null; // the highest offset seen either way
     this.pending = new Set(); // own broadcasts not delivered yet: { since }
     this.taps = new Set(); // open taps: each collects the broadcasts delivered while it is open
+    this.reading = typeof adapter.onMessage === 'function'; // a reader delivers other workers' broadcasts
     this.install(adapter);
   }
 
@@ -149,9 +150,13 @@ class DeliveryLog {
     return entries;
   }
 
-  /** The stream position below which every broadcast this worker will ever deliver lies. */
+  /**
+   * The stream position below which every broadcast this worker will ever deliver lies; null: none
+   * yet. With a reader, where the reader is: an own broadcast delivered before the reader's first
+   * read says nothing of the entries the reader has still to deliver.
+   */
   floor() {
-    let f = this.cursor ?? this.newest;
+    let f = this.reading ? this.cursor : this.newest;
     for (const p of this.pending) if (compareOffsets(p.since, f) < 0) f = p.since;
     return f;
   }

@@ -10,6 +10,7 @@ const path = require('node:path');
 const { newToken, newSessionId, tokenOf, isToken } = require('../lib/session-id');
 const { compareOffsets, offsetOfEncoded, DeliveryLog, reaches } = require('../lib/offsets');
 const { Peers, privateFolder } = require('../lib/peers');
+const { guardClient } = require('../lib/guard');
 
 test('a session id carries its worker token, and nothing else parses', () => {
   const token = newToken();
@@ -97,12 +98,56 @@ test('the cut: the floor follows the reader and stays below broadcasts of this w
   assert.ok(log.deliveredTo(new Set(['r1']), '100-0').complete);
 });
 
+test('a worker whose reader has read nothing yet has no floor, whatever it delivered of its own', async () => {
+  const { adapter, deliver } = fakeAdapter();
+  const log = new DeliveryLog(adapter, 16);
+  assert.strictEqual(log.floor(), null);
+  await adapter.publishAndReturnOffset({ type: 3, data: { packet: { type: 2, data: [] }, opts: {} }, offset: '200-0' });
+  deliver('200-0', ['r1']);
+  assert.strictEqual(log.floor(), null, 'the reader may still deliver entries below 200-0');
+  adapter.onMessage({}, '190-0');
+  assert.strictEqual(log.floor(), '190-0');
+  // without a reader (one worker, in-memory adapter), its own deliveries are all there is
+  const alone = fakeAdapter();
+  delete alone.adapter.onMessage;
+  const solo = new DeliveryLog(alone.adapter, 16);
+  alone.deliver('7-0', ['r1']);
+  assert.strictEqual(solo.floor(), '7-0');
+});
+
 test('the delivery log says when it no longer reaches back to a floor', () => {
   const { adapter, deliver } = fakeAdapter();
   const log = new DeliveryLog(adapter, 4);
   for (let i = 1; i <= 6; i++) deliver(`${i}-0`, ['r']);
   assert.deepStrictEqual(log.deliveredTo(new Set(['r']), '4-0'), { offsets: ['5-0', '6-0'], complete: true });
   assert.strictEqual(log.deliveredTo(new Set(['r']), '1-0').complete, false);
+});
+
+test('the guard drops copies a session got already until the reader is past them, a fresh reader too', () => {
+  const written = [];
+  const proto = { writeToEngine(encoded) { written.push(offsetOfEncoded(encoded)); } };
+  const client = Object.create(proto);
+  let floor = null; // a worker that just started: its reader has read nothing yet
+  const logs = new Map([['/', { floor: () => floor }]]);
+  let dropped = 0;
+  guardClient(client, new Map([['/', { floor: '10-0', skip: new Set(['12-0', '14-0']), until: '14-0' }]]), logs, () => dropped++);
+  const send = (o) => client.writeToEngine(`2["activity",{"text":"x"},"${o}"]`);
+  for (const o of ['9-0', '12-0', '13-0']) send(o);
+  assert.deepStrictEqual(written, ['13-0']);
+  floor = '12-5'; // the reader is on its way, not past until yet
+  for (const o of ['14-0', '15-0']) send(o);
+  assert.deepStrictEqual(written, ['13-0', '15-0']);
+  assert.strictEqual(dropped, 3);
+  floor = '14-0'; // past until: the stream keeps deliveries apart by itself, the guard goes
+  send('16-0');
+  assert.strictEqual(Object.hasOwn(client, 'writeToEngine'), false);
+  client.writeToEngine('2["activity",{"text":"x"},"12-0"]');
+  assert.deepStrictEqual(written, ['13-0', '15-0', '16-0', '12-0']);
+  // a namespace without a delivery log (no offsets there): nothing to guard
+  const other = Object.create(proto);
+  guardClient(other, new Map([['/', { floor: '10-0', skip: new Set(['12-0']), until: '14-0' }]]), new Map(), () => dropped++);
+  other.writeToEngine('2["activity",{"text":"x"},"12-0"]');
+  assert.strictEqual(dropped, 3);
 });
 
 test('reaches: rooms and except as the adapter applies them', () => {

@@ -27,7 +27,7 @@ module.exports = {
       // upper bound only: 'ready' ends the wait as soon as the worker listens. Past it PM2 stops the
       // old worker anyway, before its replacement listens (a drain then has nobody to hand over to).
       listen_timeout: Number(process.env.LISTEN_TIMEOUT || 10000),
-      kill_timeout: DRAIN_MS + 20000,
+      kill_timeout: DRAIN_MS + 30000, // a bound only: a worker whose sessions settle exits at once
       autorestart: true,
       max_restarts: 10,
       merge_logs: true,

@@ -23,7 +23,7 @@ export interface GracefulStopSetup {
 export interface StopOptions {
   /** Keep serving the sessions here for this long first (they may end on their own). Default 0. */
   drainMs?: number;
-  /** Hand over or close every session within this long; io.close() closes what is left. Default 10000 ms. */
+  /** Hand over or close every session within this long from the stop's start (drainMs included); io.close() closes what is left. Default: under PM2, its kill_timeout less the HTTP server's keepAliveTimeout and 2 s; else 10000 ms. */
   goodbyeMs?: number;
   /** How long to look for the successor (the newest worker of this instance) before handing the sessions to another instance's worker. Default 5000 ms. */
   successorWaitMs?: number;

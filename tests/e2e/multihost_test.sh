@@ -317,9 +317,10 @@ expect '.broadcasts_exactly_once' "broadcasts exactly once across hosts (0 dupli
 e2e_log "result: $(jq -c '{faults: (.faults | map_values({http_400, resets, moved_between_hosts, acks_lost, events_missed, recovered_pct}))}' "$R")"
 e2e_log "duration: $(mh_elapsed) s"
 if ((${#FAILED[@]})); then
+  cat "$R"
+  # last, where a log cut to its tail still shows them
   e2e_log "FAIL: ${#FAILED[@]} requirement(s) not met:"
   for f in "${FAILED[@]}"; do e2e_log "  - $f"; done
-  cat "$R"
   exit 1
 fi
 e2e_log "PASS"

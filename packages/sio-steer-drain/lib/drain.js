@@ -40,11 +40,17 @@ function pm2KillTimeout() {
   return t > 0 ? t : null;
 }
 
-// How long the sessions may take to settle: PM2's kill_timeout less what comes after (the
-// kept-alive connections' timeout, a second to exit), else 10 s.
+// How long the sessions may take to settle, from the stop's start: PM2's kill_timeout less what
+// comes after (the kept-alive connections' timeout, a second to exit), else 10 s.
 function goodbyeBudget(httpServer) {
   const kill = pm2KillTimeout();
   return kill ? Math.max(1000, kill - (httpServer.keepAliveTimeout || 5000) - 2000) : 10000;
+}
+
+// When PM2 sends SIGKILL less a second to exit, from the stop's start; Infinity outside PM2.
+function killDeadline(start) {
+  const kill = pm2KillTimeout();
+  return kill ? start + kill - 1000 : Infinity;
 }
 
 // Until every session has settled or `until`; what is left is closed by io.close().
@@ -193,14 +199,17 @@ async function findSuccessor(peers, waitMs) {
 
 /** The stop, for a gracefulStop() context: { io, httpServer, router, peers, handover, owed, ready }. */
 async function drainAndClose(ctx, options = {}) {
+  // every deadline counts from here: the looking around below takes time too, more on a busy host
+  const start = Date.now();
   const opts = { ...DEFAULTS, goodbyeMs: goodbyeBudget(ctx.httpServer), ...options };
+  const until = start + opts.goodbyeMs; // every session settled by then; io.close() takes the rest
   const { io, httpServer, router } = ctx;
   const engine = io.engine;
   const peers = await Promise.race([ctx.ready, sleep(opts.successorWaitMs).then(() => null)]).catch(() => null);
   if (opts.drainMs > 0) {
     opts.log(`draining ${engine.clientsCount} session(s) for up to ${opts.drainMs} ms`);
-    const until = Date.now() + opts.drainMs;
-    while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
+    const drainUntil = Math.min(start + opts.drainMs, until);
+    while (engine.clientsCount > 0 && Date.now() < drainUntil) await sleep(50);
   }
   const left = engine.clientsCount;
   await peers?.stopping();
@@ -221,7 +230,6 @@ async function drainAndClose(ctx, options = {}) {
   // (the whole app stops) it would be refused. Handshakes go to the target meanwhile.
   router.stopping = true;
   router.successor = target;
-  const until = Date.now() + opts.goodbyeMs;
   if (left > 0 || engine.clientsCount > 0) await settleAll(ctx, opts, target, control, stats, until);
   control?.close();
 
@@ -229,7 +237,7 @@ async function drainAndClose(ctx, options = {}) {
   // Each connection still open closes after its next response ("Connection: close"), or when idle
   // past the keep-alive timeout the server announced: a client that honours it (Node's agent does)
   // never sends on a connection the server is closing, as it could if idle ones were cut now.
-  const connectionsBy = Date.now() + Math.max(0, until - Date.now()) + (httpServer.keepAliveTimeout || 5000) + 1000;
+  const connectionsBy = Math.min(Math.max(until, Date.now()) + (httpServer.keepAliveTimeout || 5000) + 1000, killDeadline(start));
   while ((router.inFlight > 0 || (await connections(httpServer)) > 0) && Date.now() < connectionsBy) await sleep(20);
   const leftover = engine.clientsCount;
   io.close(); // what did not settle in goodbyeMs (its callback waits for every connection: not awaited)

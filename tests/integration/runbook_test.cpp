@@ -158,7 +158,7 @@ protected:
                                             "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" + "esac\n");
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
         std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n"
-                                            "max-sessions = 4096\n";  // bpftool dumps every set
+                                              "max-sessions = 4096\n";  // bpftool dumps every set
         const std::string dir = bin.string();
         // Restart= and RestartPreventExitStatus= as the packaged unit says; RestartSec=1s, not 5 s.
         const std::string prevent = unit_setting("RestartPreventExitStatus");

@@ -72,10 +72,10 @@ struct settings {
 
 [[noreturn]] void usage(int code)
 {
-    std::fprintf(stderr,
-                 "usage: bpf_end_to_end [--workers N (2)] [--rounds N (6)] [--seconds S (2)] [--in-flight N (64)]\n"
-                 "                      [--clients N (10000)] [--max-sessions N (262144)] [--flood-sources N (300000)]\n"
-                 "                      [--flood-times N (3)] [--flood-rounds N (3)] [--only accept|flood]\n");
+    std::fprintf(
+        stderr, "usage: bpf_end_to_end [--workers N (2)] [--rounds N (6)] [--seconds S (2)] [--in-flight N (64)]\n"
+                "                      [--clients N (10000)] [--max-sessions N (262144)] [--flood-sources N (300000)]\n"
+                "                      [--flood-times N (3)] [--flood-rounds N (3)] [--only accept|flood]\n");
     std::exit(code);
 }
 
@@ -143,7 +143,8 @@ double median(std::vector<double> v)
 class group {
 public:
     group(std::uint16_t port, const std::string& pin_dir)
-        : program_(sio_steer::bench::pinned(pin_dir + "/program")), sockets_(sio_steer::take_listeners(port))
+        : program_(sio_steer::bench::pinned(pin_dir + "/program")),
+          sockets_(sio_steer::take_listeners(port))
     {
         if (sockets_.fds.empty())
             throw std::runtime_error("no listener to steer");
@@ -153,7 +154,8 @@ public:
     {
         const int member = sockets_.fds.front().get(), prog = program_.get(), none = 0;
         if (with_program ? setsockopt(member, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog, sizeof(prog))
-                         : setsockopt(member, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &none, sizeof(none)))
+                         : setsockopt(member, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &none, sizeof(none)) &&
+                               errno != ENOENT)  // ENOENT: nothing attached (the kernel's hash already)
             fail(with_program ? "attaching the program" : "detaching the program", errno);
     }
 
@@ -167,7 +169,10 @@ const char* mode_name(bool with_program) { return with_program ? "program" : "ke
 // CPU the benchmark's own side of the machine used: these processes' threads and ksoftirqd.
 class cpu_meter {
 public:
-    explicit cpu_meter(std::vector<pid_t> processes) : processes_(std::move(processes)), softirqd_(sio_steer::bench::ksoftirqd_pids()) {}
+    explicit cpu_meter(std::vector<pid_t> processes)
+        : processes_(std::move(processes)),
+          softirqd_(sio_steer::bench::ksoftirqd_pids())
+    {}
     std::uint64_t now_ns() const
     {
         std::uint64_t ns = 0;
@@ -300,8 +305,8 @@ accept_result measure_accept(const settings& cfg, std::uint16_t port, const grou
         }
         r.rate_ratio.push_back(pair[1].conn_per_s / pair[0].conn_per_s);
         r.cpu_ratio.push_back(pair[1].cpu_us_per_conn / pair[0].cpu_us_per_conn);
-        std::fprintf(stderr, "bpf_end_to_end: accept round %d of %d: %.0f vs %.0f conn/s (%.3fx), load %s\n",
-                     round + 1, cfg.rounds, pair[1].conn_per_s, pair[0].conn_per_s, r.rate_ratio.back(),
+        std::fprintf(stderr, "bpf_end_to_end: accept round %d of %d: %.0f vs %.0f conn/s (%.3fx), load %s\n", round + 1,
+                     cfg.rounds, pair[1].conn_per_s, pair[0].conn_per_s, r.rate_ratio.back(),
                      sio_steer::bench::load_average().c_str());
     }
     return r;
@@ -317,7 +322,7 @@ struct flood_sample {
 
 struct flood_outcome {
     std::map<bool, std::vector<flood_sample>> by_mode;
-    std::vector<double> cpu_ratio;  // program / kernel hash, per round
+    std::vector<double> cpu_ratio;                     // program / kernel hash, per round
     std::uint64_t program_runs = 0, program_syns = 0;  // the program's own counters, to check it ran
 };
 
@@ -425,12 +430,13 @@ std::string report_flood(const settings& cfg, const flood_outcome& r)
                 "workers; the program ran %llu times for %llu SYNs)\n",
                 static_cast<unsigned long long>(r.program_runs), static_cast<unsigned long long>(r.program_syns));
     char json[512];
-    std::snprintf(json, sizeof(json),
-                  "\"syn_flood\": {\"sources\": %u, \"syns\": %llu, \"kernel_hash_cpu_s\": %.3f, \"program_cpu_s\": %.3f, "
-                  "\"kernel_hash_ns_per_syn\": %.0f, \"program_ns_per_syn\": %.0f, \"cpu_ratio\": %.3f}",
-                  cfg.flood_sources, static_cast<unsigned long long>(syns), median(field(r.by_mode.at(false), cpu_s)),
-                  median(field(r.by_mode.at(true), cpu_s)), median(field(r.by_mode.at(false), per_syn)),
-                  median(field(r.by_mode.at(true), per_syn)), median(r.cpu_ratio));
+    std::snprintf(
+        json, sizeof(json),
+        "\"syn_flood\": {\"sources\": %u, \"syns\": %llu, \"kernel_hash_cpu_s\": %.3f, \"program_cpu_s\": %.3f, "
+        "\"kernel_hash_ns_per_syn\": %.0f, \"program_ns_per_syn\": %.0f, \"cpu_ratio\": %.3f}",
+        cfg.flood_sources, static_cast<unsigned long long>(syns), median(field(r.by_mode.at(false), cpu_s)),
+        median(field(r.by_mode.at(true), cpu_s)), median(field(r.by_mode.at(false), per_syn)),
+        median(field(r.by_mode.at(true), per_syn)), median(r.cpu_ratio));
     return json;
 }
 

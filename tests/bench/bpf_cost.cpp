@@ -292,7 +292,8 @@ public:
         const std::uint64_t now = coarse_now_ns();
         auto background = [&](std::uint32_t i) {
             const std::uint32_t s = ring[i % ring.size()];
-            return std::pair{v4_key(htonl(0x0a000000u + i), c), session{s, s < slots.size() ? slots[s].generation : 0, now}};
+            return std::pair{v4_key(htonl(0x0a000000u + i), c),
+                             session{s, s < slots.size() ? slots[s].generation : 0, now}};
         };
         if (table_) {
             for (std::uint32_t i = 0; i < count; i++) {
@@ -377,9 +378,9 @@ struct variant {
     std::string what;  // one line for the table
     int prog_fd = -1;
     std::shared_ptr<const session_store> sessions{};  // session variants: their sessions map
-    std::optional<std::uint64_t> refresh_ns{};         // overrides config.refresh_ns while it runs
-    bool sticky = true;                                // every connection of a client reaches one worker
-    std::optional<std::uint32_t> session_sets{};       // overrides config.session_sets (a table of its size)
+    std::optional<std::uint64_t> refresh_ns{};        // overrides config.refresh_ns while it runs
+    bool sticky = true;                               // every connection of a client reaches one worker
+    std::optional<std::uint32_t> session_sets{};      // overrides config.session_sets (a table of its size)
     bool keyed() const { return sessions != nullptr; }
 };
 
@@ -409,7 +410,7 @@ double median(std::vector<double> v)
 // what the variants need from them.
 struct real_state {
     unique_fd program, workers_map, slots_map, sessions_map, ring_map, config_map, stats_map;
-    std::optional<sio_steer::pinned_state> state;  // the stats summed over CPUs as `sio-steer status` sums them
+    std::optional<sio_steer::pinned_state> state;   // the stats summed over CPUs as `sio-steer status` sums them
     std::shared_ptr<const session_store> sessions;  // the pinned sessions map
     config base{};
     std::vector<std::uint32_t> ring_entries;
@@ -455,10 +456,10 @@ real_state attach_real(const settings& cfg, std::uint16_t port)
 struct loaded_programs {
     empty_skel floors;
     hash_skel hashed;
-    profile_skel steps;             // --profile
-    real_skel big, little;          // the real program on a sessions map of its own (little: --profile)
+    profile_skel steps;     // --profile
+    real_skel big, little;  // the real program on a sessions map of its own (little: --profile)
     std::shared_ptr<const session_store> big_sessions, little_sessions;
-    std::uint32_t small_max = 0;    // little's capacity (clients)
+    std::uint32_t small_max = 0;  // little's capacity (clients)
     std::vector<object_ptr> candidates;
     std::vector<variant> candidate_variants;
 };
@@ -617,7 +618,9 @@ std::vector<variant> variants_of(const settings& cfg, const real_state& r, const
              .what = "selects a random live slot (bpf_get_prandom_u32)",
              .prog_fd = bpf_program__fd(l.steps->progs.select_spread),
              .sticky = false},
-            {.name = "read_only", .what = "select_fixed + read_client()", .prog_fd = bpf_program__fd(l.steps->progs.read_only)},
+            {.name = "read_only",
+             .what = "select_fixed + read_client()",
+             .prog_fd = bpf_program__fd(l.steps->progs.read_only)},
             {.name = "hash_fixed",
              .what = "read_only + config, mask, hash (no ring)",
              .prog_fd = bpf_program__fd(l.steps->progs.hash_fixed)},
@@ -807,7 +810,7 @@ private:
     const real_state& real_;
     const int member_;
     const std::size_t per_, nv_;
-    config current_;  // what the config map holds now
+    config current_;                         // what the config map holds now
     std::vector<std::string> first_answer_;  // this round's, per client
     std::map<std::string, variant_result> results_;
 };

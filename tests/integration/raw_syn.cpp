@@ -70,7 +70,6 @@ void make_syn(syn_packet& p, std::uint32_t source, std::uint16_t source_port, st
     p.tcp.check = fold(sum16(&p.tcp, sizeof(tcphdr) + sizeof(p.mss), sum16(&pseudo, sizeof(pseudo))));
 }
 
-
 }  // namespace
 
 flood_result spoofed_syn_flood(std::uint16_t port, std::uint32_t sources, int times, milliseconds limit,
@@ -105,8 +104,8 @@ flood_result spoofed_syn_flood(std::uint16_t port, std::uint32_t sources, int ti
         const std::uint32_t n = std::min(group, sources - first);
         for (int t = 0; t < times; t++) {
             for (std::uint32_t i = 0; i < n; i++)
-                make_syn(packets[i], address(first_source + first + i), static_cast<std::uint16_t>(1024 + next() % 60000), port,
-                         next());
+                make_syn(packets[i], address(first_source + first + i),
+                         static_cast<std::uint16_t>(1024 + next() % 60000), port, next());
             for (std::uint32_t done = 0; done < n;) {
                 int k = sendmmsg(raw.get(), msgs.data() + done, n - done, 0);
                 if (k < 0 && errno != ENOBUFS && errno != EAGAIN && errno != EINTR)

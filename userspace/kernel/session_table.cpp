@@ -21,7 +21,10 @@ static_assert(sizeof(recorded_client) == words_per_entry * 8 && offsetof(recorde
               offsetof(session, last_seen_ns) == 8 && sizeof(session_set) == SIO_STEER_SESSION_WAYS * 32);
 
 std::uint64_t load(std::uint64_t* w) { return std::atomic_ref<std::uint64_t>(*w).load(std::memory_order_acquire); }
-void store(std::uint64_t* w, std::uint64_t v) { std::atomic_ref<std::uint64_t>(*w).store(v, std::memory_order_release); }
+void store(std::uint64_t* w, std::uint64_t v)
+{
+    std::atomic_ref<std::uint64_t>(*w).store(v, std::memory_order_release);
+}
 
 std::pair<std::uint64_t, std::uint64_t> key_words(const client_key& key)
 {

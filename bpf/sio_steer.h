@@ -8,13 +8,15 @@
  * bump SIO_STEER_ABI_VERSION (the controller refuses pinned state of another version).
  * Fields may only be added at the end of config and stats, and only with a version bump too.
  * Version 2: the moved map, stats.moved_full.
+ * Version 3: the sessions map is a set-associative table (an ARRAY of struct session_set, in place
+ * of an LRU_HASH), config.session_sets in place of config.reserved.
  */
 #ifndef SIO_STEER_H
 #define SIO_STEER_H
 
 #include <linux/types.h>
 
-#define SIO_STEER_ABI_VERSION 2
+#define SIO_STEER_ABI_VERSION 3
 
 /* Listening sockets the workers map can hold (a slot is one socket, not one PM2 instance). */
 #define SIO_STEER_MAX_SLOTS 256
@@ -24,6 +26,14 @@
 #define SIO_STEER_SLOT_NONE 0xffffffffu
 /* Ring entries tried after the hashed one when its worker is gone. */
 #define SIO_STEER_RING_PROBES 8
+/* Clients a set of the sessions table holds (struct session_set: 4 x 32 bytes, two cache lines,
+ * in one page). A table with room for twice the clients keeps 96 % of them when all are fresh.
+ * (8 a set would keep 99 %, at more cost per lookup and 17,000 verified instructions.) */
+#define SIO_STEER_SESSION_WAYS 4
+/* session.last_seen_ns of an empty entry of the sessions table, and of one being written: no
+ * clock reading is ever that small. */
+#define SIO_STEER_SESSION_EMPTY 0
+#define SIO_STEER_SESSION_WRITING 1
 
 /* How a client is identified. */
 enum sio_steer_key_mode {
@@ -47,14 +57,40 @@ struct client_key {
 	__u8 addr[16];
 };
 
-/* Value of the sessions and moved maps: the slot a client was given, and when it was last seen.
- * A client lives in one of the two: moved holds those recorded on a slot that is not the ring's
- * first choice for their key (they would change worker if their session were lost), sessions,
- * an LRU, all the others (losing theirs sends them where they are anyway). */
+/* A client's record, in the sessions and moved maps: the slot it was given, and when it was last
+ * seen. A client lives in one of the two: moved holds those recorded on a slot that is not the
+ * ring's first choice for their key (they would change worker if their session were lost),
+ * sessions, which evicts the least recently seen, all the others (losing theirs sends them where
+ * they are anyway). */
 struct session {
 	__u32 slot;
 	__u32 generation;   /* slot generation when recorded: a reused slot does not inherit clients */
 	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns(), refreshed at most once per refresh_ns */
+};
+
+/* An entry of the sessions table: a client and its record; empty while session.last_seen_ns is
+ * SIO_STEER_SESSION_EMPTY. */
+struct recorded_client {
+	struct client_key client;
+	struct session session;
+};
+
+/* Value of the sessions map, an ARRAY of config.session_sets sets: the clients whose key hashes to
+ * this set (sio_steer_session_set()), in any order, at most SIO_STEER_SESSION_WAYS of them. A new
+ * client takes an empty entry, else one idle past the TTL, else the least recently seen one's: an
+ * LRU per set. One lookup, one place in memory (the LRU_HASH of ABI 2 walked a bucket, then an
+ * element elsewhere).
+ *
+ * The program and the controller (through mmap, BPF_F_MMAPABLE) write entries concurrently, so an
+ * entry is written in an order a reader can check: a writer first claims it by swapping
+ * last_seen_ns from the value it read to SIO_STEER_SESSION_WRITING (compare-and-swap: of two
+ * writers one wins, the other records nothing), then writes the client, then slot and generation,
+ * then last_seen_ns. A reader reads the client, the record, last_seen_ns, then the client again,
+ * and takes the record only if last_seen_ns is a time and the client did not change: it never
+ * pairs a client with another's slot. Relies on loads and stores staying in program order, as on
+ * x86-64 (TSO); other architectures would need load-acquire and store-release. */
+struct session_set {
+	struct recorded_client clients[SIO_STEER_SESSION_WAYS];
 };
 
 /* Value of the slots map: who holds a slot of the workers map. Written by the controller only. */
@@ -75,7 +111,7 @@ struct config {
 	__u64 session_ttl_ns; /* a session idle longer than this no longer binds */
 	__u64 refresh_ns;     /* last_seen_ns is rewritten only when older than this */
 	__u32 hash_seed;
-	__u32 reserved;
+	__u32 session_sets;   /* max_entries of the sessions map: sets of SIO_STEER_SESSION_WAYS clients */
 	/* sio_steer_prefix_mask() of 96 + v4_prefix and of v6_prefix: the program ANDs the key
 	 * with one of them, branch-free. */
 	struct client_key v4_mask;
@@ -145,6 +181,13 @@ SIO_STEER_INLINE __u32 sio_steer_hash(const struct client_key *key, __u32 port, 
 	h *= 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 29;
 	return (__u32)h;
+}
+
+/* The set of the sessions table that holds a client, from its sio_steer_hash(): the hash scaled to
+ * [0, sets) by its high bits (a multiply, no division; the ring takes the hash modulo its size). */
+SIO_STEER_INLINE __u32 sio_steer_session_set(__u32 hash, __u32 sets)
+{
+	return (__u32)(((__u64)hash * sets) >> 32);
 }
 
 #endif /* SIO_STEER_H */

@@ -29,9 +29,17 @@ SIO_STEER_MAP(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, SIO_STEER_MAX_SLOTS, __u32, __u6
 /* slot -> who holds it (cookie, generation, instance, successor, pid). */
 SIO_STEER_MAP(BPF_MAP_TYPE_ARRAY, SIO_STEER_MAX_SLOTS, __u32, struct slot) slots SEC(".maps");
 
-/* client key -> the slot it was given, and when it was last seen. 262144 entries until the
- * controller resizes it (--max-sessions) before load. */
-SIO_STEER_MAP(BPF_MAP_TYPE_LRU_HASH, 262144, struct client_key, struct session) sessions SEC(".maps");
+/* set -> up to SIO_STEER_SESSION_WAYS clients, each with the slot it was given and when it was last
+ * seen (struct session_set: how entries are found, replaced and written). 65536 sets (262144
+ * clients) until the controller resizes it (--max-sessions) before load. Mappable: the controller
+ * writes single entries in place, as the program does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct session_set);
+} sessions SEC(".maps");
 
 /* client key -> session, for the clients recorded on a slot that is not the ring's first choice
  * for their key (moved by a scale change, a reload, a crash or a release): a plain hash, so a flood

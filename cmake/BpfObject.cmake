@@ -1,6 +1,8 @@
 # bpf_object(<name> <source.bpf.c>)
 #
-# Compiles a BPF program with clang (-target bpf -g -O2, so the maps carry BTF), generates its
+# Compiles a BPF program with clang (-target bpf -g -O2, so the maps carry BTF; -mcpu=v3 for the
+# atomic compare-and-swap the sessions table needs, Linux >= 5.12, below the 5.14 the steering
+# program needs anyway), generates its
 # libbpf skeleton with bpftool, and defines the INTERFACE target <name>_skel that userspace links
 # against to include "<name>.skel.h" (or, from the build root, "bpf/<name>.skel.h", as userspace/
 # does). The build graph then says what depends on what.
@@ -13,7 +15,7 @@ function(bpf_object name source)
   set(skel ${CMAKE_CURRENT_BINARY_DIR}/${name}.skel.h)
   add_custom_command(
     OUTPUT ${obj}
-    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror
+    COMMAND ${BPF_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror
             -I${CMAKE_CURRENT_SOURCE_DIR} -I/usr/include/${BPF_MULTIARCH}
             -c ${CMAKE_CURRENT_SOURCE_DIR}/${source} -o ${obj}
     DEPENDS ${source} ${ARGN}

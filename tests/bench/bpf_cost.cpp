@@ -17,13 +17,17 @@
 // from each ("recorded client": like a browser reconnecting a few seconds later, so the hit also
 // rewrites last_seen). Counters are read after every --chunk connections; a round's value is the
 // median of its chunks' run_time_ns / run_cnt (a vCPU preempted mid-run spoils one chunk, not the
-// round), and the table gives median, min and max over rounds, plus the plain mean of all runs.
+// round), and the table gives median, min and max over rounds, plus the plain mean of all runs,
+// then each session variant's ratio to hash_only round by round.
 // The last line printed is JSON: {"bpf_ns": {"empty": …, "hash_only": …, "sessions_0": …,
-// "sessions_1m": …}} (medians over rounds of the recorded-client passes).
+// "sessions_1m": …}, "bpf_ratio": {"sessions_1m_to_hash_only": …}} (medians over rounds of the
+// recorded-client passes).
 // --profile adds the steps in between (bpf/bench/profile.bpf.c), hits without the last_seen write,
-// and the real program on a small sessions map: where the time goes. --candidate runs a changed
+// and the real program on a small sessions table: where the time goes. --candidate runs a changed
 // build of bpf/sio_steer.bpf.c (its program `steer`, same maps) beside the real one, on a sessions
-// map of its own holding --sessions clients too: variant "candidate_<file name>".
+// map of its own holding --sessions clients too: variant "candidate_<file name>". A candidate of
+// ABI 2 (sessions in an LRU_HASH, e.g. the program before the sessions table) gets an LRU of the
+// table's capacity: a before/after in one run.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -65,10 +69,13 @@
 #include "bench_hash_only.skel.h"
 #include "bench_profile.skel.h"
 #include "bpf/sio_steer.h"
+#include "bench_env.h"
 #include "bpf/sio_steer.skel.h"
 #include "harness.h"
 #include "kernel/controller.h"
 #include "kernel/pinned_state.h"
+#include "kernel/session_table.h"
+#include "logic/options.h"
 #include "logic/unique_fd.h"
 
 namespace {
@@ -76,26 +83,16 @@ namespace {
 using sio_steer::unique_fd;
 namespace fs = std::filesystem;
 
-volatile sig_atomic_t interrupted = 0;
-void on_signal(int) { interrupted = 1; }
+using sio_steer::bench::check_interrupted;
 
-void check_interrupted()
-{
-    if (interrupted)
-        throw std::runtime_error("interrupted");
-}
-
-[[noreturn]] void fail(const std::string& what, int err = errno)
-{
-    throw std::runtime_error(what + (err ? std::string(": ") + std::strerror(err) : std::string()));
-}
+[[noreturn]] void fail(const std::string& what, int err = errno) { sio_steer::bench::fail(what, err); }
 
 struct settings {
     int clients = 8000;  // distinct client addresses (127.x.y.z)
     int passes = 2;      // connections per client and variant per round (the first is "new client")
     int rounds = 5;
     std::uint32_t sessions = 1'000'000;      // background sessions recorded for "sessions_1m"
-    std::uint32_t max_sessions = 1'100'000;  // --max-sessions of the attach (same for both session maps)
+    std::uint32_t max_sessions = 2'097'152;  // --max-sessions of the attach (same for both session maps)
     int workers = 4;
     int chunk = 200;  // connections per sample (run_time_ns / run_cnt read after each chunk)
     bool profile = false;
@@ -107,7 +104,7 @@ void usage()
 {
     std::fprintf(stderr,
                  "usage: bpf_cost [--clients N (8000)] [--passes N (2)] [--rounds N (5)] [--sessions N (1000000)]\n"
-                 "                [--max-sessions N (1100000)] [--workers N (4)] [--chunk N (200)]\n"
+                 "                [--max-sessions N (2097152)] [--workers N (4)] [--chunk N (200)]\n"
                  "                [--profile] [--only VARIANT,...] [--candidate OBJECT.bpf.o]...\n");
 }
 
@@ -167,93 +164,6 @@ settings parse(int argc, char** argv)
     }
     return s;
 }
-
-// ---- Environment: private mounts (bpffs), machine description. ----
-
-// A private mount namespace with a fresh bpffs on /sys/fs/bpf and a fresh tmpfs on /run (for the
-// controller's lock files): pins and locks live and die with the processes of this benchmark, and
-// never meet the real /sys/fs/bpf/sio-steer or /run/sio-steer.
-void enter_private_mounts()
-{
-    if (unshare(CLONE_NEWNS))
-        fail("unshare(CLONE_NEWNS)");
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))
-        fail("making mounts private");
-    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
-        fail("mounting a private bpffs on /sys/fs/bpf");
-    if (mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=16m"))
-        fail("mounting a private tmpfs on /run");
-}
-
-std::string cpu_model()
-{
-    std::ifstream in("/proc/cpuinfo");
-    for (std::string line; std::getline(in, line);)
-        if (line.rfind("model name", 0) == 0)
-            return line.substr(line.find(':') + 2);
-    return "unknown";
-}
-
-std::string kernel_release()
-{
-    utsname u{};
-    uname(&u);
-    return u.release;
-}
-
-// ---- Workers: test_worker processes (NODE_APP_INSTANCE=i), killed if the benchmark dies. ----
-
-class worker {
-public:
-    worker(std::uint16_t port, int instance)
-    {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC))
-            fail("pipe2");
-        unique_fd read_end(p[0]), write_end(p[1]);
-        const std::string port_text = std::to_string(port), env = "NODE_APP_INSTANCE=" + std::to_string(instance);
-        const char* argv[] = {TEST_WORKER_BIN, "--port", port_text.c_str(), nullptr};
-        const char* envp[] = {env.c_str(), nullptr};
-        pid_t parent = getpid();
-        pid_ = fork();
-        if (pid_ < 0)
-            fail("fork");
-        if (pid_ == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(1);
-            dup2(write_end.get(), STDOUT_FILENO);
-            execve(argv[0], const_cast<char* const*>(argv), const_cast<char* const*>(envp));
-            _exit(127);
-        }
-        write_end.reset();
-        std::string out;
-        while (out.find('\n') == std::string::npos) {
-            pollfd pfd{read_end.get(), POLLIN, 0};
-            char buf[64];
-            ssize_t n = poll(&pfd, 1, 5000) > 0 ? read(read_end.get(), buf, sizeof(buf)) : -1;
-            if (n <= 0) {
-                stop();
-                throw std::runtime_error("test_worker did not start listening");
-            }
-            out.append(buf, static_cast<std::size_t>(n));
-        }
-    }
-    ~worker() { stop(); }
-    worker(const worker&) = delete;
-    worker& operator=(const worker&) = delete;
-
-private:
-    void stop()
-    {
-        if (pid_ <= 0)
-            return;
-        kill(pid_, SIGKILL);
-        while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
-        pid_ = -1;
-    }
-    pid_t pid_ = -1;
-};
 
 // ---- BPF objects and counters. ----
 
@@ -356,57 +266,86 @@ client_key v4_key(std::uint32_t addr_be, const config& c)
     return k;
 }
 
-// `count` sessions of clients 10.0.0.0 + i (none of them a benchmark client), fresh (last_seen =
-// now) and bound to live slots, written with BPF_MAP_UPDATE_BATCH from each CPU in turn (a
-// BPF_F_NO_COMMON_LRU map takes an element from the writing CPU's own list).
-void fill_sessions(int sessions_fd, std::uint32_t count, const config& c, const std::vector<std::uint32_t>& ring,
-                   const std::vector<slot>& slots)
-{
-    constexpr std::uint32_t chunk = 65536;
-    std::vector<client_key> keys(chunk);
-    std::vector<session> values(chunk);
-    const std::uint64_t now = coarse_now_ns();
-    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
-    cpu_set_t original;
-    sched_getaffinity(0, sizeof(original), &original);
-    std::vector<int> cpus;
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &original))
-            cpus.push_back(c);
-    for (std::uint32_t base = 0; base < count; base += chunk) {
-        check_interrupted();
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpus[(base / chunk) % cpus.size()], &one);
-        sched_setaffinity(0, sizeof(one), &one);
-        std::uint32_t n = std::min(chunk, count - base);
-        for (std::uint32_t j = 0; j < n; j++) {
-            std::uint32_t i = base + j;
-            keys[j] = v4_key(htonl(0x0a000000u + i), c);
-            std::uint32_t s = ring[i % ring.size()];
-            values[j] = session{s, s < slots.size() ? slots[s].generation : 0, now};
-        }
-        __u32 done = n;
-        if (bpf_map_update_batch(sessions_fd, keys.data(), values.data(), &done, &opts) || done != n) {
-            sched_setaffinity(0, sizeof(original), &original);
-            fail("filling the sessions map (" + std::to_string(base + done) + " of " + std::to_string(count) + ")");
+// The sessions map of a variant: the set-associative table of this build's program, or the
+// LRU_HASH of a --candidate built before it (ABI 2, e.g. the previous program, for a before/after).
+class session_store {
+public:
+    session_store(int fd, std::uint32_t hash_seed) : fd_(fd)
+    {
+        bpf_map_info info{};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len))
+            fail("reading map info");
+        if (info.type != BPF_MAP_TYPE_LRU_HASH) {
+            table_.emplace(fd, hash_seed);
+            sio_steer::touch_sessions_map(fd);  // as the controller does for the table it creates
         }
     }
-    sched_setaffinity(0, sizeof(original), &original);
-}
+    int fd() const { return fd_; }
+    std::uint32_t capacity() const { return table_ ? table_->capacity() : map_max_entries(fd_); }
 
-std::size_t count_entries(int map_fd)
-{
-    client_key key{}, next{};
-    const void* prev = nullptr;
-    std::size_t n = 0;
-    while (bpf_map_get_next_key(map_fd, prev, &next) == 0 && n < 64'000'000) {
-        n++;
-        key = next;
-        prev = &key;
+    // `count` sessions of clients 10.0.0.0 + i (none of them a benchmark client), fresh (last_seen
+    // = now) and bound to live slots.
+    void fill(std::uint32_t count, const config& c, const std::vector<std::uint32_t>& ring,
+              const std::vector<slot>& slots) const
+    {
+        const std::uint64_t now = coarse_now_ns();
+        auto background = [&](std::uint32_t i) {
+            const std::uint32_t s = ring[i % ring.size()];
+            return std::pair{v4_key(htonl(0x0a000000u + i), c),
+                             session{s, s < slots.size() ? slots[s].generation : 0, now}};
+        };
+        if (table_) {
+            for (std::uint32_t i = 0; i < count; i++) {
+                if (i % 65536 == 0)
+                    check_interrupted();
+                const auto [key, rec] = background(i);
+                table_->record(key, rec, c.session_ttl_ns, now);
+            }
+            return;
+        }
+        constexpr std::uint32_t chunk = 65536;  // an LRU: BPF_MAP_UPDATE_BATCH
+        std::vector<client_key> keys(chunk);
+        std::vector<session> values(chunk);
+        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+        for (std::uint32_t base = 0; base < count; base += chunk) {
+            check_interrupted();
+            const std::uint32_t n = std::min(chunk, count - base);
+            for (std::uint32_t j = 0; j < n; j++)
+                std::tie(keys[j], values[j]) = background(base + j);
+            __u32 done = n;
+            if (bpf_map_update_batch(fd_, keys.data(), values.data(), &done, &opts) || done != n)
+                fail("filling the sessions map (" + std::to_string(base + done) + " of " + std::to_string(count) + ")");
+        }
     }
-    return n;
-}
+
+    void forget(const client_key& key) const
+    {
+        if (table_)
+            table_->forget(key);
+        else
+            bpf_map_delete_elem(fd_, &key);
+    }
+
+    std::size_t count() const
+    {
+        if (table_)
+            return table_->count();
+        client_key key{}, next{};
+        const void* prev = nullptr;
+        std::size_t n = 0;
+        while (bpf_map_get_next_key(fd_, prev, &next) == 0 && n < 64'000'000) {
+            n++;
+            key = next;
+            prev = &key;
+        }
+        return n;
+    }
+
+private:
+    int fd_;
+    std::optional<sio_steer::session_table> table_;
+};
 
 // ---- Clients. ----
 
@@ -438,11 +377,11 @@ struct variant {
     std::string name;  // key in the results
     std::string what;  // one line for the table
     int prog_fd = -1;
-    int sessions_fd = -1;                     // session variants: their sessions map
-    std::optional<std::uint64_t> refresh_ns;  // overrides config.refresh_ns while it runs
-    bool sticky = true;                       // every connection of a client reaches one worker
-    int direct_fd = -1;                       // direct_mapped: its session array
-    bool keyed() const { return sessions_fd >= 0 || direct_fd >= 0; }
+    std::shared_ptr<const session_store> sessions{};  // session variants: their sessions map
+    std::optional<std::uint64_t> refresh_ns{};        // overrides config.refresh_ns while it runs
+    bool sticky = true;                               // every connection of a client reaches one worker
+    std::optional<std::uint32_t> session_sets{};      // overrides config.session_sets (a table of its size)
+    bool keyed() const { return sessions != nullptr; }
 };
 
 struct phase_result {
@@ -471,7 +410,8 @@ double median(std::vector<double> v)
 // what the variants need from them.
 struct real_state {
     unique_fd program, workers_map, slots_map, sessions_map, ring_map, config_map, stats_map;
-    std::optional<sio_steer::pinned_state> state;  // the stats summed over CPUs as `sio-steer status` sums them
+    std::optional<sio_steer::pinned_state> state;   // the stats summed over CPUs as `sio-steer status` sums them
+    std::shared_ptr<const session_store> sessions;  // the pinned sessions map
     config base{};
     std::vector<std::uint32_t> ring_entries;
     std::vector<slot> slot_entries;
@@ -485,13 +425,7 @@ struct real_state {
 // `sio-steer attach --once` on the port, then the pinned state it left.
 real_state attach_real(const settings& cfg, std::uint16_t port)
 {
-    const std::string lock_dir = "/run/sio-steer-bench";
-    const std::string pin_root = "/sys/fs/bpf/bench", dir = pin_root + "/" + std::to_string(port);
-    auto attach =
-        sio_steer::test::sio_steer({"attach", "--once", "--port", std::to_string(port), "--pin-root", pin_root,
-                                    "--lock-dir", lock_dir, "--max-sessions", std::to_string(cfg.max_sessions)});
-    if (attach.code != 0)
-        throw std::runtime_error("sio-steer attach failed (" + std::to_string(attach.code) + "): " + attach.err);
+    const std::string dir = sio_steer::bench::attach_real(port, cfg.max_sessions);
     real_state r;
     r.program = pinned(dir + "/program");
     r.workers_map = pinned(dir + "/workers");
@@ -504,6 +438,7 @@ real_state attach_real(const settings& cfg, std::uint16_t port)
     if (!r.state)
         throw std::runtime_error("nothing pinned in " + dir + " after attach");
     r.base = read_config(r.config_map.get());
+    r.sessions = std::make_shared<session_store>(r.sessions_map.get(), r.base.hash_seed);
     r.ring_entries.resize(SIO_STEER_RING_SIZE);
     for (std::uint32_t i = 0; i < r.ring_entries.size(); i++)
         if (bpf_map_lookup_elem(r.ring_map.get(), &i, &r.ring_entries[i]))
@@ -521,9 +456,10 @@ real_state attach_real(const settings& cfg, std::uint16_t port)
 struct loaded_programs {
     empty_skel floors;
     hash_skel hashed;
-    profile_skel steps;             // --profile
-    real_skel big, little, percpu;  // the real program on a sessions map of its own (little, percpu: --profile)
-    std::uint32_t small_max = 0;    // little's max_entries
+    profile_skel steps;     // --profile
+    real_skel big, little;  // the real program on a sessions map of its own (little: --profile)
+    std::shared_ptr<const session_store> big_sessions, little_sessions;
+    std::uint32_t small_max = 0;  // little's capacity (clients)
     std::vector<object_ptr> candidates;
     std::vector<variant> candidate_variants;
 };
@@ -569,8 +505,8 @@ void load_profile(loaded_programs& l, const real_state& r)
 }
 
 // The real program once more, from the same object, on every pinned map but sessions: a sessions
-// map of its own.
-real_skel load_real(const real_state& r, std::uint32_t sessions_max, std::uint32_t extra_flags = 0)
+// map of its own, of `sets` sets.
+real_skel load_real(const real_state& r, std::uint32_t sets)
 {
     real_skel copy(sio_steer_bpf__open());
     if (!copy)
@@ -580,45 +516,43 @@ real_skel load_real(const real_state& r, std::uint32_t sessions_max, std::uint32
     reuse(copy->maps.ring, r.ring_map.get());
     reuse(copy->maps.config, r.config_map.get());
     reuse(copy->maps.stats, r.stats_map.get());
-    bpf_map__set_max_entries(copy->maps.sessions, sessions_max);
-    if (extra_flags)
-        bpf_map__set_map_flags(copy->maps.sessions, bpf_map__map_flags(copy->maps.sessions) | extra_flags);
+    bpf_map__set_max_entries(copy->maps.sessions, sets);
     if (sio_steer_bpf__load(copy.get()))
         fail("loading another copy of sio_steer");
     return copy;
 }
 
+// A sessions map filled with --sessions other clients; says how many it kept.
+std::shared_ptr<const session_store> filled(int fd, const settings& cfg, const real_state& r, const std::string& what)
+{
+    auto store = std::make_shared<session_store>(fd, r.base.hash_seed);
+    const auto start = std::chrono::steady_clock::now();
+    store->fill(cfg.sessions, r.base, r.ring_entries, r.slot_entries);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const std::size_t kept = store->count();
+    std::printf("bpf_cost: %s: %zu of %u other sessions recorded in %.2f s (room for %u)\n", what.c_str(), kept,
+                cfg.sessions, s, store->capacity());
+    if (kept + cfg.sessions / 10 < cfg.sessions)
+        throw std::runtime_error(what + " kept only " + std::to_string(kept) + " of " + std::to_string(cfg.sessions) +
+                                 " sessions: raise --max-sessions");
+    return store;
+}
+
 // The copies of the real program: `big`, a sessions map of the same size holding --sessions
-// recorded clients; with --profile `little` (a map just big enough for the benchmark's clients)
-// and `percpu` (per-CPU LRU lists, BPF_F_NO_COMMON_LRU, --sessions clients too).
+// recorded clients; with --profile `little` (a map just big enough for the benchmark's clients).
 void load_real_copies(loaded_programs& l, const settings& cfg, const real_state& r)
 {
-    const std::uint32_t max_sessions = map_max_entries(r.sessions_map.get());
-    l.big = load_real(r, max_sessions);
-    l.small_max = std::max<std::uint32_t>(16384, std::bit_ceil(2u * static_cast<std::uint32_t>(cfg.clients)));
+    l.big = load_real(r, r.base.session_sets);
+    l.big_sessions = filled(bpf_map__fd(l.big->maps.sessions), cfg, r, "sessions_1m");
+    l.small_max = std::max<std::uint32_t>(16384, std::bit_ceil(4u * static_cast<std::uint32_t>(cfg.clients)));
     if (cfg.profile) {
-        l.little = load_real(r, l.small_max);
-        l.percpu = load_real(r, max_sessions, BPF_F_NO_COMMON_LRU);
-    }
-    const int big_sessions = bpf_map__fd(l.big->maps.sessions);
-    auto fill_start = std::chrono::steady_clock::now();
-    fill_sessions(big_sessions, cfg.sessions, r.base, r.ring_entries, r.slot_entries);
-    double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
-    std::size_t recorded = count_entries(big_sessions);
-    std::printf("bpf_cost: %zu sessions recorded in the second map in %.2f s (max_entries %u)\n", recorded, fill_s,
-                max_sessions);
-    if (recorded != cfg.sessions)
-        throw std::runtime_error("the sessions map holds " + std::to_string(recorded) + " entries, not " +
-                                 std::to_string(cfg.sessions));
-    if (l.percpu) {
-        fill_sessions(bpf_map__fd(l.percpu->maps.sessions), cfg.sessions, r.base, r.ring_entries, r.slot_entries);
-        std::size_t n = count_entries(bpf_map__fd(l.percpu->maps.sessions));
-        if (n + cfg.sessions / 100 < cfg.sessions)  // a per-CPU LRU may evict early: say so
-            std::fprintf(stderr, "bpf_cost: warning: the per-CPU LRU map kept %zu of %u sessions\n", n, cfg.sessions);
+        l.little = load_real(r, sio_steer::session_sets_for(l.small_max));
+        l.little_sessions = std::make_shared<session_store>(bpf_map__fd(l.little->maps.sessions), r.base.hash_seed);
     }
 }
 
-// --candidate: a changed steering program, on the pinned maps but for a sessions map of its own.
+// --candidate: a changed steering program, on the pinned maps but for a sessions map of its own:
+// a table of the pinned one's size, or, for a program of ABI 2 (the LRU_HASH), an LRU of its capacity.
 void load_candidate(loaded_programs& l, const settings& cfg, const real_state& r, const std::string& path)
 {
     object_ptr obj(bpf_object__open_file(path.c_str(), nullptr));
@@ -639,14 +573,17 @@ void load_candidate(loaded_programs& l, const settings& cfg, const real_state& r
     bpf_program* steer = bpf_object__find_program_by_name(obj.get(), "steer");
     if (!sessions || !steer)
         throw std::runtime_error(path + " has no sessions map or no steer program");
-    bpf_map__set_max_entries(sessions, map_max_entries(r.sessions_map.get()));
+    const bool lru = bpf_map__type(sessions) == BPF_MAP_TYPE_LRU_HASH;
+    bpf_map__set_max_entries(sessions, lru ? r.base.session_sets * SIO_STEER_SESSION_WAYS : r.base.session_sets);
     if (bpf_object__load(obj.get()))
         fail("loading " + path);
-    fill_sessions(bpf_map__fd(sessions), cfg.sessions, r.base, r.ring_entries, r.slot_entries);
     std::string name = fs::path(path).filename().string();
     name = "candidate_" + name.substr(0, name.find('.'));
-    l.candidate_variants.push_back({name, path + ", " + std::to_string(cfg.sessions) + " other sessions recorded",
-                                    bpf_program__fd(steer), bpf_map__fd(sessions), std::nullopt, true});
+    l.candidate_variants.push_back(
+        {.name = name,
+         .what = path + (lru ? " (LRU_HASH), " : ", ") + std::to_string(cfg.sessions) + " other sessions recorded",
+         .prog_fd = bpf_program__fd(steer),
+         .sessions = filled(bpf_map__fd(sessions), cfg, r, name)});
     l.candidates.push_back(std::move(obj));
 }
 
@@ -654,40 +591,57 @@ void load_candidate(loaded_programs& l, const settings& cfg, const real_state& r
 std::vector<variant> variants_of(const settings& cfg, const real_state& r, const loaded_programs& l)
 {
     const std::uint64_t never = ~0ull;
-    const int big_sessions = bpf_map__fd(l.big->maps.sessions);
+    const std::string table = std::to_string(r.base.session_sets) + " sets";
     std::vector<variant> variants = {
-        {"empty", "returns SK_PASS, selects nothing (dispatch + accounting)", bpf_program__fd(l.floors->progs.empty),
-         -1, std::nullopt, false},
-        {"select_fixed", "selects one fixed slot (+ bpf_sk_select_reuseport)",
-         bpf_program__fd(l.floors->progs.select_fixed), -1, std::nullopt, true},
-        {"hash_only", "reads the client, masks, hashes, ring, selects", bpf_program__fd(l.hashed->progs.hash_only), -1,
-         std::nullopt, true},
-        {"sessions_0", "real program, sessions map empty but for the benchmark's clients", r.program.get(),
-         r.sessions_map.get(), std::nullopt, true},
-        {"sessions_1m", "real program, " + std::to_string(cfg.sessions) + " other sessions recorded",
-         bpf_program__fd(l.big->progs.steer), big_sessions, std::nullopt, true},
+        {.name = "empty",
+         .what = "returns SK_PASS, selects nothing (dispatch + accounting)",
+         .prog_fd = bpf_program__fd(l.floors->progs.empty),
+         .sticky = false},
+        {.name = "select_fixed",
+         .what = "selects one fixed slot (+ bpf_sk_select_reuseport)",
+         .prog_fd = bpf_program__fd(l.floors->progs.select_fixed)},
+        {.name = "hash_only",
+         .what = "reads the client, masks, hashes, ring, selects",
+         .prog_fd = bpf_program__fd(l.hashed->progs.hash_only)},
+        {.name = "sessions_0",
+         .what = "real program, sessions table (" + table + ") empty but for the benchmark's clients",
+         .prog_fd = r.program.get(),
+         .sessions = r.sessions},
+        {.name = "sessions_1m",
+         .what = "real program, " + std::to_string(cfg.sessions) + " other sessions recorded (" + table + ")",
+         .prog_fd = bpf_program__fd(l.big->progs.steer),
+         .sessions = l.big_sessions},
     };
     if (cfg.profile) {
         std::vector<variant> more = {
-            {"select_spread", "selects a random live slot (bpf_get_prandom_u32)",
-             bpf_program__fd(l.steps->progs.select_spread), -1, std::nullopt, false},
-            {"read_only", "select_fixed + read_client()", bpf_program__fd(l.steps->progs.read_only), -1, std::nullopt,
-             true},
-            {"hash_fixed", "read_only + config, mask, hash (no ring)", bpf_program__fd(l.steps->progs.hash_fixed), -1,
-             std::nullopt, true},
-            {"small_ring", "hash_only with a 1021-entry ring", bpf_program__fd(l.steps->progs.small_ring), -1,
-             std::nullopt, true},
-            {"sessions_0_ro", "sessions_0, hit without the last_seen write", r.program.get(), r.sessions_map.get(),
-             never, true},
-            {"sessions_1m_ro", "sessions_1m, hit without the last_seen write", bpf_program__fd(l.big->progs.steer),
-             big_sessions, never, true},
-            {"sessions_1m_pcpu", "sessions_1m with BPF_F_NO_COMMON_LRU (per-CPU LRU lists)",
-             bpf_program__fd(l.percpu->progs.steer), bpf_map__fd(l.percpu->maps.sessions), std::nullopt, true},
-            {"direct_mapped", "prototype: sessions in a direct-mapped 2^20-entry ARRAY (profile.bpf.c)",
-             bpf_program__fd(l.steps->progs.direct_mapped), -1, std::nullopt, true,
-             bpf_map__fd(l.steps->maps.direct_sessions)},
-            {"sessions_small", "sessions_0 on a map of max_entries " + std::to_string(l.small_max),
-             bpf_program__fd(l.little->progs.steer), bpf_map__fd(l.little->maps.sessions), std::nullopt, true},
+            {.name = "select_spread",
+             .what = "selects a random live slot (bpf_get_prandom_u32)",
+             .prog_fd = bpf_program__fd(l.steps->progs.select_spread),
+             .sticky = false},
+            {.name = "read_only",
+             .what = "select_fixed + read_client()",
+             .prog_fd = bpf_program__fd(l.steps->progs.read_only)},
+            {.name = "hash_fixed",
+             .what = "read_only + config, mask, hash (no ring)",
+             .prog_fd = bpf_program__fd(l.steps->progs.hash_fixed)},
+            {.name = "small_ring",
+             .what = "hash_only with a 1021-entry ring",
+             .prog_fd = bpf_program__fd(l.steps->progs.small_ring)},
+            {.name = "sessions_0_ro",
+             .what = "sessions_0, hit without the last_seen write",
+             .prog_fd = r.program.get(),
+             .sessions = r.sessions,
+             .refresh_ns = never},
+            {.name = "sessions_1m_ro",
+             .what = "sessions_1m, hit without the last_seen write",
+             .prog_fd = bpf_program__fd(l.big->progs.steer),
+             .sessions = l.big_sessions,
+             .refresh_ns = never},
+            {.name = "sessions_small",
+             .what = "sessions_0 on a table of " + std::to_string(l.small_max) + " clients",
+             .prog_fd = bpf_program__fd(l.little->progs.steer),
+             .sessions = l.little_sessions,
+             .session_sets = sio_steer::session_sets_for(l.small_max)},
         };
         variants.insert(variants.end(), more.begin(), more.end());
     }
@@ -741,7 +695,7 @@ public:
           member_(member),
           per_(static_cast<std::size_t>(cfg.clients)),
           nv_(variants.size()),
-          current_refresh_(real.base.refresh_ns)
+          current_(real.base)
     {}
 
     std::map<std::string, variant_result> run()
@@ -773,15 +727,8 @@ private:
     {
         for (std::size_t vi = 0; vi < nv_; vi++) {
             const variant& v = variants_[vi];
-            for (std::size_t i = vi * per_; i < (vi + 1) * per_ && v.keyed(); i++) {
-                if (v.sessions_fd >= 0)
-                    bpf_map_delete_elem(v.sessions_fd, &clients_.keys[i]);
-                if (v.direct_fd >= 0) {
-                    std::uint32_t index = sio_steer_hash(&clients_.keys[i], 0, real_.base.hash_seed) & ((1u << 20) - 1);
-                    const std::uint8_t empty_entry[32] = {};
-                    bpf_map_update_elem(v.direct_fd, &index, empty_entry, BPF_ANY);
-                }
-            }
+            for (std::size_t i = vi * per_; i < (vi + 1) * per_ && v.keyed(); i++)
+                v.sessions->forget(clients_.keys[i]);
         }
     }
 
@@ -800,24 +747,24 @@ private:
             }
         }
         for (std::size_t vi = 0; vi < nv_; vi++)
-            if (variants_[vi].sessions_fd >= 0 && taken[vi] < expected[vi])
+            if (variants_[vi].keyed() && taken[vi] < expected[vi])
                 std::fprintf(stderr, "bpf_cost: warning: %s pass %d: %llu %s for %llu connections\n",
                              variants_[vi].name.c_str(), pass + 1, static_cast<unsigned long long>(taken[vi]),
                              pass == 0 ? "new sessions" : "session hits",
                              static_cast<unsigned long long>(expected[vi]));
     }
 
-    // The group runs `v`, with its refresh interval.
+    // The group runs `v`, with its refresh interval and table size.
     void use(const variant& v)
     {
         if (setsockopt(member_, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &v.prog_fd, sizeof(v.prog_fd)))
             fail("attaching " + v.name);
-        const std::uint64_t refresh = v.refresh_ns.value_or(real_.base.refresh_ns);
-        if (refresh != current_refresh_) {
-            config c = real_.base;
-            c.refresh_ns = refresh;
+        config c = real_.base;
+        c.refresh_ns = v.refresh_ns.value_or(real_.base.refresh_ns);
+        c.session_sets = v.session_sets.value_or(real_.base.session_sets);
+        if (std::memcmp(&c, &current_, sizeof(c)) != 0) {
             write_config(real_.config_map.get(), c);
-            current_refresh_ = refresh;
+            current_ = c;
         }
     }
 
@@ -829,7 +776,7 @@ private:
         variant_result& r = results_[v.name];
         phase_result& ph = pass == 0 ? r.first : r.again;
         use(v);
-        const stats s0 = v.sessions_fd >= 0 ? real_.state->read_stats() : stats{};
+        const stats s0 = v.keyed() ? real_.state->read_stats() : stats{};
         const prog_counters c0 = read_counters(v.prog_fd);
         std::uint64_t failures = 0;
         for (std::size_t i = vi * per_ + from; i < vi * per_ + to; i++) {
@@ -848,7 +795,7 @@ private:
         ph.runs += runs;
         ph.connections += to - from;
         ph.failures += failures;
-        if (v.sessions_fd >= 0) {  // the path the counters say it took is the one we mean
+        if (v.keyed()) {  // the path the counters say it took is the one we mean
             const stats s1 = real_.state->read_stats();
             taken += pass == 0 ? s1.new_sessions - s0.new_sessions : s1.session_hits - s0.session_hits;
             expected += to - from - failures;
@@ -863,7 +810,7 @@ private:
     const real_state& real_;
     const int member_;
     const std::size_t per_, nv_;
-    std::uint64_t current_refresh_;
+    config current_;                         // what the config map holds now
     std::vector<std::string> first_answer_;  // this round's, per client
     std::map<std::string, variant_result> results_;
 };
@@ -921,6 +868,32 @@ bool report(const settings& cfg, const std::vector<variant>& variants,
                             : "",
                 recorded);
 
+    // Per round, each session variant against hash_only of the same round (they take turns chunk
+    // by chunk, so they met the same load): the median ratio of the rounds, and their spread.
+    auto ratios = [&](const std::string& name, bool recorded) {
+        std::vector<double> out;
+        auto v = results.find(name), h = results.find("hash_only");
+        if (v == results.end() || h == results.end())
+            return out;
+        const std::vector<double>& num = (recorded ? v->second.again : v->second.first).ns_per_run;
+        const std::vector<double>& den = h->second.again.ns_per_run;
+        for (std::size_t i = 0; i < std::min(num.size(), den.size()); i++)
+            out.push_back(num[i] / den[i]);
+        return out;
+    };
+    if (results.count("hash_only")) {
+        std::printf("\nagainst hash_only, round by round: median ratio (min-max of %d rounds)\n", cfg.rounds);
+        for (const variant& v : variants)
+            for (bool recorded : {true, false}) {
+                const std::vector<double> x = ratios(v.name, recorded);
+                if (!v.keyed() || x.empty() || (!recorded && v.refresh_ns))
+                    continue;
+                auto [lo, hi] = std::minmax_element(x.begin(), x.end());
+                std::printf("%-*s %-16s %6.2fx  (%.2f-%.2f)\n", width, v.name.c_str(),
+                            recorded ? "recorded client" : "new client", median(x), *lo, *hi);
+            }
+    }
+
     // The same rounding as the table; a variant left out by --only is null.
     auto json = [&](const char* name) {
         auto it = results.find(name);
@@ -930,9 +903,14 @@ bool report(const settings& cfg, const std::vector<variant>& variants,
         std::snprintf(buf, sizeof(buf), "%.1f", median(it->second.again.ns_per_run));
         return std::string(buf);
     };
-    std::printf("{\"bpf_ns\": {\"empty\": %s, \"hash_only\": %s, \"sessions_0\": %s, \"sessions_1m\": %s}}\n",
+    const std::vector<double> ratio = ratios("sessions_1m", true);
+    char ratio_text[32] = "null";
+    if (!ratio.empty())
+        std::snprintf(ratio_text, sizeof(ratio_text), "%.2f", median(ratio));
+    std::printf("{\"bpf_ns\": {\"empty\": %s, \"hash_only\": %s, \"sessions_0\": %s, \"sessions_1m\": %s}, "
+                "\"bpf_ratio\": {\"sessions_1m_to_hash_only\": %s}}\n",
                 json("empty").c_str(), json("hash_only").c_str(), json("sessions_0").c_str(),
-                json("sessions_1m").c_str());
+                json("sessions_1m").c_str(), ratio_text);
     return healthy;
 }
 
@@ -940,12 +918,11 @@ bool report(const settings& cfg, const std::vector<variant>& variants,
 int run(const settings& cfg)
 {
     const std::uint16_t port = sio_steer::test::free_port();
-    std::printf("bpf_cost: kernel %s, %ld CPUs (%s), %d workers, %d clients x %d passes, %d rounds\n",
-                kernel_release().c_str(), sysconf(_SC_NPROCESSORS_ONLN), cpu_model().c_str(), cfg.workers, cfg.clients,
-                cfg.passes, cfg.rounds);
-    std::vector<std::unique_ptr<worker>> workers;
+    std::printf("bpf_cost: %s; %d workers, %d clients x %d passes, %d rounds\n",
+                sio_steer::bench::machine_line().c_str(), cfg.workers, cfg.clients, cfg.passes, cfg.rounds);
+    sio_steer::test::workers workers;
     for (int i = 0; i < cfg.workers; i++)
-        workers.push_back(std::make_unique<worker>(port, i));
+        workers.push_back(sio_steer::test::worker_process::instance(port, i));
 
     // The real controller attaches the real program, with maps pinned in the private bpffs.
     const real_state real = attach_real(cfg, port);
@@ -974,7 +951,7 @@ int run(const settings& cfg)
     stats_on.reset();
     int none = 0;
     setsockopt(member, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &none, sizeof(none));
-    const std::size_t recorded = count_entries(bpf_map__fd(programs.big->maps.sessions));
+    const std::size_t recorded = programs.big_sessions->count();
     return report(cfg, variants, results, real.base, recorded) ? 0 : 3;
 }
 
@@ -988,14 +965,9 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "bpf_cost: run as root (BPF, network and mount namespaces)\n");
         return 2;
     }
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGHUP, &sa, nullptr);
+    sio_steer::bench::catch_stop_signals();
     try {
-        enter_private_mounts();
-        sio_steer::test::enter_fresh_netns(0);
+        sio_steer::bench::enter_private_world();
         return run(cfg);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bpf_cost: %s\n", e.what());

@@ -91,7 +91,7 @@ TEST(Cli, VersionNamesTheAbi)
 {
     result r = run({"--version"});
     EXPECT_EQ(r.code, 0);
-    EXPECT_EQ(r.out, std::string("sio-steer ") + SIO_STEER_VERSION + " (ABI 2)\n");
+    EXPECT_EQ(r.out, std::string("sio-steer ") + SIO_STEER_VERSION + " (ABI 3)\n");
 }
 
 TEST(Cli, ARefusalKeepsItsExitCodeWhyAndFix)

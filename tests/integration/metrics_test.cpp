@@ -142,7 +142,7 @@ TEST_F(MetricsTest, ScrapeShowsTheAttachedPortAndEveryWorker)
         EXPECT_EQ(s.count("sio_steer_worker_live{" + worker + "}"), 1u) << worker;
         EXPECT_EQ(s["sio_steer_selections_total{" + worker + "}"], 0);
     }
-    EXPECT_EQ(s.count("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"2\"}"), 1u);
+    EXPECT_EQ(s.count("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"3\"}"), 1u);
     EXPECT_GE(s[metric("sio_steer_controller_syncs_total")], 0);
 }
 

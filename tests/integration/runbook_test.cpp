@@ -157,7 +157,8 @@ protected:
                                             pins().path() + "' ;;\n" +
                                             "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" + "esac\n");
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
-        std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n";
+        std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n"
+                                              "max-sessions = 4096\n";  // bpftool dumps every set
         const std::string dir = bin.string();
         // Restart= and RestartPreventExitStatus= as the packaged unit says; RestartSec=1s, not 5 s.
         const std::string prevent = unit_setting("RestartPreventExitStatus");
@@ -263,6 +264,7 @@ protected:
         text = replace_all(text, "/sys/fs/bpf/sio-steer", pins().path());
         text = replace_all(text, "203.0.113.9", client);
         text = replace_all(text, "203 0 113 9", "127 0 113 9");
+        text = replace_all(text, "203,0,113,9", "127,0,113,9");
         return replace_all(text, "5001", std::to_string(port), true);
     }
 

@@ -10,6 +10,8 @@
 #include <set>
 
 #include "harness.h"
+#include "kernel/pinned_state.h"
+#include "logic/client_key.h"
 
 namespace sio_steer::test {
 namespace {
@@ -166,14 +168,26 @@ TEST_F(SteeringTest, PinnedStateIsRootOnlyAndReadableByBpftool)
     EXPECT_EQ(std::filesystem::status(pins().dir(port)).permissions() & std::filesystem::perms::all,
               std::filesystem::perms::owner_all);
     probe({"127.9.9.9"}, port, 1);
-    run_result dump = capture("bpftool -j map dump pinned " + pins().dir(port) + "/sessions");
-    ASSERT_EQ(dump.code, 0) << dump.err;
-    auto j = nlohmann::json::parse(dump.out);
-    ASSERT_EQ(j.size(), 1u);
-    // BTF gives the field names; the key reads as the IPv4-mapped address, byte by byte.
-    EXPECT_EQ(j[0]["formatted"]["key"]["addr"], nlohmann::json({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 9, 9, 9}));
-    EXPECT_TRUE(j[0]["formatted"]["value"].contains("slot"));
-    EXPECT_TRUE(j[0]["formatted"]["value"].contains("last_seen_ns"));
+    // The client's set of the sessions table, as `sio-steer sessions --client` finds it.
+    const config c = pinned_state::open(pins().dir(port))->read_config();
+    const client_key key = key_for(*parse_address("127.9.9.9"), c);
+    const std::uint32_t set = sio_steer_session_set(sio_steer_hash(&key, 0, c.hash_seed), c.session_sets);
+    std::string set_bytes;
+    for (int i = 0; i < 4; i++)
+        set_bytes += " " + std::to_string(set >> (8 * i) & 0xff);
+    run_result lookup = capture("bpftool -j map lookup pinned " + pins().dir(port) + "/sessions key" + set_bytes);
+    ASSERT_EQ(lookup.code, 0) << lookup.err;
+    auto j = nlohmann::json::parse(lookup.out);
+    // BTF gives the field names; the client reads as the IPv4-mapped address, byte by byte.
+    int found = 0;
+    for (const auto& entry : j["formatted"]["value"]["clients"]) {
+        if (entry["client"]["addr"] != nlohmann::json({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 9, 9, 9}))
+            continue;
+        found++;
+        EXPECT_TRUE(entry["session"].contains("slot"));
+        EXPECT_GT(entry["session"]["last_seen_ns"].get<std::uint64_t>(), 1u);
+    }
+    EXPECT_EQ(found, 1) << lookup.out;
 }
 
 }  // namespace

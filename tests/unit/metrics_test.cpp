@@ -115,7 +115,7 @@ TEST(PrometheusText, APortWithNothingPinnedIsNotAttached)
     std::string text = prometheus_text({{5003, std::nullopt, nullptr}});
     EXPECT_NE(text.find("sio_steer_attached{port=\"5003\"} 0\n"), std::string::npos) << text;
     EXPECT_EQ(text.find("sio_steer_in_sync"), std::string::npos) << "no family without samples";
-    EXPECT_NE(text.find("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"2\"} 1\n"), std::string::npos);
+    EXPECT_NE(text.find("sio_steer_build_info{version=\"" SIO_STEER_VERSION "\",abi=\"3\"} 1\n"), std::string::npos);
 }
 
 TEST(ListenAddress, AddressAndPort)

@@ -162,11 +162,13 @@ void keep_off_ring_apart(const pinned_state& state, const config& c, const std::
     }
 }
 
-// The config the options ask for, written if it differs (the pinned hash seed is kept).
+// The config the options ask for, written if it differs (the pinned hash seed is kept, and so are
+// the sessions table's sets: the pinned map's size, whatever --max-sessions says now).
 config write_wanted_config(const pinned_state& state, const steer_options& options)
 {
     config old = state.read_config();
     config wanted = make_config(options, old.hash_seed);
+    wanted.session_sets = old.session_sets;
     if (std::memcmp(&old, &wanted, sizeof(config)) != 0) {
         if (old.key_mode != wanted.key_mode || old.v4_prefix != wanted.v4_prefix || old.v6_prefix != wanted.v6_prefix)
             spdlog::warn("client key changed (key {} /{} /{} -> {} /{} /{}): recorded sessions no longer match",

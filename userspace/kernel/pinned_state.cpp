@@ -84,8 +84,10 @@ void check_layout(const std::string& dir, bpf_map* expected, int fd)
     differs("type", info.type, bpf_map__type(expected));
     differs("key size", info.key_size, bpf_map__key_size(expected));
     differs("value size", info.value_size, bpf_map__value_size(expected));
+    differs("flags", info.map_flags, bpf_map__map_flags(expected));
     // sessions and moved: sized by the options (--max-sessions, --max-moved) of the attach that made them
-    if (info.type != BPF_MAP_TYPE_LRU_HASH && info.type != BPF_MAP_TYPE_HASH)
+    const std::string name = bpf_map__name(expected);
+    if (name != "sessions" && name != "moved")
         differs("entries", info.max_entries, bpf_map__max_entries(expected));
     if (!differences.empty())
         throw steer_error(
@@ -99,7 +101,7 @@ void check_layout(const std::string& dir, bpf_map* expected, int fd)
 // Folders a killed attach or detach left in the pin root: new_<port>_<pid> (load() pins a new
 // state there, then renames it into place) and old_<port>_<pid> (remove() renames the port's
 // folder there, then empties it). A SIGKILL during load() leaves maps that live as long as their
-// pins (the sessions LRU is preallocated: about 1.3 GB at 16M entries); nothing else removes them.
+// pins (the sessions table is allocated whole: 512 MiB at 16M clients); nothing else removes them.
 void remove_stale_folders(const std::string& pin_root)
 {
     static const std::regex made_by(R"(^(new|old)_\d{1,5}_(\d{1,9})$)");
@@ -186,6 +188,7 @@ void fill_fresh_maps(const sio_steer_bpf& skel, const steer_options& options)
     __u32 count = SIO_STEER_RING_SIZE;
     if (bpf_map_update_batch(bpf_map__fd(skel.maps.ring), keys.data(), nones.data(), &count, nullptr))
         throw_system_error("cannot fill the ring map", errno);
+    touch_sessions_map(bpf_map__fd(skel.maps.sessions));
 }
 
 // Pins the program and the maps in <pin root>/new_<port>_<pid>, then renames that into place: the
@@ -254,6 +257,17 @@ std::optional<pinned_state> pinned_state::open(const std::string& dir)
     for (int i = 0; i < map_count; i++)
         if (fds[i] != &st.config_)
             check_layout(dir, maps[i], fds[i]->get());
+    bpf_map_info sessions{};
+    __u32 len = sizeof(sessions);
+    if (bpf_obj_get_info_by_fd(st.sessions_.get(), &sessions, &len))
+        throw_system_error("cannot read map info in " + dir, errno);
+    if (sessions.max_entries != c.session_sets)  // the program would look clients up in sets the map lacks
+        throw steer_error(exit_code::incompatible,
+                          "the pinned sessions map in " + dir + " has " + std::to_string(sessions.max_entries) +
+                              " sets where its config says " + std::to_string(c.session_sets),
+                          "the pin folder was changed by hand or by another tool",
+                          "run `sio-steer detach` (drops the recorded sessions) and attach again");
+    st.table_.emplace(st.sessions_.get(), c.hash_seed);
     return st;
 }
 
@@ -281,7 +295,7 @@ std::pair<pinned_state, bool> pinned_state::load(const steer_options& options)
                 throw_system_error("cannot reuse the pinned map " + std::string(map_names[i]), errno);
         }
     } else {
-        bpf_map__set_max_entries(skel->maps.sessions, options.max_sessions);
+        bpf_map__set_max_entries(skel->maps.sessions, session_sets_for(options.max_sessions));
         bpf_map__set_max_entries(skel->maps.moved, options.max_moved);
     }
     load_program(*skel, options.port);

@@ -3,8 +3,9 @@
 //   <pin root>/<port>/program   the steering program
 //                     workers   REUSEPORT_SOCKARRAY  slot -> listening socket
 //                     slots     ARRAY                slot -> struct slot (cookie, pid, instance, ...)
-//                     sessions  LRU_HASH             struct client_key -> struct session
-//                     moved     HASH                 the same, for clients off the ring (not evictable)
+//                     sessions  ARRAY, mmapable      set -> struct session_set (clients and their sessions)
+//                     moved     HASH                 struct client_key -> struct session, for clients
+//                                                    off the ring (not evictable)
 //                     ring      ARRAY                Maglev bucket -> slot
 //                     config    ARRAY[1]             struct config
 //                     stats     PERCPU_ARRAY[1]      struct stats

@@ -18,7 +18,7 @@ void update(int map, const void* key, const void* value, const char* what)
         throw_system_error(std::string("cannot update the ") + what + " map", errno);
 }
 
-// Every entry of a sessions-like map (client_key -> session), in batches of 4,096: one bpf() call
+// Every entry of the moved map (client_key -> session), in batches of 4,096: one bpf() call
 // per batch instead of one per entry. A kernel without batch lookups on the map type gets the
 // one-by-one walk. An entry the program adds or deletes meanwhile may be missed or seen twice.
 std::vector<std::pair<client_key, session>> read_entries(int fd)
@@ -54,7 +54,7 @@ std::vector<std::pair<client_key, session>> read_entries(int fd)
     return out;
 }
 
-// How many entries a sessions-like map holds, counted in batches as read_entries() reads them.
+// How many entries the moved map holds, counted in batches as read_entries() reads them.
 std::size_t count_entries(int fd)
 {
     constexpr __u32 batch = 4096;
@@ -194,15 +194,19 @@ stats steering_maps::read_stats() const
 
 std::optional<session> steering_maps::find_session(const client_key& key) const
 {
+    if (std::optional<session> s = table_->find(key))
+        return s;
     session s{};
-    if (bpf_map_lookup_elem(sessions_.get(), &key, &s) == 0 || bpf_map_lookup_elem(moved_.get(), &key, &s) == 0)
+    if (bpf_map_lookup_elem(moved_.get(), &key, &s) == 0)
         return s;
     return std::nullopt;
 }
 
 void steering_maps::write_session(const client_key& key, const session& s) const
 {
-    update(sessions_.get(), &key, &s, "sessions");
+    if (!table_->record(key, s, read_config().session_ttl_ns, session_clock_ns()))
+        throw steer_error(exit_code::failure, "cannot record a client in the sessions map of " + dir_,
+                          "the steering program kept writing its entry");
 }
 
 bool steering_maps::record_client(const client_key& key, const session& s, bool off_ring) const
@@ -210,13 +214,13 @@ bool steering_maps::record_client(const client_key& key, const session& s, bool 
     // Written before the other map's copy goes, so the program finds the client at every moment.
     if (off_ring) {
         if (bpf_map_update_elem(moved_.get(), &key, &s, BPF_ANY) == 0) {
-            bpf_map_delete_elem(sessions_.get(), &key);
+            table_->forget(key);
             return true;
         }
         if (errno != E2BIG)
             throw_system_error("cannot update the moved map", errno);
     }
-    update(sessions_.get(), &key, &s, "sessions");
+    write_session(key, s);
     bpf_map_delete_elem(moved_.get(), &key);
     return !off_ring;
 }
@@ -229,14 +233,15 @@ bool steering_maps::keep_apart(const client_key& key, const session& s) const
             return false;
         throw_system_error("cannot update the moved map", errno);
     }
-    bpf_map_delete_elem(sessions_.get(), &key);
+    table_->forget(key);
     return true;
 }
 
 void steering_maps::move_back(const client_key& key, const session& s) const
 {
-    if (bpf_map_update_elem(sessions_.get(), &key, &s, BPF_NOEXIST) && errno != EEXIST)
-        throw_system_error("cannot update the sessions map", errno);
+    if (!table_->record(key, s, read_config().session_ttl_ns, session_clock_ns(), /*keep_newer=*/true))
+        throw steer_error(exit_code::failure, "cannot record a client in the sessions map of " + dir_,
+                          "the steering program kept writing its entry");
     bpf_map_delete_elem(moved_.get(), &key);
 }
 
@@ -248,29 +253,24 @@ bool steering_maps::is_kept_apart(const client_key& key) const
     return bpf_map_lookup_elem(moved_.get(), &key, &s) == 0;
 }
 
-std::vector<std::pair<client_key, session>> steering_maps::read_sessions() const
-{
-    return read_entries(sessions_.get());
-}
+std::vector<std::pair<client_key, session>> steering_maps::read_sessions() const { return table_->entries(); }
 
 std::vector<std::pair<client_key, session>> steering_maps::read_moved() const { return read_entries(moved_.get()); }
 
-std::size_t steering_maps::count_sessions() const { return count_entries(sessions_.get()); }
+std::size_t steering_maps::count_sessions() const { return table_->count(); }
 
 std::size_t steering_maps::count_moved() const { return count_entries(moved_.get()); }
 
 std::size_t steering_maps::flush_sessions() const
 {
-    std::size_t n = 0;
-    for (int fd : {sessions_.get(), moved_.get()}) {
-        client_key next{};
-        while (bpf_map_get_next_key(fd, nullptr, &next) == 0 && bpf_map_delete_elem(fd, &next) == 0)
-            n++;
-    }
+    std::size_t n = table_->clear();
+    client_key next{};
+    while (bpf_map_get_next_key(moved_.get(), nullptr, &next) == 0 && bpf_map_delete_elem(moved_.get(), &next) == 0)
+        n++;
     return n;
 }
 
-std::uint32_t steering_maps::max_sessions() const { return max_entries(sessions_.get(), "sessions"); }
+std::uint32_t steering_maps::max_sessions() const { return table_->capacity(); }
 
 std::uint32_t steering_maps::max_moved() const { return max_entries(moved_.get(), "moved"); }
 

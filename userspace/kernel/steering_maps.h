@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bpf/sio_steer.h"
+#include "kernel/session_table.h"
 #include "logic/unique_fd.h"
 
 namespace sio_steer {
@@ -34,25 +35,26 @@ public:
     stats read_stats() const;  // summed over CPUs
     // A client's record, from sessions or moved (a key is in one of them).
     std::optional<session> find_session(const client_key& key) const;
-    // Writes a record into the sessions map (the LRU) only.
+    // Writes a record into the sessions table only.
     void write_session(const client_key& key, const session& s) const;
     // Records a client where the program would: in moved if `off_ring` (its slot is not the ring's
     // first choice for the key) and moved has room, else in sessions; and out of the other map.
     // Returns false if it belonged in moved but moved was full.
     bool record_client(const client_key& key, const session& s, bool off_ring) const;
-    // Moves a record out of the LRU into moved, unless moved has one for the key already (the
-    // program's, newer). Returns false if moved is full (the record stays in the LRU).
+    // Moves a record out of the sessions table into moved, unless moved has one for the key already
+    // (the program's, newer). Returns false if moved is full (the record stays in the table).
     bool keep_apart(const client_key& key, const session& s) const;
-    // Moves a record from moved back into the LRU (its client is on the ring again).
+    // Moves a record from moved back into the sessions table (its client is on the ring again),
+    // unless the table has one for the key already (the program's, newer).
     void move_back(const client_key& key, const session& s) const;
     void forget_moved(const client_key& key) const;
     bool is_kept_apart(const client_key& key) const;                    // in the moved map
-    std::vector<std::pair<client_key, session>> read_sessions() const;  // the LRU
+    std::vector<std::pair<client_key, session>> read_sessions() const;  // the sessions table
     std::vector<std::pair<client_key, session>> read_moved() const;
-    std::size_t count_sessions() const;  // the LRU
+    std::size_t count_sessions() const;  // the sessions table
     std::size_t count_moved() const;
     std::size_t flush_sessions() const;  // both maps
-    std::uint32_t max_sessions() const;
+    std::uint32_t max_sessions() const;  // clients the sessions table holds: its sets x SIO_STEER_SESSION_WAYS
     std::uint32_t max_moved() const;
     void insert_worker(std::uint32_t index, int socket_fd) const;
     // SO_COOKIE of the socket in slot `index` of the workers map, 0 if the slot is empty (the
@@ -67,6 +69,7 @@ protected:
 
     std::string dir_;  // the pin folder, for messages
     unique_fd program_, workers_, slots_, sessions_, moved_, ring_, config_, stats_;
+    std::optional<session_table> table_;  // sessions_, mapped (pinned_state::open() maps it)
 };
 
 }  // namespace sio_steer

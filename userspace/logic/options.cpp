@@ -94,12 +94,17 @@ void validate(const steer_options& o)
                           "use 64 (one key per subnet, the default) or 128 (one per address)");
     if (o.max_sessions < 1024 || o.max_sessions > 16u << 20)
         throw steer_error(exit_code::usage, "--max-sessions " + std::to_string(o.max_sessions) + " is out of range",
-                          "the sessions map holds 1,024 to 16,777,216 clients (about 100 bytes each)",
+                          "the sessions map holds 1,024 to 16,777,216 clients (32 bytes each)",
                           "size it above the number of clients seen within --session-ttl, e.g. 262144");
     if (o.max_moved < 1024 || o.max_moved > 16u << 20)
         throw steer_error(exit_code::usage, "--max-moved " + std::to_string(o.max_moved) + " is out of range",
                           "the moved map holds 1,024 to 16,777,216 clients (about 100 bytes each, preallocated)",
                           "size it above the clients a scale change or a reload leaves off the ring, e.g. 131072");
+}
+
+std::uint32_t session_sets_for(std::uint32_t max_sessions)
+{
+    return (max_sessions + SIO_STEER_SESSION_WAYS - 1) / SIO_STEER_SESSION_WAYS;
 }
 
 config make_config(const steer_options& o, std::uint32_t hash_seed)
@@ -112,6 +117,7 @@ config make_config(const steer_options& o, std::uint32_t hash_seed)
     c.session_ttl_ns = static_cast<std::uint64_t>(o.session_ttl.count()) * 1'000'000'000ull;
     c.refresh_ns = 1'000'000'000ull;  // a hit rewrites last_seen at most once a second
     c.hash_seed = hash_seed;
+    c.session_sets = session_sets_for(o.max_sessions);
     c.v4_mask = sio_steer_prefix_mask(96 + o.v4_prefix);
     c.v6_mask = sio_steer_prefix_mask(o.v6_prefix);
     return c;

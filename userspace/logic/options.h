@@ -37,7 +37,11 @@ std::chrono::seconds parse_duration(const std::string& option, const std::string
 // Range checks of the combination (prefixes, sizes); throws steer_error(usage).
 void validate(const steer_options& options);
 
-// The config map value the options stand for (abi version, masks, TTL), with the given seed.
+// Sets of the sessions table that hold `max_sessions` clients, SIO_STEER_SESSION_WAYS a set.
+std::uint32_t session_sets_for(std::uint32_t max_sessions);
+
+// The config map value the options stand for (abi version, masks, TTL, sessions table sets), with
+// the given seed.
 config make_config(const steer_options& options, std::uint32_t hash_seed);
 
 }  // namespace sio_steer

@@ -99,11 +99,24 @@ async function main() {
     ...(process.env.SIO_SID_COOKIE ? { cookie: { name: process.env.SIO_SID_COOKIE, path: '/', httpOnly: true, sameSite: 'lax' } } : {}),
   });
   io.engine.on('connection_error', () => { engineErrors++; });
-  const drainAndClose = gracefulStop(io, httpServer, {
-    key: STEER_KEY, peerDir: PEER_DIR, passOn: PASS_ON, log: (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`), ...(streams ? { redis: pub } : {}),
+  const log = (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`);
+  // Not under @socket.io/sticky (its primary hands connections over; this worker never listens, and
+  // sticky reads its own session id format): that contender runs as its docs say, without it.
+  const drainAndClose = STICKY ? null : gracefulStop(io, httpServer, {
+    key: STEER_KEY, peerDir: PEER_DIR, passOn: PASS_ON, log, ...(streams ? { redis: pub } : {}),
   });
+  // A stalled event loop makes Engine.IO time sessions out (its timers run before the pongs that
+  // wait to be read): say when this process could not run for 2 s or more.
+  let tick = performance.now();
+  setInterval(() => {
+    const late = performance.now() - tick - 500;
+    if (late >= 2000) log(`event loop stalled ${Math.round(late)} ms`);
+    tick = performance.now();
+  }, 500).unref();
 
   io.on('connection', async (socket) => {
+    // the server gave up on a client: worth a line (on a starved host, the reason is below)
+    socket.on('disconnect', (reason) => { if (reason === 'ping timeout') log(`session ${socket.conn.id}: ping timeout`); });
     const user = String(socket.handshake.auth?.user ?? socket.id);
     const room = socket.handshake.auth?.room ? `room:${socket.handshake.auth.room}` : null;
     // a recovered socket (a reconnect, or a session another worker handed over) is in its rooms already
@@ -174,11 +187,10 @@ async function main() {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    const log = (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`);
     // pm2 reload / stop: hand every long-polling session to the successor, close each WebSocket for
     // Socket.IO to recover on it, then stop listening (sio-steer-drain, packages/sio-steer-drain).
     // PM2's kill_timeout must be longer (ecosystem.config.cjs).
-    if (ABRUPT_STOP) {
+    if (ABRUPT_STOP || !drainAndClose) {
       httpServer.close();
       io.close(); // Engine.IO resets POSTs in flight and drops sessions whose poll is not pending
     } else {

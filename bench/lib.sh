@@ -295,7 +295,7 @@ contender_start() {
       _attach --key "$key" || return 1
       _pm2_pids
       BENCH_CTL_PIDS="$BENCH_CTL_PID"
-      BENCH_SETTINGS="PM2 $mode mode ×$n, reusePort; sio-steer attach --key $key ${SIO_STEER_ATTACH_ARGS:-}"
+      BENCH_SETTINGS="PM2 $mode mode ×$n, reusePort; sio-steer attach --key $key${SIO_STEER_ATTACH_ARGS:+ $SIO_STEER_ATTACH_ARGS}"
       if [[ "$BENCH_FRONT" == tls ]]; then
         # shellcheck disable=SC2086 # SIO_STEER_NGINX_CONF_ARGS: extra options, word-split on purpose
         "$SIO_STEER" nginx-conf --key "$key" --listen "127.0.0.1:$BENCH_ENTRY_PORT" --upstream "$first:$BENCH_PORT" \
@@ -306,7 +306,7 @@ contender_start() {
         fi
         nginx_start "$conf" || return 1
         if [[ "$key" == destination ]]; then
-          BENCH_SETTINGS+="; nginx: sio-steer nginx-conf --key destination ${SIO_STEER_NGINX_CONF_ARGS:-}: $(grep -c '^upstream ' "$conf") upstreams like \`$(_upstream_settings "$conf")\`"
+          BENCH_SETTINGS+="; nginx: sio-steer nginx-conf --key destination${SIO_STEER_NGINX_CONF_ARGS:+ $SIO_STEER_NGINX_CONF_ARGS}: $(grep -c '^upstream ' "$conf") upstreams like \`$(_upstream_settings "$conf")\`"
         else
           BENCH_SETTINGS+="; nginx: sio-steer nginx-conf (proxy_bind \$sio_steer_src, no upstream keepalive)"
         fi
@@ -463,7 +463,7 @@ cpu_sample() {
     END { printf "%.0f000 %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", now, s["workers"], s["nginx"], s["controller"], s["pm2"], s["redis"], s["loadgen"], m }'
 }
 # sleep_until EPOCH: sleep until that time (seconds since the epoch, fractions allowed), if it is ahead
-sleep_until() { sleep "$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.3f", d > 0 ? d : 0 }')"; }
+sleep_until() { sleep "$(awk -v t="$1" -v n="$EPOCHREALTIME" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"; }
 # tcp_sample: "accepted held": TCP connections accepted in this network namespace so far
 # (TcpPassiveOpens: by nginx and by the workers), and connections the workers hold now
 tcp_sample() {
@@ -507,7 +507,7 @@ measure_once() {
   for ((i = 0; i < 8; i++)); do
     ((after[i] >= before[i])) || { _bench_log "  a process class's CPU time went down (a process or thread gone in the window): measurement dropped"; return 1; }
   done
-  (((after[0] - before[0]) >= 2000000000)) || { _bench_log "  window under 2 s (--duration too short for this interval): measurement dropped"; return 1; }
+  (((after[0] - before[0]) >= 2000000000)) || { _bench_log "  window under 2 s (--duration too short for this interval; samples: $a / $b): measurement dropped"; return 1; }
   local meta
   meta="$(jq -cn --arg c "$c" --argjson n "$n" --arg kind "$kind" --arg level "$level" --argjson r "$r" \
     --argjson interval "$interval" --argjson offered "$offered" --arg settings "$BENCH_SETTINGS" \

@@ -5,12 +5,14 @@
 # PREFIX: bench-nginx behind nginx, bench direct.
 load dir.'/plot-meta.gp'
 nloads = words(loads)
-set terminal pngcairo size 520 * nloads, 860 font ",10" noenhanced
+set terminal pngcairo size (nloads < 2 ? 900 : 520 * nloads), 860 font ",10" noenhanced
 set grid ytics lc rgb "#dddddd"
-set key top left font ",8"
+set key below font ",8"
 set yrange [0:*]
 set xrange [-0.3:nlevels - 0.7]
 set xlabel '% of what the machine sustains'
+set xtics ()
+do for [i = 1:nlevels] { set xtics add (word(levels, i).(word(levels, i) eq 'max' ? '' : ' %%') i - 1) }
 colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #e6ab02 #a6761d #666666 #1f78b4"
 do for [k = 1:9] { set linetype k lc rgb word(colors, k) lw 2 pt 7 }
 
@@ -20,7 +22,7 @@ do for [row = 0:1] {
   do for [i = 1:nloads] {
     file = dir.'/plot-'.word(loads, i).'.dat'
     set title word(loads, i).(row == 0 ? ': server CPU, µs per event (lower is better)' : ': delivery p99, ms (lower is better)')
-    plot for [c = 0:ncont - 1] file using ($1 + 0.04 * c):(column(3 + 6 * c + 3 * row)):(column(4 + 6 * c + 3 * row)):(column(5 + 6 * c + 3 * row)):xtic(2) \
+    plot for [c = 0:ncont - 1] file using ($1 + 0.04 * c):(column(3 + 6 * c + 3 * row)):(column(4 + 6 * c + 3 * row)):(column(5 + 6 * c + 3 * row)) \
          with yerrorlines lt c + 1 title word(names, c + 1)
   }
 }

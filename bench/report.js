@@ -322,7 +322,7 @@ function summarize(dir) {
     CONT.filter((c) => deploy[c]).map((c) => `"${contenders[c].label}" ${deploy[c].reload?.failed_requests ?? 'NaN'} ${deploy[c].reload?.clients_unaffected ?? 'NaN'} ` +
       `${deploy[c].sigkill?.failed_requests ?? 'NaN'} ${deploy[c].sigkill?.clients_unaffected ?? 'NaN'}`).join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'plot-meta.gp'), `loads = "${LOADS.join(' ')}"\nncont = ${CONT.length}\n` +
-    `names = "${CONT.map((c) => contenders[c].label.replace(/[ ,]+/g, '_')).join(' ')}"\nnlevels = ${LEVELS.length}\n` +
+    `names = "${CONT.map((c) => contenders[c].label.replace(/[ ,]+/g, '_')).join(' ')}"\nnlevels = ${LEVELS.length}\nlevels = "${LEVELS.join(' ')}"\n` +
     `title_line = "${(behind ? 'behind nginx (TLS)' : 'direct')}: ${run.workers} workers, ${run.clients} clients, ${run.rounds} round(s); ${run.commit}, ${run.date}"\n` +
     `machine = "${run.machine.replace(/"/g, "'")}"\nclients = ${run.clients}\ndeploys = ${deploys.length}\nprefix = "${behind ? 'bench-nginx' : 'bench'}"\n`);
 }

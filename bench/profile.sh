@@ -54,8 +54,11 @@ contender_start "$c" "$n"
 run_load polling "$BENCH_TMP/warmup" $((clients / 2)) 2 0 >/dev/null 2>&1 || true
 run_load_start "$kind" "$out/load" "$clients" "$duration" "$interval"
 wait_connected "$BENCH_ENTRY_PORT" $((clients * 9 / 10)) || true
-sleep "$(awk -v i="$interval" 'BEGIN { printf "%.2f", 2.5 + i / 1000 }')" # messaging under way
-window=$((duration - 5))
+settle="$(awk -v i="$interval" 'BEGIN { printf "%.2f", 2.5 + i / 1000 }')"
+sleep "$settle" # messaging under way
+# perf's window ends well before the phase does (perf takes a moment to stop): the load generators
+# are still there for the last sample
+window="$(awk -v d="$duration" -v s="$settle" 'BEGIN { w = int(d - s - 3); print (w < 2 ? 2 : w) }')"
 read -r -a b0 <<<"$(bpf_prog)"
 read -r -a c0 <<<"$(cpu_sample)"
 o0="$(nstat -asz TcpPassiveOpens 2>/dev/null | awk '$1 == "TcpPassiveOpens" {print $2}')"

@@ -255,6 +255,10 @@ function summarize(dir) {
     'CPU read over a window inside the messaging phase, per process class (schedstat). Server CPU = workers + nginx + controller or router + PM2 daemon.');
   md.push('', '**Contenders**', '', '| contender | id | configured as |', '|---|---|---|');
   for (const c of CONT) md.push(`| ${contenders[c].label} | \`${c}\` | ${contenders[c].settings} |`);
+  const broken = CONT.filter((c) => rows.some((r) => r.contender === c) && rows.filter((r) => r.contender === c).every((r) => !r.clients_ok && !r.events_per_s));
+  if (broken.length) md.push('', `**No client got a session** with ${broken.map((c) => contenders[c].label).join(', ')}: broken, not slow; left out of the rest of the run after its first measurement.`);
+  out.no_session = broken;
+  fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(out) + '\n');
   src();
   for (const l of LOADS) {
     md.push('', `**${l}**: medians over rounds (min–max where more than one); CPU in µs per event delivered; share of the machine in % of all ${run.cpus} CPUs`, '');

@@ -200,18 +200,28 @@ level_rate() {
 }
 
 # --- the rounds: every contender, every load, every level ------------------------------------------
+# A contender none of whose clients got a session is broken, not slow: it is left out of the rest of
+# the run (its measurement stays in the results, and the tables show it: 0 clients OK)
+declare -A NO_SESSION=()
+no_session() {
+  [[ "$(tail -n 1 "$out/results.jsonl" 2>/dev/null | jq -r --arg c "$1" 'select(.contender == $c) | .clients_ok + .events_per_s')" == 0 ]] || return 1
+  NO_SESSION[$1]=1
+  log "  $1: no client got a session: left out of the rest of the run"
+}
 if ((throughput)); then
   log "${#CONTENDERS[@]} contenders × ${#LOADS[@]} loads × ${#LEVELS[@]} levels, $rounds round(s), $duration s each, $clients clients from $loadgens load generators"
   for ((r = 1; r <= rounds; r++)); do
     # rotate the order every round: none always runs first, or after the same one
     k=$(((r - 1) % ${#CONTENDERS[@]}))
     for c in "${CONTENDERS[@]:k}" "${CONTENDERS[@]:0:k}"; do
+      [[ -n "${NO_SESSION[$c]:-}" ]] && continue
       log "round $r/$rounds: $c [$((SECONDS - start_all)) s, load $(cut -d' ' -f1 /proc/loadavg)]"
       start "$c" || continue
       for kind in "${LOADS[@]}"; do
         for level in "${LEVELS[@]}"; do
           read -r interval offered <<<"$(level_rate "$kind" "$level")"
           measure "$c" "$(workers_of "$c")" "$kind" "$level" "$r" "$interval" "$offered"
+          no_session "$c" && break 2
         done
       done
       contender_stop
@@ -259,6 +269,7 @@ deploy_once() {
 }
 if ((deploy)); then
   for c in "${CONTENDERS[@]}"; do
+    [[ -n "${NO_SESSION[$c]:-}" ]] && { log "deploy: $c left out (no client got a session)"; continue; }
     deploy_once "$c" reload
     deploy_once "$c" sigkill
   done

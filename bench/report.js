@@ -182,7 +182,7 @@ function summarize(dir) {
         full[l][v][c] = s;
         results[l][v][c] = {
           offered_events_per_s: s.offered, events_per_s: Math.round(s.rate.median),
-          events_per_server_cpu_s: s.per_server_cpu_s?.median ?? null, server_us_per_event: s.server_us?.median ?? null,
+          events_per_server_cpu_s: s.per_server_cpu_s ? Math.round(s.per_server_cpu_s.median) : null, server_us_per_event: s.server_us?.median ?? null,
           server_us_per_event_min: s.server_us?.min ?? null, server_us_per_event_max: s.server_us?.max ?? null,
           us_per_event: Object.fromEntries(CLASSES.map((k) => [k, s.classes[k]?.median ?? null])),
           p50_ms: s.p50?.median ?? null, p99_ms: s.p99?.median ?? null, ack_p99_ms: s.ack_p99?.median ?? null,
@@ -314,6 +314,7 @@ function summarize(dir) {
     md.push(`| ${bpf.empty} | ${bpf.hash_only} | ${bpf.sessions_0} | ${bpf.sessions_1m} |`);
     src();
   }
+  fs.writeFileSync(path.join(dir, 'summary.md'), md.join('\n') + '\n');
   process.stdout.write(md.join('\n') + '\n');
 
   // --- plot data: per load, a line per level; per contender: server µs/event and p99 (median min max)

@@ -277,8 +277,7 @@ fi
 log "measured in $((SECONDS - start_all)) s"
 
 # --- tables, plots, the JSON line ------------------------------------------------------------------
-"$NODE24" bench/report.js summary "$out" >"$out/summary.md"
-cat "$out/summary.md" >&2
+"$NODE24" bench/report.js summary "$out" >&2
 if command -v gnuplot >/dev/null; then
   gnuplot -e "dir='$out'" bench/plots.gp 2>"$out/gnuplot.log" || log "gnuplot failed: $(tail -n 3 "$out/gnuplot.log")"
   if ((publish)); then cp "$out"/bench-*.png docs/; log "plots copied to docs/"; fi

@@ -298,12 +298,12 @@ function summarize(dir) {
   if (deploys.length) {
     const d0 = deploys[0];
     md.push('', `**Deploy under load** (${run.clients} clients, half long-polling, half WebSocket, a message every ${run.deploy_interval_ms} ms each; ` +
-      `\`pm2 reload\` 6 s in, then in a second run one worker SIGKILLed; workers drain for ${run.drain_ms} ms)`, '');
+      `\`pm2 reload\` 6 s in, then in a second run one worker SIGKILLed; workers drain for ${run.drain_ms} ms; ${run.deploy_duration_s} s of messaging)`, '');
     md.push('| contender | action | took s | failed requests | of which 400 | other statuses | disconnects polling / upgrade | acks lost polling / upgrade | events missed / duplicated | longest without an ack, ms | clients unaffected (polling / upgrade) | sessions handed over | reconnects recovered |');
     md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const c of CONT) for (const d of deploys.filter((x) => x.contender === c)) {
       const other = Object.entries(d.http_errors || {}).filter(([k]) => k !== '400').map(([k, n]) => `${n}×${k}`).join(' ') || '0';
-      md.push(`| ${contenders[c].label} | ${d.action === 'reload' ? 'pm2 reload' : 'SIGKILL'} | ${d.action_s} | ${d.failed_requests} | ${d.http_400} | ${other} | ` +
+      md.push(`| ${contenders[c].label} | ${d.action === 'reload' ? 'pm2 reload' : 'SIGKILL'} | ${d.action_s}${d.outlasted_phase ? ' (outlasted the phase: not all counted)' : ''} | ${d.failed_requests} | ${d.http_400} | ${other} | ` +
         `${d.disconnects_polling} / ${d.disconnects_upgrade} | ${d.acks_lost_polling} / ${d.acks_lost_upgrade} | ${d.events_missed} / ${d.events_duplicated} | ` +
         `${d.max_gap_ms} | ${d.clients_unaffected}/${d.clients} (${d.clients_unaffected_polling} / ${d.clients_unaffected_upgrade}) | ${d.handovers} | ${d.recovered}/${d.reconnects} |`);
     }

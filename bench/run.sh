@@ -28,7 +28,7 @@
 #   scripts/bench.sh --compare RUN_DIR_A RUN_DIR_B    do two runs agree within ±5 %?
 #
 # Full: 5 rounds, levels 25,50,75, polling and upgrade, 20 s per measurement, 200 clients from 2
-# load.js. --quick: 1 round, level 50, 12 s. --saturation (events/s at 100 %, per load) skips the
+# load.js, 60 s deploy runs. --quick: 1 round, level 50, 12 s, 45 s deploy runs. --saturation (events/s at 100 %, per load) skips the
 # closed loop: a second run given the first's (its summary prints them) offers the same rates.
 # `max` as a level: the closed loop itself, for every contender (throughput at saturation).
 # Deploy (behind nginx): per contender, under the `deploy` load (half the clients long-polling, half
@@ -70,10 +70,10 @@ else
   BENCH_FRONT=none deploy=0
 fi
 if ((quick)); then
-  : "${rounds:=1}" "${duration:=12}" "${levels:=50}" "${deploy_duration:=20}" "${loads:=polling,upgrade}"
+  : "${rounds:=1}" "${duration:=12}" "${levels:=50}" "${deploy_duration:=45}" "${loads:=polling,upgrade}"
   warmup=2 bpf_args=(--rounds 2 --clients 4000)
 else
-  : "${rounds:=5}" "${duration:=20}" "${levels:=25,50,75}" "${deploy_duration:=30}" "${loads:=polling,upgrade}"
+  : "${rounds:=5}" "${duration:=20}" "${levels:=25,50,75}" "${deploy_duration:=60}" "${loads:=polling,upgrade}"
   warmup=4 bpf_args=()
 fi
 IFS=, read -r -a CONTENDERS <<<"$contenders"
@@ -187,8 +187,11 @@ if ((throughput)); then
     contender_stop
   done
 fi
-sat_arg="$(for kind in "${LOADS[@]}"; do [[ -n "${SAT[$kind]:-}" ]] && echo "$kind=${SAT[$kind]}"; done | paste -sd,)"
-log "100 % = $sat_arg events/s (to offer the same rates again: --saturation $sat_arg)"
+sat_arg=""
+for kind in "${LOADS[@]}"; do
+  if [[ -n "${SAT[$kind]:-}" ]]; then sat_arg+="${sat_arg:+,}$kind=${SAT[$kind]}"; fi
+done
+((throughput)) && log "100 % = $sat_arg events/s (to offer the same rates again: --saturation $sat_arg)"
 jq --arg s "$sat_arg" '. + {saturation: ($s | split(",") | map(split("=") | {(.[0]): (.[1] | tonumber)}) | add)}' "$out/run.json" >"$out/run.json.new"
 mv "$out/run.json.new" "$out/run.json"
 
@@ -244,12 +247,13 @@ deploy_action() {
 }
 # deploy_once CONTENDER ACTION: one run; its JSON line to deploy.jsonl
 deploy_once() {
-  local c="$1" action="$2" prefix="$out/raw/deploy-$1-$2" t0 t1 load
+  local c="$1" action="$2" prefix="$out/raw/deploy-$1-$2" t0 t1 load started
   mkdir -p "$out/raw"
   log "deploy: $c, $action under load [$((SECONDS - start_all)) s, load $(cut -d' ' -f1 /proc/loadavg)]"
   start "$c" || return 0
   redis-cli -u "$REDIS_URL" flushall >/dev/null
   load="$(cut -d' ' -f1-3 /proc/loadavg)"
+  started=$(date +%s.%N)
   run_load_start deploy "$prefix" "$clients" "$deploy_duration" "$deploy_interval"
   sleep 6 # connected, and messaging for a few seconds
   t0=$(date +%s.%N)
@@ -259,10 +263,14 @@ deploy_once() {
     "$NODE24" bench/report.js deploy "$(jq -cn --arg c "$c" --arg action "$action" --argjson n "$(workers_of "$c")" \
       --arg settings "$BENCH_SETTINGS" --arg load "$load" --arg loadend "$(cut -d' ' -f1-3 /proc/loadavg)" \
       --argjson took "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')" \
-      '{contender: $c, action: $action, workers: $n, settings: $settings, action_s: $took, load_average: {start: $load, end: $loadend}}')" \
+      --argjson outlasted "$(awk -v s="$started" -v b="$t1" -v d="$deploy_duration" 'BEGIN { print (b - s > d ? "true" : "false") }')" \
+      '{contender: $c, action: $action, workers: $n, settings: $settings, action_s: $took, outlasted_phase: $outlasted,
+        load_average: {start: $load, end: $loadend}}')" \
       "${BENCH_LOAD_PREFIXES[@]}" >>"$out/deploy.jsonl"
     tail -n 1 "$out/deploy.jsonl" | jq -r '"bench:   \(.contender) \(.action) (took \(.action_s) s): failed requests \(.failed_requests) \(.http_errors), disconnects polling \(.disconnects_polling) upgrade \(.disconnects_upgrade), acks lost polling \(.acks_lost_polling) upgrade \(.acks_lost_upgrade), events missed \(.events_missed) duplicated \(.events_duplicated), longest without an ack \(.max_gap_ms) ms, clients unaffected \(.clients_unaffected)/\(.clients)"' >&2
   fi
+  tail -n 1 "$out/deploy.jsonl" | jq -e '.outlasted_phase' >/dev/null 2>&1 &&
+    log "  the $action outlasted the messaging phase: what it did after the phase is not counted (--deploy-duration longer)"
   [[ -n "${PM2_HOME:-}" ]] && mkdir -p "$prefix.pm2-logs" && cp "$PM2_HOME"/logs/*.log "$prefix.pm2-logs/" 2>/dev/null || true
   [[ -f "$BENCH_TMP/attach.log" && "$c" == sio_steer* ]] && cp "$BENCH_TMP/attach.log" "$prefix.attach.log"
   contender_stop

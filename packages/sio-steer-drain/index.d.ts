@@ -12,6 +12,8 @@ export interface GracefulStopSetup {
   key?: 'address' | 'destination';
   /** This worker's PM2 instance; default NODE_APP_INSTANCE. Its successor is the newest worker of the same instance. */
   instance?: number | null;
+  /** false: a request for a session another worker holds is refused ("400 Session ID unknown") as without this module, instead of passed on. Sessions handed over by a stop are still followed. Default true. */
+  passOn?: boolean;
   /** Where the one warning about an engine.io this module does not know goes. Default console.warn. */
   warn?: (line: string) => void;
   /** One line per recovery or handover problem. */

@@ -222,6 +222,10 @@ class Handover {
     }
     const write = this.classes.Client.prototype.writeToEngine;
     const written = [...byOffset.keys()].sort(compareOffsets);
+    if (process.env.SIO_STEER_DRAIN_DEBUG) {
+      this.log(`DEBUG commit ${frozen.sid} sockets ${sockets.map((x) => x.id)} cuts ${JSON.stringify([...cuts.values()].map((c) => ({ floor: c.floor, delivered: [...c.delivered] })))} end ${end} ` +
+        `missed ${missed.map((m) => m.offset)} staged ${staged.map(([e]) => offsetOfEncoded(e))} written ${written} wb ${frozen.writeBuffer.length}`);
+    }
     for (const offset of written) write.call(client, byOffset.get(offset), {});
     for (const [encoded, opts] of plain) write.call(client, encoded, opts);
     delete client.writeToEngine;
@@ -268,8 +272,7 @@ class Handover {
       if (this.stream) {
         const end = await this.stream.last();
         const from = wanted.map((s) => cuts.get(s.id).floor).sort(compareOffsets)[0];
-        for (const { offset, message } of await this.stream.range(from, end)) {
-          const b = this.stream.broadcastOf(message);
+        for (const { offset, broadcast: b } of await this.stream.broadcasts(from, end)) {
           if (!b || b.packet.type !== 2 || b.packet.id !== undefined || b.opts.flags?.volatile) continue;
           for (const s of wanted) {
             const cut = cuts.get(s.id);

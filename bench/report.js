@@ -18,6 +18,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+let write = (s) => process.stdout.write(s); // report() below collects it instead
+
 const LABEL = {
   sio_steer: 'sio-steer', sio_steer_fork: 'sio-steer, PM2 fork mode', sio_steer_bind: 'sio-steer, proxy_bind (--key address)',
   nginx_hash_tuned: 'nginx hash, tuned', nginx_ip_hash: 'nginx ip_hash, tuned',
@@ -99,7 +101,7 @@ function record(meta, prefixes) {
   };
   const requests = out.requests_per_s * meta.window_s;
   out.accepted_per_krequest = requests > 0 && meta.tcp_accepted_in_window !== undefined ? r2((1000 * meta.tcp_accepted_in_window) / requests) : null;
-  process.stdout.write(JSON.stringify(out) + '\n');
+  write(JSON.stringify(out) + '\n');
 }
 
 // --- deploy --------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ function deploy(meta, prefixes) {
   for (const { j } of runs) for (const [k, n] of Object.entries(j.http_errors || {})) out.http_errors[k] = (out.http_errors[k] || 0) + n;
   out.max_gap_ms = Math.max(...runs.map(({ j }) => j.max_gap_ms));
   out.events_per_s = sum((j) => j.rate.events_per_s);
-  process.stdout.write(JSON.stringify(out) + '\n');
+  write(JSON.stringify(out) + '\n');
 }
 
 // --- summary -------------------------------------------------------------------------------------
@@ -299,13 +301,13 @@ function summarize(dir) {
     const d0 = deploys[0];
     md.push('', `**Deploy under load** (${run.clients} clients, half long-polling, half WebSocket, a message every ${run.deploy_interval_ms} ms each; ` +
       `\`pm2 reload\` 6 s in, then in a second run one worker SIGKILLed; workers drain for ${run.drain_ms} ms; ${run.deploy_duration_s} s of messaging)`, '');
-    md.push('| contender | action | took s | failed requests | of which 400 | other statuses | disconnects polling / upgrade | acks lost polling / upgrade | events missed / duplicated | longest without an ack, ms | clients unaffected (polling / upgrade) | sessions handed over | reconnects recovered |');
-    md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    md.push('| contender | action | took s | failed requests | of which 400 | other statuses | disconnects polling / upgrade | acks lost polling / upgrade | events missed / duplicated | longest without an ack, ms | clients OK | clients unaffected (polling / upgrade) | sessions handed over | reconnects recovered |');
+    md.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const c of CONT) for (const d of deploys.filter((x) => x.contender === c)) {
       const other = Object.entries(d.http_errors || {}).filter(([k]) => k !== '400').map(([k, n]) => `${n}×${k}`).join(' ') || '0';
       md.push(`| ${contenders[c].label} | ${d.action === 'reload' ? 'pm2 reload' : 'SIGKILL'} | ${d.action_s}${d.outlasted_phase ? ' (outlasted the phase: not all counted)' : ''} | ${d.failed_requests} | ${d.http_400} | ${other} | ` +
         `${d.disconnects_polling} / ${d.disconnects_upgrade} | ${d.acks_lost_polling} / ${d.acks_lost_upgrade} | ${d.events_missed} / ${d.events_duplicated} | ` +
-        `${d.max_gap_ms} | ${d.clients_unaffected}/${d.clients} (${d.clients_unaffected_polling} / ${d.clients_unaffected_upgrade}) | ${d.handovers} | ${d.recovered}/${d.reconnects} |`);
+        `${d.max_gap_ms} | ${d.clients_ok}/${d.clients} | ${d.clients_unaffected}/${d.clients} (${d.clients_unaffected_polling} / ${d.clients_unaffected_upgrade}) | ${d.handovers} | ${d.recovered}/${d.reconnects} |`);
     }
     if (d0) src();
   }
@@ -315,7 +317,7 @@ function summarize(dir) {
     src();
   }
   fs.writeFileSync(path.join(dir, 'summary.md'), md.join('\n') + '\n');
-  process.stdout.write(md.join('\n') + '\n');
+  write(md.join('\n') + '\n');
 
   // --- plot data: per load, a line per level; per contender: server µs/event and p99 (median min max)
   const q = (s) => (s ? `${s.median} ${s.min} ${s.max}` : 'NaN NaN NaN');
@@ -357,12 +359,33 @@ function compare(a, b) {
       off.map((o) => `${o.load} ${o.level} ${o.contender}`).join(', ')
     : `**The runs agree within ±${100 * AGREE} %**: server CPU per event and its ratio to the reference, in all ${out.length} rows.`);
   md.push('(p99 is shown, not judged: tail latency of a shared machine moves more than ±5 %.)');
-  process.stdout.write(md.join('\n') + '\n' + JSON.stringify({ compare: { a, b, rows: out, agree: off.length === 0 && out.length > 0 } }) + '\n');
+  write(md.join('\n') + '\n' + JSON.stringify({ compare: { a, b, rows: out, agree: off.length === 0 && out.length > 0 } }) + '\n');
 }
 
-const [cmd, ...args] = process.argv.slice(2);
-if (cmd === 'record') record(JSON.parse(args[0]), args.slice(1));
-else if (cmd === 'deploy') deploy(JSON.parse(args[0]), args.slice(1));
-else if (cmd === 'summary') summarize(args[0]);
-else if (cmd === 'compare') compare(args[0], args[1]);
-else { process.stderr.write('usage: report.js record|deploy META PREFIX... | summary DIR | compare DIR_A DIR_B\n'); process.exit(2); }
+// report(ARGS...): what `node report.js ARGS...` prints, as a string (bench/report.test.js runs it in
+// its own process: no node start per call)
+function report(cmd, ...args) {
+  let text = '';
+  const saved = write;
+  write = (s) => { text += s; };
+  try {
+    if (cmd === 'record') record(JSON.parse(args[0]), args.slice(1));
+    else if (cmd === 'deploy') deploy(JSON.parse(args[0]), args.slice(1));
+    else if (cmd === 'summary') summarize(args[0]);
+    else if (cmd === 'compare') compare(args[0], args[1]);
+    else throw new Error('usage: report.js record|deploy META PREFIX... | summary DIR | compare DIR_A DIR_B');
+  } finally {
+    write = saved;
+  }
+  return text;
+}
+module.exports = { report };
+
+if (require.main === module) {
+  try {
+    process.stdout.write(report(...process.argv.slice(2)));
+  } catch (e) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(e.message.startsWith('usage:') ? 2 : 1);
+  }
+}

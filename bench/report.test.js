@@ -5,10 +5,8 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
 
-const REPORT = path.join(__dirname, 'report.js');
-const report = (...args) => execFileSync(process.execPath, [REPORT, ...args], { encoding: 'utf8' });
+const { report } = require('./report.js'); // in this process: what `node report.js ARGS...` prints
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'bench-report-'));
 
 // one load.js summary (its last line) and its latency samples
@@ -87,14 +85,14 @@ test('summary: every table names the command, the commit and the date; the deplo
   const dir = tmp();
   run(dir, { sio: [90, 95], ref: [100, 100], deploys: [{ contender: 'sio_steer', action: 'reload', action_s: 10, failed_requests: 0, http_400: 0,
     http_errors: {}, disconnects_polling: 0, disconnects_upgrade: 5, acks_lost_polling: 0, acks_lost_upgrade: 1, events_missed: 2,
-    events_duplicated: 3, max_gap_ms: 900, clients_unaffected: 5, clients: 10, clients_unaffected_polling: 5, clients_unaffected_upgrade: 0,
+    events_duplicated: 3, max_gap_ms: 900, clients_ok: 8, clients_unaffected: 5, clients: 10, clients_unaffected_polling: 5, clients_unaffected_upgrade: 0,
     handovers: 5, recovered: 5, reconnects: 5 }] });
   const md = fs.readFileSync(`${dir}/summary.md`, 'utf8');
   const blocks = md.split('\n\n');
   const tables = blocks.map((b, i) => [b, blocks[i + 1]]).filter(([b]) => b.startsWith('|'));
   assert.ok(tables.length >= 4);
   for (const [, after] of tables) assert.strictEqual(after.trim(), '<sub>command `scripts/bench.sh --behind-nginx`, commit abc, today</sub>');
-  assert.match(md, /\| sio-steer, --key destination \| pm2 reload \| 10 \| 0 \| 0 \| 0 \| 0 \/ 5 \| 0 \/ 1 \| 2 \/ 3 \| 900 \| 5\/10 \(5 \/ 0\) \| 5 \| 5\/5 \|/);
+  assert.match(md, /\| sio-steer, --key destination \| pm2 reload \| 10 \| 0 \| 0 \| 0 \| 0 \/ 5 \| 0 \/ 1 \| 2 \/ 3 \| 900 \| 8\/10 \| 5\/10 \(5 \/ 0\) \| 5 \| 5\/5 \|/);
 });
 
 test('summary: a contender none of whose clients got a session is named', () => {
@@ -116,4 +114,27 @@ test('compare: two runs agree within ±5 %, or say where they do not', () => {
   const off = last(report('compare', `${dir}/a`, `${dir}/c`));
   assert.strictEqual(off.agree, false);
   assert.deepStrictEqual(off.rows.filter((r) => !r.agree).map((r) => r.contender), ['sio_steer']);
+});
+
+test('deploy: what the clients of every load.js saw, summed (the fields of examples/chat/load.js)', () => {
+  const dir = tmp();
+  const g = (i, x) => fs.writeFileSync(`${dir}/g${i}.json`, JSON.stringify({ clients: 10, clients_ok: 9, polling: 5, upgrade: 5,
+    failed_requests: x, http_400: x, session_unknown_400: x, resets: 0, connect_errors: 0, disconnects: 2 * x, disconnects_polling: x,
+    disconnects_upgrade: x, reconnects: x, recovered: x, handovers: 5, acks_lost: 3 * x, acks_lost_polling: x, acks_lost_upgrade: 2 * x,
+    events_missed: x, events_duplicated: 0, clients_unaffected: 10 - x, clients_unaffected_polling: 5, clients_unaffected_upgrade: 5 - x,
+    acks: { expected: 100 }, http_errors: { 400: x }, max_gap_ms: 100 * x, rate: { events_per_s: 10 } }));
+  g(0, 1);
+  g(1, 2);
+  const d = JSON.parse(report('deploy', JSON.stringify({ contender: 'sio_steer', action: 'reload' }), `${dir}/g0`, `${dir}/g1`));
+  assert.strictEqual(d.failed_requests, 3);
+  assert.strictEqual(d.disconnects_polling, 3);
+  assert.strictEqual(d.acks_lost_upgrade, 6);
+  assert.strictEqual(d.events_missed, 3);
+  assert.strictEqual(d.clients_unaffected, 17);
+  assert.strictEqual(d.clients_unaffected_upgrade, 7);
+  assert.strictEqual(d.handovers, 10);
+  assert.strictEqual(d.max_gap_ms, 200);
+  assert.deepStrictEqual(d.http_errors, { 400: 3 });
+  assert.strictEqual(d.acks_expected, 200);
+  assert.strictEqual(d.clients_polling, 10);
 });

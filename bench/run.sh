@@ -267,7 +267,7 @@ deploy_once() {
       '{contender: $c, action: $action, workers: $n, settings: $settings, action_s: $took, outlasted_phase: $outlasted,
         load_average: {start: $load, end: $loadend}}')" \
       "${BENCH_LOAD_PREFIXES[@]}" >>"$out/deploy.jsonl"
-    tail -n 1 "$out/deploy.jsonl" | jq -r '"bench:   \(.contender) \(.action) (took \(.action_s) s): failed requests \(.failed_requests) \(.http_errors), disconnects polling \(.disconnects_polling) upgrade \(.disconnects_upgrade), acks lost polling \(.acks_lost_polling) upgrade \(.acks_lost_upgrade), events missed \(.events_missed) duplicated \(.events_duplicated), longest without an ack \(.max_gap_ms) ms, clients unaffected \(.clients_unaffected)/\(.clients)"' >&2
+    tail -n 1 "$out/deploy.jsonl" | jq -r '"bench:   \(.contender) \(.action) (took \(.action_s) s): failed requests \(.failed_requests) \(.http_errors), disconnects polling \(.disconnects_polling) upgrade \(.disconnects_upgrade), acks lost polling \(.acks_lost_polling) upgrade \(.acks_lost_upgrade), events missed \(.events_missed) duplicated \(.events_duplicated), longest without an ack \(.max_gap_ms) ms, clients OK \(.clients_ok)/\(.clients), unaffected \(.clients_unaffected)/\(.clients)"' >&2
   fi
   tail -n 1 "$out/deploy.jsonl" | jq -e '.outlasted_phase' >/dev/null 2>&1 &&
     log "  the $action outlasted the messaging phase: what it did after the phase is not counted (--deploy-duration longer)"

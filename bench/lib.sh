@@ -482,21 +482,23 @@ bpf_prog() {
 # (after the clients connected and started sending, before the phase ends), so connecting,
 # handshakes and the drain at the end count for no one.
 measure_once() {
-  local c="$1" n="$2" kind="$3" level="$4" r="$5" interval="$6" offered="$7" prefix="$8" settle a b b0 b1 k0 k1 t0 load connected=1
+  local c="$1" n="$2" kind="$3" level="$4" r="$5" interval="$6" offered="$7" prefix="$8" settle a b b0 b1 k0 k1 t0 load connected=1 secs
   redis-cli -u "$REDIS_URL" flushall >/dev/null
   load="$(cut -d' ' -f1-3 /proc/loadavg)"
-  run_load_start "$kind" "$prefix" "$clients" "$duration" "$interval"
-  wait_connected "$BENCH_ENTRY_PORT" $((clients * 9 / 10)) || connected=0
   # load.js starts the phase once every client has its session and, for upgrading clients, its
   # WebSocket (2 s at most), and each client sends its first message within one interval; the phase
-  # ends $duration s after it started, no sooner than $duration s from now
-  t0="$EPOCHREALTIME"
+  # ends $secs s after it started, no sooner than $secs s from now. $secs: $duration, longer where
+  # the interval is so long (a low rate: a slow machine's 100 %) that the window would be under 5 s
   settle="$(awk -v i="$interval" 'BEGIN { printf "%.2f", 2.5 + i / 1000 }')"
+  secs="$(awk -v d="$duration" -v s="$settle" 'BEGIN { m = s + 1.5 + 5; m = (m == int(m)) ? m : int(m) + 1; print (d > m ? d : m) }')"
+  run_load_start "$kind" "$prefix" "$clients" "$secs" "$interval"
+  wait_connected "$BENCH_ENTRY_PORT" $((clients * 9 / 10)) || connected=0
+  t0="$EPOCHREALTIME"
   sleep_until "$(awk -v t="$t0" -v s="$settle" 'BEGIN { printf "%.3f", t + s }')"
   read -r -a b0 <<<"$(bpf_prog)"
   read -r -a k0 <<<"$(tcp_sample)"
   a="$(cpu_sample)"
-  sleep_until "$(awk -v t="$t0" -v d="$duration" 'BEGIN { printf "%.3f", t + d - 1.5 }')"
+  sleep_until "$(awk -v t="$t0" -v d="$secs" 'BEGIN { printf "%.3f", t + d - 1.5 }')"
   b="$(cpu_sample)"
   read -r -a k1 <<<"$(tcp_sample)"
   read -r -a b1 <<<"$(bpf_prog)"
@@ -507,7 +509,7 @@ measure_once() {
   for ((i = 0; i < 8; i++)); do
     ((after[i] >= before[i])) || { _bench_log "  a process class's CPU time went down (a process or thread gone in the window): measurement dropped"; return 1; }
   done
-  (((after[0] - before[0]) >= 2000000000)) || { _bench_log "  window under 2 s (--duration too short for this interval; samples: $a / $b): measurement dropped"; return 1; }
+  (((after[0] - before[0]) >= 2000000000)) || { _bench_log "  window under 2 s (the phase started late; samples: $a / $b): measurement dropped"; return 1; }
   local meta
   meta="$(jq -cn --arg c "$c" --argjson n "$n" --arg kind "$kind" --arg level "$level" --argjson r "$r" \
     --argjson interval "$interval" --argjson offered "$offered" --arg settings "$BENCH_SETTINGS" \

@@ -3,7 +3,7 @@
 # A benchmark, not a test. Needs root. Full run ≈ 8 min per state (3 states by default), --quick
 # ≈ 3 min per state. Results and what they mean: docs/benchmarks.md, "Controller cost".
 #
-#   scripts/bench-controller.sh [--quick] [--duration S] [--procs 100,1000,5000] [--busy-procs 1000]
+#   bench/controller.sh [--quick] [--duration S] [--procs 100,1000,5000] [--busy-procs 1000]
 #                               [--rate 1000] [--runs 50] [--follow auto,polling] [--tracefs unmounted,mounted]
 #                               [--only idle,storm,reaction] [--sio-steer PATH] [--no-build] [--label TEXT]
 #
@@ -34,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-die() { echo "scripts/bench-controller.sh: $*" >&2; exit 1; }
+die() { echo "bench/controller.sh: $*" >&2; exit 1; }
 log() { echo "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "run as root (BPF, network and mount namespaces)"
@@ -79,7 +79,7 @@ if [ "$do_build" = 1 ]; then
     cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >&2
 fi
 [ -n "$sio_steer" ] || sio_steer=$build/userspace/sio-steer
-helper=$repo/$build/tests/bench/controller_cost
+helper=$repo/$build/bench/controller_cost
 test_worker=$repo/$build/tests/test_worker
 sio_steer=$(realpath "$sio_steer")
 for f in "$sio_steer" "$helper" "$test_worker"; do [ -x "$f" ] || die "$f: not built"; done

@@ -1,4 +1,4 @@
-// controller_cost: the moving parts of scripts/bench-controller.sh (what a following `sio-steer
+// controller_cost: the moving parts of bench/controller.sh (what a following `sio-steer
 // attach` costs). A benchmark helper, not a test. Four verbs:
 //
 //   controller_cost hold --procs N [--fds 30] [--pid-file FILE]
@@ -79,7 +79,7 @@ std::map<std::string, std::string> parse(int argc, char** argv, const std::map<s
         std::string a = argv[i];
         if (a.rfind("--", 0) != 0 || i + 1 >= argc || !o.count(a.substr(2)))
             die("unknown or incomplete option " + a +
-                " (see the comment at the top of tests/bench/controller_cost.cpp)");
+                " (see the comment at the top of bench/controller_cost.cpp)");
         o[a.substr(2)] = argv[++i];
     }
     for (auto& [k, v] : o)
@@ -447,6 +447,6 @@ int main(int argc, char** argv)
         return react(argc, argv);
     if (verb == "listen")
         return listen_verb(argc, argv);
-    std::fprintf(stderr, "usage: controller_cost hold|storm|react|listen ... (see tests/bench/controller_cost.cpp)\n");
+    std::fprintf(stderr, "usage: controller_cost hold|storm|react|listen ... (see bench/controller_cost.cpp)\n");
     return 2;
 }

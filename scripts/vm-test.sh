@@ -4,7 +4,7 @@
 # as PM2's own systemd service, and `systemctl enable --now sio-steer@5001`; then the checks of
 # tests/vm/guest.sh. No disk image of a distribution: the VM's / is this machine's / (9p,
 # read-only) under an overlay on a scratch disk; a busybox initramfs (tests/vm/init) sets it up.
-#   scripts/vm-test.sh [--quick]     --quick: install, start, sticky, stop, purge (no reboot, no integration_tests)
+#   scripts/vm-test.sh [--quick]     --quick: install, start, sticky, stop, remove, purge (no reboot, no integration_tests)
 # Needs root. Exits 0 only if every check passed; the last line of stdout is one JSON object:
 #   {"kernel": ..., "systemd": ..., "passed": N, "failed": N, "checks": {"NAME": "pass"|"fail", ...}}
 # VM_KEEP=DIR: copy the run's results, console log and guest logs there.
@@ -24,11 +24,11 @@ esac
 
 # What the guest runs, in this order (tests/vm/guest.sh writes a result for each).
 if ((quick)); then
-  checks=(dpkg_install unit_start sticky hardening stop_keeps_steering purge_clean)
+  checks=(dpkg_install unit_start sticky hardening stop_keeps_steering remove_keeps_config purge_clean)
   timeout_s=900
 else
   checks=(dpkg_install unit_start sticky hardening journal_per_change reload_no_failures restart_no_moves
-    kill9_restart watchdog stop_keeps_steering reboot_reattach purge_clean integration_tests)
+    kill9_restart watchdog stop_keeps_steering reboot_reattach remove_keeps_config purge_clean integration_tests)
   timeout_s=2400
 fi
 

@@ -369,9 +369,10 @@ TEST_F(DoctorTest, DrainCannotKnowWithoutAFollowingController)
     attach_once();
     std::string drain = line_of(doctor(), "drain");
     EXPECT_EQ(verdict_of(drain), "skip") << drain;
-    EXPECT_NE(drain.find("cannot know which workers connect to the control socket: no `sio-steer attach` follows port " +
-                         std::to_string(port)),
-              std::string::npos)
+    EXPECT_NE(
+        drain.find("cannot know which workers connect to the control socket: no `sio-steer attach` follows port " +
+                   std::to_string(port)),
+        std::string::npos)
         << drain;
 
     // A lock holder that publishes no control line (a sio-steer before this one): cannot know either.

@@ -210,8 +210,8 @@ std::unique_ptr<worker_process> worker_process::instance(std::uint16_t port, int
 std::unique_ptr<worker_process> worker_process::pm2_instance(std::uint16_t port, int instance, int instances)
 {
     const std::string i = std::to_string(instance);
-    return start(port, {R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","instances":)" + std::to_string(instances) +
-                        R"(,"NODE_APP_INSTANCE":)" + i + R"(,"pm_id":)" + i + "}"});
+    return start(port, {R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","instances":)" +
+                        std::to_string(instances) + R"(,"NODE_APP_INSTANCE":)" + i + R"(,"pm_id":)" + i + "}"});
 }
 
 std::unique_ptr<worker_process> worker_process::http_instance(std::uint16_t port, int instance)

@@ -126,7 +126,8 @@ TEST(PrometheusText, KernelMigrationCountersPm2InstancesAndWhetherFollowed)
     unfollowed["follow"] = {{"mode", "none"}, {"reason", "no controller"}, {"pid", nullptr}};
     unfollowed["pm2_instances"] = nullptr;  // workers PM2 did not start
     old_kernel["kernel"] = nullptr;         // Linux < 5.14
-    std::string text = prometheus_text({{5001, report(1), nullptr}, {5002, unfollowed, nullptr}, {5003, old_kernel, nullptr}});
+    std::string text =
+        prometheus_text({{5001, report(1), nullptr}, {5002, unfollowed, nullptr}, {5003, old_kernel, nullptr}});
     EXPECT_NE(text.find("# TYPE sio_steer_kernel_migrate_req_success_total counter\n"
                         "sio_steer_kernel_migrate_req_success_total{port=\"5001\"} 5\n"
                         "sio_steer_kernel_migrate_req_success_total{port=\"5002\"} 5\n"

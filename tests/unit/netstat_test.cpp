@@ -11,12 +11,13 @@ namespace {
 
 // Shaped like Linux 6.x's file: TcpExt, IpExt and MPTcpExt, each a header line then a value line
 // (cut short here; the kernel writes over a hundred TcpExt fields).
-const std::string netstat = "TcpExt: SyncookiesSent SyncookiesRecv TCPMigrateReqSuccess TCPMigrateReqFailure TCPPLBRehash\n"
-                            "TcpExt: 0 7 42 3 0\n"
-                            "IpExt: InNoRoutes InTruncatedPkts InOctets\n"
-                            "IpExt: 0 0 2268610399\n"
-                            "MPTcpExt: MPCapableSYNRX TCPMigrateReqSuccess\n"
-                            "MPTcpExt: 0 99\n";
+const std::string netstat =
+    "TcpExt: SyncookiesSent SyncookiesRecv TCPMigrateReqSuccess TCPMigrateReqFailure TCPPLBRehash\n"
+    "TcpExt: 0 7 42 3 0\n"
+    "IpExt: InNoRoutes InTruncatedPkts InOctets\n"
+    "IpExt: 0 0 2268610399\n"
+    "MPTcpExt: MPCapableSYNRX TCPMigrateReqSuccess\n"
+    "MPTcpExt: 0 99\n";
 
 }  // namespace
 

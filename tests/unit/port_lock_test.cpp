@@ -113,8 +113,8 @@ TEST_F(LockFile, ControlPeersArePublishedWhileHeld)
         EXPECT_TRUE(read_control_peers(dir, port)->empty()) << "published, nobody connected yet";
         lock.publish_control_peers({18446744073709551615ull, 4097});
         lock.publish({"events", "fexit/inet_listen"});  // keeps the peers
-        EXPECT_EQ(content(), std::to_string(getpid()) +
-                                 "\nfollow events fexit/inet_listen\ncontrol 18446744073709551615 4097\n");
+        EXPECT_EQ(content(),
+                  std::to_string(getpid()) + "\nfollow events fexit/inet_listen\ncontrol 18446744073709551615 4097\n");
         EXPECT_EQ(read_control_peers(dir, port), (std::vector<std::uint64_t>{18446744073709551615ull, 4097}));
         EXPECT_EQ(read_follow_status(dir, port)->mode, "events");
     }

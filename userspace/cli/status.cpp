@@ -69,8 +69,10 @@ void print_text(const nlohmann::json& r, std::ostream& out)
     // The kernel's own count, for the whole network namespace: queued connections of closing
     // listeners (a reload, a crash) moved to another listener, or reset.
     if (const auto& k = r["kernel"]; !k.is_null())
-        print(out, "  kernel   migrate_req success=%llu failure=%llu (connections queued on closing listeners: moved, reset)\n",
-              k["migrate_req_success"].get<unsigned long long>(), k["migrate_req_failure"].get<unsigned long long>());
+        print(
+            out,
+            "  kernel   migrate_req success=%llu failure=%llu (connections queued on closing listeners: moved, reset)\n",
+            k["migrate_req_success"].get<unsigned long long>(), k["migrate_req_failure"].get<unsigned long long>());
     for (const auto& w : r["warnings"])
         print(out, "\n  warning: %s\n", w.get<std::string>().c_str());
 }

@@ -191,7 +191,8 @@ const std::vector<family>& families()
                  return;
              // Why it polls: asked for (--follow polling), or no listener watch could be attached.
              std::string why = f->mode != "polling" ? "" : f->asked ? ",reason=\"asked\"" : ",reason=\"no_watch\"";
-             sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"" + why, 1);
+             sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"" + why,
+                    1);
          }},
         controller_counter("sio_steer_controller_releases_total", &controller_counters::releases,
                            "Clients that draining workers released to their successors over the control socket "

@@ -12,8 +12,7 @@ namespace sio_steer {
 // The value of `name` in `group` ("TcpExt", "IpExt", ...); nullopt when the text does not have it,
 // or a header line and its value line disagree on the number of fields, or the value is not a
 // number that fits 64 bits.
-std::optional<std::uint64_t> netstat_counter(std::string_view netstat, std::string_view group,
-                                             std::string_view name);
+std::optional<std::uint64_t> netstat_counter(std::string_view netstat, std::string_view group, std::string_view name);
 
 // TcpExt's TCPMigrateReqSuccess and TCPMigrateReqFailure (Linux >= 5.14), counted by the kernel
 // for every request socket a closing listener hands over (net.ipv4.tcp_migrate_req or a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: a Socket.IO chat under a PM2 cluster (4 workers, reusePort, Redis adapter) on port 5001,
+# The demo: a Socket.IO chat under a PM2 cluster (4 workers, reusePort, Redis Streams adapter) on port 5001,
 # the same client load without and then with sio-steer, the results side by side, then
 # `sio-steer status`. Installs what is missing, builds, and stops everything it started.
 #   scripts/demo.sh [--port 5001] [--workers 4] [--clients 200]   (as root)
@@ -40,7 +40,9 @@ trap cleanup EXIT
 
 echo "== Redis, and PM2 cluster mode: $workers workers of examples/chat on :$port (Node $("$NODE24" --version))"
 redis_start
-pm2_start_cluster "$port" "$workers"
+# the app as most are: a request that reaches a worker without its session gets a 400 (the example's
+# safety net, sio-steer-drain passing such a request on to the right worker, is off here)
+SIO_PASS_ON=0 pm2_start_cluster "$port" "$workers"
 ss -Hltnp "sport = :$port" | awk '{print "   listener " $4 "  " $6}'
 
 load() {  # label, source base

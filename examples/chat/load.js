@@ -110,6 +110,7 @@ for (let i = 0; i < N; i++) {
     httpErrors: {}, reconnects: 0, lastProgress: 0, maxGap: 0, // status -> count; ms without an ack, at most
     hellos: 0, workers: new Map(), // "pid/instance" -> count of hellos + acks from it
     recovered: 0, // reconnects that got the session back (Socket.IO's connection state recovery)
+    disconnectLog: [], // when and why (the first few)
     handovers: 0, // hellos of a session handed to another worker without a disconnect
     sent: 0, acks: 0, ackErrors: 0, dms: 0, typing: 0, unread: 0, activity: 0, finalTransport: null,
     got: new Map(), // "bc:<text>" | "dm:<text>" -> times received
@@ -141,7 +142,13 @@ function connect(c) {
   });
   s.on('connect', () => { if (s.recovered) c.recovered++; });
   s.on('connect_error', () => { c.connectErrors++; });
-  s.on('disconnect', (reason) => { if (reason !== 'io client disconnect') { c.disconnects++; disconnected = true; } });
+  s.on('disconnect', (reason, details) => {
+    if (reason === 'io client disconnect') return;
+    c.disconnects++;
+    disconnected = true;
+    const why = details?.description?.message ?? details?.description ?? details?.context?.statusText ?? '';
+    c.disconnectLog.push(`${Math.round(performance.now() - t0)} ms: ${reason}${why ? ` (${why})` : ''}`);
+  });
   s.io.on('error', () => { c.transportErrors++; });
   s.io.on('reconnect', () => { c.reconnects++; });
   s.on('typing', () => { c.typing++; });
@@ -206,16 +213,17 @@ function expected(c) {
 // Events the server took (acked) that a recipient never got, and events a recipient got twice.
 function eventLoss(c) {
   let missed = 0, duplicated = 0;
+  const sample = [];
   const end = Math.min(N, (c.room + 1) * ROOM);
   for (let j = c.room * ROOM; j < end; j++) {
     const from = clients[j];
     for (const key of from.acked) {
       const forMe = key.startsWith('bc:') ? j !== c.i : from.peer === c.i;
-      if (forMe && !c.got.has(key)) missed++;
+      if (forMe && !c.got.has(key) && missed++ < 5) sample.push(key);
     }
   }
   for (const n of c.got.values()) if (n > 1) duplicated += n - 1;
-  return { missed, duplicated };
+  return { missed, duplicated, sample };
 }
 
 const complete = (c) => {
@@ -254,6 +262,8 @@ function report(timedOut) {
       acks: c.acks, acks_expected: e.acks, broadcasts: c.activity, broadcasts_expected: e.bc,
       dms: c.dms, dms_expected: e.dm,
       recovered: c.recovered, handovers: c.handovers, events_missed: loss.missed, events_duplicated: loss.duplicated,
+      ...(loss.missed ? { events_missed_sample: loss.sample } : {}),
+      ...(c.disconnects ? { disconnect_log: c.disconnectLog.slice(0, 4) } : {}),
       // noticed nothing: no disconnect, no failed request, no ack lost, no event missed or doubled
       // (it may have moved to another worker, with its session)
       unaffected: c.hellos === 1 && c.unknown === 0 && c.http400 === 0 && c.resets === 0 && c.connectErrors === 0 &&

@@ -12,9 +12,17 @@
 //      SIO_STICKY_MODULE: the @socket.io/sticky whose setupWorker to use (its primary's version, e.g.
 //        the one @socket.io/pm2's God daemon runs), SIO_CLUSTER_ADAPTER: the path of
 //        @socket.io/cluster-adapter, to relay broadcasts through the cluster primary instead of Redis,
+//      HOST_NAME: this host's name, reported with the worker (hello, acks, /health): several hosts
+//        behind one balancer (docs/scale-out.md),
+//      SIO_SID_COOKIE: name of a cookie in which the handshake's response carries the session id
+//        (Engine.IO's `cookie` option): an HTTP balancer learns from it which host holds the session
+//        and sends the session's requests (?sid=) there (docs/scale-out.md, draining a host),
 //      SIO_ADAPTER (streams): "streams" for @socket.io/redis-streams-adapter with Socket.IO's connection
 //        state recovery (a client that reconnects gets its id, rooms and missed events back), "redis"
 //        for the classic @socket.io/redis-adapter (pub/sub, no recovery),
+//      SIO_PASS_ON=0: a request for another worker's session is refused with 400 as in a plain app, not
+//        passed on to that worker (sio-steer-drain's passOn): to show what sio-steer fixes by itself,
+//      SIO_STREAM_MAXLEN (100000): broadcasts the Redis stream keeps (the adapter's maxLen),
 //      SIO_STEER_PEER_DIR: where the workers find each other (sio-steer-drain's peerDir; default
 //        $XDG_RUNTIME_DIR/sio-steer or /tmp/sio-steer-<uid>).
 'use strict';
@@ -40,9 +48,14 @@ const STICKY_MODULE = process.env.SIO_STICKY_MODULE || '@socket.io/sticky';
 const CLUSTER_ADAPTER = process.env.SIO_CLUSTER_ADAPTER;
 const ADAPTER = process.env.SIO_ADAPTER || 'streams';
 const PEER_DIR = process.env.SIO_STEER_PEER_DIR || undefined;
+const PASS_ON = process.env.SIO_PASS_ON !== '0';
+// The stream keeps the last STREAM_MAXLEN broadcasts for clients between two workers: at the load
+// tests' ~4,000 broadcasts/s the adapter's default (10,000) is 2.5 s, less than a busy handover may
+// need; 100,000 is 25 s (about 20 MB in Redis).
+const STREAM_MAXLEN = Number(process.env.SIO_STREAM_MAXLEN || 100000);
 // PM2 sets NODE_APP_INSTANCE at run time (cluster and fork mode); a plain `node server.js` is 0.
 const INSTANCE = Number(process.env.NODE_APP_INSTANCE || 0);
-const me = { pid: process.pid, instance: INSTANCE };
+const me = { pid: process.pid, instance: INSTANCE, ...(process.env.HOST_NAME ? { host: process.env.HOST_NAME } : {}) };
 
 // The page (public/): GET / and its two files; the Socket.IO client is /socket.io/socket.io.min.js.
 const PAGE = {
@@ -78,12 +91,17 @@ async function main() {
   });
   const streams = !CLUSTER_ADAPTER && ADAPTER === 'streams';
   const adapter = CLUSTER_ADAPTER ? require(CLUSTER_ADAPTER).createAdapter()
-    : streams ? createStreamsAdapter(pub) : createPubSubAdapter(pub, sub);
+    : streams ? createStreamsAdapter(pub, { maxLen: STREAM_MAXLEN }) : createPubSubAdapter(pub, sub);
   // connection state recovery: what a client missed while it reconnects (a worker's WebSocket
   // closed by a reload) is stored in the Redis stream and replayed on whichever worker it reaches
-  const io = new Server(httpServer, { adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}) });
+  const io = new Server(httpServer, {
+    adapter, ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
+    ...(process.env.SIO_SID_COOKIE ? { cookie: { name: process.env.SIO_SID_COOKIE, path: '/', httpOnly: true, sameSite: 'lax' } } : {}),
+  });
   io.engine.on('connection_error', () => { engineErrors++; });
-  const drainAndClose = gracefulStop(io, httpServer, { key: STEER_KEY, peerDir: PEER_DIR, ...(streams ? { redis: pub } : {}) });
+  const drainAndClose = gracefulStop(io, httpServer, {
+    key: STEER_KEY, peerDir: PEER_DIR, passOn: PASS_ON, log: (line) => console.log(`chat: pid ${me.pid} instance ${INSTANCE}: ${line}`), ...(streams ? { redis: pub } : {}),
+  });
 
   io.on('connection', async (socket) => {
     const user = String(socket.handshake.auth?.user ?? socket.id);

@@ -55,7 +55,7 @@ const listening = (server) => (server.listening ? Promise.resolve() : new Promis
  * worker can be found by the others (await it before telling PM2 it is ready).
  */
 function gracefulStop(io, httpServer, setup = {}) {
-  const { key = 'address', warn = console.warn, peerDir, log = () => {} } = setup; // also: redis, streamName, sessionKeyPrefix, instance
+  const { key = 'address', warn = console.warn, peerDir, log = () => {} } = setup; // also: redis, streamName, sessionKeyPrefix, instance, passOn
   const instance = setup.instance ?? (process.env.NODE_APP_INSTANCE !== undefined ? Number(process.env.NODE_APP_INSTANCE) : null);
   const engine = engineSupport(io);
   const classes = engine.known ? classesOf(io) : null;
@@ -87,7 +87,7 @@ function gracefulStop(io, httpServer, setup = {}) {
   };
   for (const nsp of io._nsps.values()) track(nsp);
   io.on('new_namespace', track);
-  const router = new Router({ io, httpServer });
+  const router = new Router({ io, httpServer, passOn: setup.passOn !== false });
   const server = createPeerServer(httpServer, {
     prepare: async (body) => { (await handover.prepare(body)); },
     commit: async (body) => { (await handover.commit(body)); },

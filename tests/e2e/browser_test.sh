@@ -73,7 +73,9 @@ SECONDS=0
 # 2-core machine (PM2's daemon log; 1 s before the pages opened). Past listen_timeout PM2 stops the
 # old worker before its replacement listens: its drain has no successor to hand its clients to, and
 # they reconnect twice. 'ready' ends the wait as soon as the worker listens.
-SIO_DRAIN_MS=2000 LISTEN_TIMEOUT=120000 e2e_start_stack 4
+# The app's safety net that passes a misrouted request on is off: without sio-steer the browser gets
+# the 400s a plain app gives, and with it every request is steered right by sio-steer alone.
+SIO_PASS_ON=0 LISTEN_TIMEOUT=120000 e2e_start_stack 4
 
 # TLS as in production: a certificate for 127.0.0.1, made here.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
@@ -121,7 +123,7 @@ e2e_expect "$f" '.reload_reconnects_max <= 1 and .messages_lost == 0 and .messag
 jq -c --slurpfile u "$E2E_TMP/unsteered.json" --argjson s "$SECONDS" \
   '{visitors, workers_used, http_400, ws_101, message_p99_ms, message_p50_ms, messages, typing_ms_max,
     polling_only_http_400, polling_message_p99_ms, polling_typing_ms_max,
-    reload_reconnects_max, messages_lost, messages_duplicated, reload_messages_sent: .reload.messages_sent,
+    reload_reconnects_max, reload_polling_reconnects: .reload.polling_reconnects, messages_lost, messages_duplicated, reload_messages_sent: .reload.messages_sent,
     reload_seconds: .reload.seconds, without_steering_http_400: $u[0].http_400,
     without_steering_session_unknown_400: $u[0].session_unknown_400, test_seconds: $s}' "$f" >"$E2E_TMP/result.json"
 e2e_log "PASS: browser ($SECONDS s)"

@@ -28,6 +28,9 @@ e2e_cleanup() {
   if [[ -n "${CHAT_PORT:-}" && -d "$E2E_PINS/$CHAT_PORT" ]]; then
     "$SIO_STEER" detach --port "$CHAT_PORT" --pin-root "$E2E_PINS" --lock-dir "$E2E_LOCKS" >/dev/null 2>&1 || true
   fi
+  if [[ -n "${E2E_KEEP:-}" && -n "${REDIS_PORT:-}" ]]; then  # and the Redis stream of broadcasts
+    mkdir -p "$E2E_KEEP" && redis-cli -p "$REDIS_PORT" XRANGE socket.io - + >"$E2E_KEEP/stream.txt" 2>/dev/null || true
+  fi
   if [[ -n "${E2E_KEEP:-}" ]]; then  # keep the results and the workers' logs for a look
     mkdir -p "$E2E_KEEP" && cp -r "$E2E_TMP/." "$E2E_KEEP/" && cp -r "${PM2_HOME:-/nonexistent}/logs" "$E2E_KEEP/pm2-logs" 2>/dev/null &&
       cp "$PM2_HOME/pm2.log" "$E2E_KEEP/pm2-logs/daemon.log" 2>/dev/null || true

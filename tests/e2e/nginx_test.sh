@@ -105,7 +105,8 @@ scenario_no-proxy-bind() {
 
 scenario_keepalive() {
   # Why the configuration keeps no idle upstream connection: the same, with an upstream keepalive.
-  e2e_start_stack 4
+  # (The chat's safety net that passes a misrouted request on is off: what sio-steer does alone.)
+  SIO_PASS_ON=0 e2e_start_stack 4
   e2e_attach
   local port
   port="$(free_port)"
@@ -123,7 +124,7 @@ scenario_keepalive() {
 }
 
 scenario_cdn() {
-  e2e_start_stack 4
+  SIO_PASS_ON=0 e2e_start_stack 4 # sio-steer alone, no safety net in the app
   e2e_attach
   local edge origin
   edge="$(free_port)"
@@ -176,8 +177,8 @@ scenario_destination() {
 
 scenario_destination-no-key() {
   # The same nginx configuration, the workers on the kernel's own reuseport hash: a kept-alive
-  # connection, and each new one, reaches whichever worker.
-  SIO_STEER_KEY=destination e2e_start_stack 4
+  # connection, and each new one, reaches whichever worker. (The app's safety net is off.)
+  SIO_PASS_ON=0 SIO_STEER_KEY=destination e2e_start_stack 4
   local port f="$E2E_TMP/destination-no-key.json"
   port="$(free_port)"
   nginx_conf --listen "127.0.0.1:$port" --key destination --destinations 64 >"$E2E_TMP/destination.conf"
@@ -189,7 +190,7 @@ scenario_destination-no-key() {
 }
 
 scenario_destination-reload() {
-  SIO_STEER_KEY=destination SIO_DRAIN_MS=2000 e2e_start_stack 4
+  SIO_STEER_KEY=destination e2e_start_stack 4
   e2e_attach --key destination
   local port f="$E2E_TMP/destination-reload.json"
   port="$(free_port)"
@@ -206,9 +207,12 @@ scenario_destination-reload() {
   e2e_expect "$f" '.connect_errors == 0' "0 connect errors"
   e2e_expect "$f" 'all(.per_client[]; (.instances | length) < 2 or .instances[0] == .instances[1])' \
     "a client that moved went to its own instance's replacement (the successor)"
-  grep -h "drained:" "$PM2_HOME"/logs/*.log | sed 's/^/e2e:   /' >&2 || true
-  grep -qh "destinations released to the successor: [1-9]" "$PM2_HOME"/logs/*.log ||
-    e2e_fail "no worker handed a destination over"
+  e2e_expect "$f" '.handovers > 0 and .disconnects_polling == 0 and .acks_lost_polling == 0' \
+    "long-polling sessions were handed over through nginx: none disconnected, no ack lost"
+  e2e_expect "$f" '.events_missed == 0 and .events_duplicated == 0' "every event the server took reached every recipient, once"
+  grep -h "stopped:" "$PM2_HOME"/logs/*.log | sed 's/^/e2e:   /' >&2 || true
+  grep -qh "destinations released: [1-9]" "$PM2_HOME"/logs/*.log ||
+    e2e_fail "no worker released a destination to its successor"
 }
 
 case "${1:-}" in

@@ -14,7 +14,7 @@ async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp
   const giveUp = (why) => {
     if (failed) return;
     failed = why;
-    log(`sio-steer control socket ${path}: ${why}; not releasing clients any more, the reconnects follow the closed listener`);
+    log(`sio-steer control socket ${path}: ${why}; not releasing clients any more: they reach the successor through this worker until it stops listening`);
     for (const reply of waiting.splice(0)) reply(`error ${why}`);
     sock?.destroy();
     onGiveUp();

@@ -8,8 +8,8 @@
 //    recovery gives the client its id, rooms and missed events back on the successor. Each client
 //    (or destination) is released to the successor over sio-steer's control socket once all of its
 //    sessions are settled, so that its next connection goes straight there.
-//    Without a successor: stop listening, then close every session the same way (the clients come
-//    back on the other workers).
+//    Without a successor (stopping for good): the same with a worker of another instance that is
+//    not stopping, or, with none, every session closed for Socket.IO to recover elsewhere.
 // 3. Stop listening, wait for the requests still passed on, and leave a link to the successor.
 // Nothing here waits on a guess of how long a client takes: a request that reaches this worker
 // late is passed on to where its session is.
@@ -28,24 +28,48 @@ function stopListening(httpServer) {
 
 const connections = (server) => new Promise((r) => server.getConnections((e, n) => r(e ? 0 : n)));
 
-const DEFAULTS = {
-  drainMs: 0, goodbyeMs: 10000, successorWaitMs: 2000, stepTimeoutMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {},
-};
+const DEFAULTS = { drainMs: 0, successorWaitMs: 5000, controlTimeoutMs: 2000, parallel: 32, log: () => {} };
+
+// PM2's kill_timeout for this worker (ms), if it runs under PM2: the one bound on a stop that is
+// not a guess; everything the stop waits for fits in it.
+function pm2KillTimeout() {
+  let t = Number(process.env.kill_timeout);
+  if (!(t > 0)) {
+    try { t = Number(JSON.parse(process.env.pm2_env ?? '{}').kill_timeout); } catch { t = NaN; }
+  }
+  return t > 0 ? t : null;
+}
+
+// How long the sessions may take to settle: PM2's kill_timeout less what comes after (the
+// kept-alive connections' timeout, a second to exit), else 10 s.
+function goodbyeBudget(httpServer) {
+  const kill = pm2KillTimeout();
+  return kill ? Math.max(1000, kill - (httpServer.keepAliveTimeout || 5000) - 2000) : 10000;
+}
 
 // Until every session has settled or `until`; what is left is closed by io.close().
 async function settleAll(ctx, opts, successor, control, stats, until) {
   const { io, owed, router } = ctx;
   const engine = io.engine;
-  const started = new Set();
-  const byKey = new Map(); // key -> sessions not settled yet
-  const releases = [];
+  const started = new Set(), tracked = new Set();
+  const byKey = new Map(); // key -> its sessions here not settled yet
+  const track = (conn) => {
+    tracked.add(conn);
+    if (!byKey.has(conn.sioSteerKey)) byKey.set(conn.sioSteerKey, new Set());
+    byKey.get(conn.sioSteerKey).add(conn);
+  };
+  const released = new Set(), releases = [];
+  const release = (key) => {
+    if (!control || !key || released.has(key)) return undefined;
+    released.add(key);
+    const done = control.request(`release ${key}`).then((r) => { stats[r.split(' ')[0]] = (stats[r.split(' ')[0]] ?? 0) + 1; });
+    releases.push(done);
+    return done;
+  };
   const settled = (conn) => {
     const left = byKey.get(conn.sioSteerKey);
     left?.delete(conn);
-    if (left?.size === 0) {
-      byKey.delete(conn.sioSteerKey);
-      if (control && conn.sioSteerKey) releases.push(control.request(`release ${conn.sioSteerKey}`).then((r) => { stats[r.split(' ')[0]] = (stats[r.split(' ')[0]] ?? 0) + 1; }));
-    }
+    if (left?.size === 0) release(conn.sioSteerKey);
   };
   // ready: nothing owed to the client, no POST of it under way, no transport change under way
   const ready = (conn) => !conn.upgrading && !conn.transport.dataReq && !(owed.get(conn) > 0) && !router.posting(conn.id);
@@ -53,22 +77,27 @@ async function settleAll(ctx, opts, successor, control, stats, until) {
     while (conn.readyState === 'open' && !ready(conn) && Date.now() < until) await sleep(2);
     if (conn.readyState !== 'open') return;
     if (successor && conn.transport.name === 'polling' && Date.now() < until) {
-      const outcome = await giveAway(ctx, conn, successor, opts);
+      const outcome = await giveAway(ctx, conn, successor, until);
       if (outcome === 'handed') return void stats.handed++;
       stats.failed++;
       opts.log(`handover of session ${conn.id} to ${successor}: ${outcome}; closing it instead`);
     }
+    // The client reconnects on new connections: released first, they go straight to the successor
+    // (its WebSocket, established, is not moved). Otherwise its upgrade could reach this worker and
+    // be passed on as bytes through it, a connection that dies with it (a second reconnect).
+    // A request of another session of the same client going there meanwhile is passed back here.
+    if (router.passOn && byKey.get(conn.sioSteerKey)?.size === 1) await release(conn.sioSteerKey);
     await closeWhenQuiet(conn, owed, until, ctx.handover);
     stats.closed++;
   };
   let running = 0;
   const settling = [];
   while (engine.clientsCount > 0 && Date.now() < until) {
-    for (const conn of Object.values(engine.clients)) {
+    const all = Object.values(engine.clients);
+    for (const conn of all) if (!tracked.has(conn)) track(conn);
+    for (const conn of all) {
       if (started.has(conn) || running >= opts.parallel) continue;
       started.add(conn);
-      if (!byKey.has(conn.sioSteerKey)) byKey.set(conn.sioSteerKey, new Set());
-      byKey.get(conn.sioSteerKey).add(conn);
       running++;
       settling.push(settle(conn).catch((e) => opts.log(`session ${conn.id}: ${e.message}`)).finally(() => { running--; settled(conn); }));
     }
@@ -109,7 +138,7 @@ function closeWhenQuiet(conn, owed, until, handover) {
 }
 
 // Hands one long-polling session over: 'handed', or why not (the session is still here).
-async function giveAway(ctx, conn, successor, opts) {
+async function giveAway(ctx, conn, successor, until) {
   const { router, handover } = ctx;
   const peers = router.peers;
   const sid = conn.id;
@@ -121,6 +150,7 @@ async function giveAway(ctx, conn, successor, opts) {
       conn.transport.send([{ type: 'noop' }]);
     }
     const to = peers.pathOf(successor);
+    const left = () => Math.max(1, until - Date.now()); // a step may take what is left of the budget, no more
     let snapshot;
     try {
       snapshot = handover.snapshot(conn, conn.sioSteerKey ?? null);
@@ -128,20 +158,20 @@ async function giveAway(ctx, conn, successor, opts) {
       return `cannot send its state (${e.message})`;
     }
     try {
-      await sendStep(to, 'prepare', snapshot, opts.stepTimeoutMs);
+      await sendStep(to, 'prepare', snapshot, left());
     } catch (e) {
       return `not prepared (${e.message})`;
     }
     if (conn.readyState !== 'open') {
-      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      sendStep(to, 'abort', JSON.stringify({ sid }), 5000).catch(() => {});
       return 'closed meanwhile';
     }
     const frozen = handover.freeze(conn);
     try {
-      await sendStep(to, 'commit', frozen.body, opts.stepTimeoutMs);
+      await sendStep(to, 'commit', frozen.body, left());
     } catch (e) {
       handover.thaw(conn, frozen);
-      sendStep(to, 'abort', JSON.stringify({ sid }), opts.stepTimeoutMs).catch(() => {});
+      sendStep(to, 'abort', JSON.stringify({ sid }), 5000).catch(() => {});
       return `not committed (${e.message})`;
     }
     handover.detach(conn);
@@ -163,7 +193,7 @@ async function findSuccessor(peers, waitMs) {
 
 /** The stop, for a gracefulStop() context: { io, httpServer, router, peers, handover, owed, ready }. */
 async function drainAndClose(ctx, options = {}) {
-  const opts = { ...DEFAULTS, ...options };
+  const opts = { ...DEFAULTS, goodbyeMs: goodbyeBudget(ctx.httpServer), ...options };
   const { io, httpServer, router } = ctx;
   const engine = io.engine;
   const peers = await Promise.race([ctx.ready, sleep(opts.successorWaitMs).then(() => null)]).catch(() => null);
@@ -173,6 +203,7 @@ async function drainAndClose(ctx, options = {}) {
     while (engine.clientsCount > 0 && Date.now() < until) await sleep(50);
   }
   const left = engine.clientsCount;
+  await peers?.stopping();
   const successor = peers ? await findSuccessor(peers, opts.successorWaitMs) : null;
   // stopping for good (pm2 scale down, pm2 stop of one instance): another instance's worker takes
   // the sessions; sio-steer sends their clients wherever its ring says, which passes them on there
@@ -185,10 +216,11 @@ async function drainAndClose(ctx, options = {}) {
   opts.log(`stopping with ${left} session(s): ${successor ? `handing them to the successor, worker ${successor}`
     : target ? `no successor: handing them to worker ${target} of another instance` : `no other worker${peers ? '' : ' (no peer folder)'}: closing them`}`);
 
+  // It keeps listening until its sessions are settled: a request of a session not settled yet may
+  // come on a new connection (behind nginx, each one does), and with no other listener on the port
+  // (the whole app stops) it would be refused. Handshakes go to the target meanwhile.
   router.stopping = true;
   router.successor = target;
-  // stopping for good, with other workers: new connections go to them from now on
-  if (!successor && target) stopListening(httpServer);
   const until = Date.now() + opts.goodbyeMs;
   if (left > 0 || engine.clientsCount > 0) await settleAll(ctx, opts, target, control, stats, until);
   control?.close();

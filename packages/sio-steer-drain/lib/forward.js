@@ -14,7 +14,8 @@ const OWN_HEADERS = new Set([HOPS, CLIENT, SECURE, LOCAL]);
 const MAX_HOPS = 2; // the worker an id names, then the one it handed the session to
 const UNREACHED = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK', 'EACCES', 'ENOTDIR']);
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16 });
+// no cap on connections: every passed-on long-polling GET holds one for up to a ping interval
+const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64 });
 
 // Hop-by-hop headers (RFC 9110 7.6.1) are not passed on; Node sets its own framing.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
@@ -31,9 +32,9 @@ function forwardedHeaders(req, hops) {
   return headers;
 }
 
-// A request body, whole (Engine.IO's POSTs are bounded by maxHttpBufferSize): nothing is sent on
-// before the peer has answered the connection, so that an unreachable peer leaves the request to
-// be answered here.
+// A request body, whole (Engine.IO's POSTs are bounded by maxHttpBufferSize), read before anything
+// is sent on: an unreachable peer can be tried again, or leave the request to be answered here.
+// null: too large, or the client went away.
 function readBody(req, limit) {
   return new Promise((resolve) => {
     const chunks = [];
@@ -48,13 +49,12 @@ function readBody(req, limit) {
 }
 
 /**
- * Sends `req` to the worker at `socketPath` and its answer back on `res`. Resolves 'sent', or
- * 'unreachable' (nothing written to res: the caller answers), or 'failed' (the peer broke off: res
- * was ended). close: answer with "Connection: close" (a stopping worker hands its connections back).
+ * Sends `req` (its body read already: readBody) to the worker at `socketPath` and its answer back
+ * on `res`. Resolves 'sent', or 'unreachable' (nothing written to res: the caller may try again, or
+ * answer), or 'failed' (the peer broke off: res was ended). close: answer with "Connection: close"
+ * (a stopping worker hands its connections back).
  */
-async function forwardRequest(req, res, socketPath, { hops, close = false, bodyLimit = 1e6 + 4096 }) {
-  const body = req.method === 'GET' || req.method === 'HEAD' ? null : await readBody(req, bodyLimit);
-  if (body === null && req.method !== 'GET' && req.method !== 'HEAD') return 'unreachable';
+async function forwardRequest(req, res, socketPath, { hops, close = false, body = null }) {
   return new Promise((resolve) => {
     let answered = false;
     const up = http.request({ socketPath, agent, method: req.method, path: req.url, headers: forwardedHeaders(req, hops) }, (upRes) => {
@@ -128,4 +128,4 @@ function stripOwnHeaders(req) {
   for (const h of OWN_HEADERS) delete req.headers[h];
 }
 
-module.exports = { forwardRequest, forwardUpgrade, forwardedFrom, stripOwnHeaders, MAX_HOPS };
+module.exports = { readBody, forwardRequest, forwardUpgrade, forwardedFrom, stripOwnHeaders, MAX_HOPS };

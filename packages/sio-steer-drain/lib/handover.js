@@ -32,6 +32,7 @@ class Handover {
     this.logs = logs;
     this.log = log;
     this.adopting = new Map(); // sid -> { conn, client, sockets, staged }
+    this.committed = new Map(); // sid -> conn, for a minute: an abort that crossed the commit undoes it
     this.stats = { given: 0, adopted: 0, recovered: 0, recoveryFailed: 0, missed: 0, dropped: 0, incomplete: 0 };
   }
 
@@ -174,8 +175,14 @@ class Handover {
     return a;
   }
 
-  /** Drops a prepared session (the giving worker keeps it). */
+  /** Drops a prepared session, or one committed here whose giving worker stopped waiting (it keeps it). */
   abort(sid) {
+    const committed = this.committed.get(sid);
+    if (committed) {
+      this.committed.delete(sid);
+      if (this.io.engine.clients[sid] === committed) this.detach(committed);
+      return;
+    }
     const a = this.adopting.get(sid);
     if (!a) return;
     this.adopting.delete(sid);
@@ -215,6 +222,10 @@ class Handover {
     }
     const write = this.classes.Client.prototype.writeToEngine;
     const written = [...byOffset.keys()].sort(compareOffsets);
+    if (process.env.SIO_STEER_DRAIN_DEBUG) {
+      this.log(`DEBUG commit ${frozen.sid} sockets ${sockets.map((x) => x.id)} cuts ${JSON.stringify([...cuts.values()].map((c) => ({ floor: c.floor, delivered: [...c.delivered] })))} end ${end} ` +
+        `missed ${missed.map((m) => m.offset)} staged ${staged.map(([e]) => offsetOfEncoded(e))} written ${written} wb ${frozen.writeBuffer.length}`);
+    }
     for (const offset of written) write.call(client, byOffset.get(offset), {});
     for (const [encoded, opts] of plain) write.call(client, encoded, opts);
     delete client.writeToEngine;
@@ -241,6 +252,8 @@ class Handover {
     conn.resetPingTimeout(engine.opts.pingTimeout); // engine.io 6.5 takes the timeout, 6.6 knows it
     conn.schedulePing();
     this.stats.adopted++;
+    this.committed.set(conn.id, conn);
+    setTimeout(() => this.committed.delete(conn.id), 60000).unref();
     for (const s of sockets) {
       s.nsp.emitReserved('connect', s);
       s.nsp.emitReserved('connection', s);
@@ -259,8 +272,7 @@ class Handover {
       if (this.stream) {
         const end = await this.stream.last();
         const from = wanted.map((s) => cuts.get(s.id).floor).sort(compareOffsets)[0];
-        for (const { offset, message } of await this.stream.range(from, end)) {
-          const b = this.stream.broadcastOf(message);
+        for (const { offset, broadcast: b } of await this.stream.broadcasts(from, end)) {
           if (!b || b.packet.type !== 2 || b.packet.id !== undefined || b.opts.flags?.volatile) continue;
           for (const s of wanted) {
             const cut = cuts.get(s.id);

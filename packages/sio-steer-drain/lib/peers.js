@@ -89,7 +89,12 @@ class Peers {
     }
   }
 
-  /** The token of the newest worker of another instance (a worker stopping for good hands its sessions there), or null. */
+  /** This worker stops: no other worker stopping at the same time picks it to take its sessions. */
+  async stopping() {
+    await fsp.writeFile(path.join(this.dir, `${this.token}.stopping`), '', { mode: 0o600 }).catch(() => {});
+  }
+
+  /** The token of the newest worker of another instance that is not stopping (a worker stopping for good hands its sessions there), or null. */
   async sibling() {
     const links = (await fsp.readdir(this.dir).catch(() => [])).filter((n) => /^instance-\d+\.sock$/.test(n));
     const own = this.instance === null ? null : path.basename(this.instanceLink(this.instance));
@@ -97,7 +102,8 @@ class Peers {
       if (name === own) continue;
       const target = await fsp.readlink(path.join(this.dir, name)).catch(() => '');
       const token = target.endsWith('.sock') ? target.slice(0, -5) : null;
-      if (isToken(token) && token !== this.token) return token;
+      if (!isToken(token) || token === this.token) continue;
+      if (!(await fsp.access(path.join(this.dir, `${token}.stopping`)).then(() => true, () => false))) return token;
     }
     return null;
   }
@@ -109,7 +115,7 @@ class Peers {
    * chain of reloads never makes a chain of links. Without a successor the socket is removed.
    */
   async retire(successor) {
-    this.server?.close();
+    await fsp.rm(path.join(this.dir, `${this.token}.stopping`), { force: true });
     const own = `${this.token}.sock`;
     const next = successor ? `${successor}.sock` : null;
     for (const name of await fsp.readdir(this.dir).catch(() => [])) {
@@ -119,8 +125,15 @@ class Peers {
       if (next) await this.link(at, next).catch(() => {});
       else await fsp.rm(at, { force: true });
     }
-    if (next) await this.link(this.pathOf(this.token), next).catch(() => {});
-    else await fsp.rm(this.pathOf(this.token), { force: true });
+    // Closing the server unlinks its path (libuv does): the link to the successor is made aside
+    // first and renamed into place right after, so that a request passed on finds no gap wider
+    // than a rename (the router tries again across it).
+    const at = this.pathOf(this.token);
+    const tmp = `${at}.${process.pid}.next`;
+    if (next) await fsp.symlink(next, tmp).catch(() => {});
+    this.server?.close();
+    if (next) await fsp.rename(tmp, at).catch(() => {});
+    else await fsp.rm(at, { force: true });
   }
 
   // Removes links that lead nowhere (their worker stopped without a successor) and sockets nobody
@@ -132,10 +145,14 @@ class Peers {
       s.once('connect', () => { s.destroy(); resolve(true); });
       s.once('error', () => resolve(false));
     });
-    for (const name of await fsp.readdir(this.dir).catch(() => [])) {
+    const names = await fsp.readdir(this.dir).catch(() => []);
+    for (const name of names) {
       if (!name.endsWith('.sock') || name === `${this.token}.sock`) continue;
       const at = path.join(this.dir, name);
       if (!(await probe(at))) await fsp.rm(at, { force: true });
+    }
+    for (const name of names) { // a stopping mark outlives a worker killed while stopping
+      if (name.endsWith('.stopping') && !names.includes(`${name.slice(0, -9)}.sock`)) await fsp.rm(path.join(this.dir, name), { force: true });
     }
   }
 }

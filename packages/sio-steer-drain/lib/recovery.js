@@ -64,8 +64,7 @@ function installRecovery(nsp, { stream, logs, sessionKeyPrefix = SESSION_PREFIX,
     if (!end || compareOffsets(end, cut.floor) < 0) return fail(`the stream ends at ${end}, before offset ${cut.floor}`);
     const r = { tap, end, rooms: new Set(session.rooms), delivered: new Set(cut.delivered), written: new Set(), floor: cut.floor };
     session.missedPackets = [];
-    for (const { offset: o, message } of await stream.range(cut.floor, end)) {
-      const b = stream.broadcastOf(message);
+    for (const { offset: o, broadcast: b } of await stream.broadcasts(cut.floor, end)) {
       if (!b || b.nsp !== nsp.name || b.packet.type !== 2 || b.packet.id !== undefined || b.opts.flags?.volatile) continue;
       if (r.delivered.has(o) || !reaches(r.rooms, b.opts.rooms ?? [], b.opts.except ?? [])) continue;
       session.missedPackets.push([...b.packet.data, o]);

@@ -9,13 +9,14 @@
 // - a handshake while this worker stops: passed on to its successor, where the session is born.
 // Anything else (an id of nobody's, a worker gone) is Engine.IO's to refuse, as before.
 'use strict';
-const { forwardRequest, forwardUpgrade, stripOwnHeaders, MAX_HOPS } = require('./forward');
+const { readBody, forwardRequest, forwardUpgrade, stripOwnHeaders, MAX_HOPS } = require('./forward');
 const { tokenOf } = require('./session-id');
 
 const HOLD_MAX = 16; // requests of one session held at once (a client sends one GET and one POST at a time)
 
 class Router {
-  constructor({ io, httpServer }) {
+  constructor({ io, httpServer, passOn = true }) {
+    this.passOn = passOn; // pass requests for other workers' sessions on (else: Engine.IO's 400, as without this module)
     this.engine = io.engine;
     this.path = `${(io._path || '/socket.io').replace(/\/$/, '')}/`;
     this.peers = null; // set once the private socket listens
@@ -63,7 +64,7 @@ class Router {
       if (Object.prototype.hasOwnProperty.call(this.engine.clients, sid)) return this.serve(event, args, sid, next);
       if (hops > 0) return next(args);
       const token = tokenOf(sid);
-      if (token && token !== this.peers.token) return this.forward(event, args, token, next);
+      if (token && token !== this.peers.token && this.passOn) return this.forward(event, args, token, next);
       return next(args);
     }
     if (this.successor && hops === 0) {
@@ -97,9 +98,20 @@ class Router {
     const socketPath = this.peers.pathOf(token);
     this.inFlight++;
     try {
-      const result = event === 'upgrade'
-        ? await forwardUpgrade(req, resOrSocket, head, socketPath, { hops })
-        : await forwardRequest(req, resOrSocket, socketPath, { hops, close: this.stopping, bodyLimit: this.engine.opts.maxHttpBufferSize + 4096 });
+      const bodyless = event === 'upgrade' || req.method === 'GET' || req.method === 'HEAD';
+      const body = bodyless ? null : await readBody(req, this.engine.opts.maxHttpBufferSize + 4096);
+      if (!bodyless && body === null) return void next(args); // too large, or gone: Engine.IO answers
+      const once = () => (event === 'upgrade'
+        ? forwardUpgrade(req, resOrSocket, head, socketPath, { hops })
+        : forwardRequest(req, resOrSocket, socketPath, { hops, close: this.stopping, body }));
+      // a worker that retires swaps its socket for a link to its successor: across that moment
+      // (a rename) its path may lead nowhere; a few tries, then the session is nowhere
+      let result = await once();
+      for (const ms of [5, 50, 200]) {
+        if (result !== 'unreachable') break;
+        await new Promise((r) => setTimeout(r, ms));
+        result = await once();
+      }
       if (result === 'unreachable') {
         this.stats.unreachable++;
         next(args); // the session is nowhere to be found: Engine.IO answers as it always did

@@ -7,7 +7,7 @@
 // fixed first (the stream's last entry), and the range is read once, in pages.
 'use strict';
 const { createRequire } = require('node:module');
-const { isOffset } = require('./offsets');
+const { compareOffsets, isOffset } = require('./offsets');
 
 const PAGE = 500;
 
@@ -23,12 +23,56 @@ function msgpackDecoder() {
   return null;
 }
 
+const CACHE_MAX = 50000; // entries kept for the handovers of one stop, which read overlapping ranges
+const CACHE_IDLE_MS = 10000;
+
 class Stream {
   /** redis: a node-redis (v4, v5) or ioredis client; streamName: the adapter's (default "socket.io"). */
   constructor(redis, { streamName = 'socket.io' } = {}) {
     this.redis = redis;
     this.name = streamName;
     this.decodeMsgpack = undefined; // looked up once, when first needed
+    // a stop hands hundreds of sessions over at once, each reading the stream from about the same
+    // place: entries read are kept (decoded) for the next, and each reads only what is new
+    this.cache = null; // { from, to, entries: [{ offset, broadcast }] } covering (from, to]
+    this.cacheTimer = null;
+  }
+
+  /** Broadcasts stored in (after, end], as [{ offset, broadcast }] (broadcast null: not one), from the cache where it has them. */
+  async broadcasts(after, end) {
+    if (!isOffset(after) || !isOffset(end)) return [];
+    const fill = (this.filling ?? Promise.resolve()).then(() => this.fill(after, end)); // one read at a time
+    this.filling = fill.catch(() => {});
+    await fill;
+    clearTimeout(this.cacheTimer);
+    this.cacheTimer = setTimeout(() => { this.cache = null; }, CACHE_IDLE_MS).unref();
+    return this.cache.entries.filter((e) => compareOffsets(e.offset, after) > 0 && compareOffsets(e.offset, end) <= 0);
+  }
+
+  async fill(after, end) {
+    const decode = (list) => list.map(({ offset, message }) => ({ offset, broadcast: this.broadcastOf(message) }));
+    const c = this.cache;
+    if (!(c && compareOffsets(after, c.from) >= 0) && compareOffsets(await this.first(), after) > 0) {
+      // the adapter trims the stream to its maxLen: what it dropped after `after` is gone
+      throw new Error(`the stream no longer reaches back to ${after} (the adapter's maxLen is too small for this traffic)`);
+    }
+    if (c && compareOffsets(after, c.from) >= 0 && compareOffsets(after, c.to) <= 0) {
+      if (compareOffsets(end, c.to) > 0) {
+        c.entries.push(...decode(await this.range(c.to, end)));
+        c.to = end;
+      }
+    } else {
+      this.cache = { from: after, to: end, entries: decode(await this.range(after, end)) };
+    }
+    const over = this.cache.entries.length - CACHE_MAX; // the oldest go first
+    if (over > 0) this.cache.from = this.cache.entries.splice(0, over).pop().offset;
+  }
+
+  /** The offset of the stream's first entry, or null (empty). */
+  async first() {
+    const r = this.redis;
+    if (typeof r.xRange === 'function') return (await r.xRange(this.name, '-', '+', { COUNT: 1 }))[0]?.id ?? null;
+    return (await r.xrange(this.name, '-', '+', 'COUNT', 1))[0]?.[0] ?? null;
   }
 
   /** The offset of the stream's last entry, or null (empty). */

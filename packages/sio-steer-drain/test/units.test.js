@@ -139,3 +139,24 @@ test('the peer folder: created 0700, refused when a link, another user\'s or ope
     fs.rmSync(base, { recursive: true, force: true });
   }
 });
+
+test('a worker stopping for good hands its sessions to another instance, never to one that stops too', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sio-steer-drain-peers-'));
+  try {
+    const [a, b, c] = [newToken(), newToken(), newToken()];
+    for (const [instance, token] of [[0, a], [1, b], [2, c]]) fs.symlinkSync(`${token}.sock`, path.join(dir, `instance-${instance}.sock`));
+    const peersA = new Peers(dir, a, 0);
+    assert.strictEqual(await peersA.successor(), null, 'instance 0 has no newer worker than a');
+    assert.strictEqual(await peersA.sibling(), b);
+    await new Peers(dir, b, 1).stopping();
+    assert.strictEqual(await peersA.sibling(), c, 'b stops too: c takes them');
+    await new Peers(dir, c, 2).stopping();
+    assert.strictEqual(await peersA.sibling(), null, 'everyone stops: nobody takes them');
+    const newer = newToken();
+    fs.rmSync(path.join(dir, 'instance-0.sock'));
+    fs.symlinkSync(`${newer}.sock`, path.join(dir, 'instance-0.sock'));
+    assert.strictEqual(await peersA.successor(), newer, 'a replacement of instance 0 is a\'s successor');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

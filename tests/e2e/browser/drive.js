@@ -347,6 +347,9 @@ async function steered(browser) {
     r.reload.moved = after.filter((w, i) => w !== before[i]).length;
     check('every page moved to a new worker (the reload happened under it)', r.reload.moved === all.length, { moved: r.reload.moved, of: all.length });
     check('each page reconnected at most once, and is connected', r.reload_reconnects_max <= 1 && states.every((s) => s === 'connected'), { reconnects, states });
+    // a long-polling session is handed to the successor with the page noticing nothing
+    r.reload.polling_reconnects = reconnects.filter((_, i) => all[i].polling).reduce((a, n) => a + n, 0);
+    check('polling pages did not reconnect at all (their sessions were handed over)', r.reload.polling_reconnects === 0, { reconnects: reconnects.filter((_, i) => all[i].polling) });
     let lost = 0, dup = 0, sent = 0;
     const unreadAfter = [];
     for (const [k, [a, b]] of [...pairs, ...ppairs].entries()) {

@@ -19,9 +19,13 @@ fail() { echo "check.sh: FAIL: $*" >&2; failed=1; }
 # GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes.
 slug() { tr '[:upper:]' '[:lower:]' <<<"$1" | sed 's/[^a-z0-9 _-]//g; s/ /-/g'; }
 
-# rules_hold DIR: promtool accepts the rules in DIR, and their tests pass.
+# rules_hold DIR: promtool accepts the rules in DIR, and their tests pass, the recorded ones among
+# them (which must hold series: an empty block between record.sh's markers tests nothing).
 rules_hold() {
   failed=0
+  [[ -f "$1/sio-steer.rules.test.yml" ]] || fail "no sio-steer.rules.test.yml"
+  (($(sed -n '/recorded by record.sh: begin/,/recorded by record.sh: end/p' "$1/sio-steer.recorded.test.yml" 2>/dev/null |
+    grep -c -- '- series:') > 0)) || fail "sio-steer.recorded.test.yml holds no recorded series (run record.sh)"
   promtool check rules "$1/sio-steer.rules.yml" || fail "promtool check rules"
   (cd "$1" && promtool test rules ./*test*.yml) || fail "promtool test rules"
   return "$failed"
@@ -65,8 +69,8 @@ fi
 # --self-test: each broken copy must be caught.
 work="$(mktemp -d /tmp/sio-steer-rules.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-# broken CHECK NAME SED_ON_RULES [SED_ON_RUNBOOK]: a copy with one change, which CHECK
-# (rules_hold or documented) must refuse.
+# broken CHECK NAME SED_ON_RULES [SED_ON_RUNBOOK [SED_ON_RECORDED]]: a copy with one change, which
+# CHECK (rules_hold or documented) must refuse.
 broken() {
   local check="$1"
   shift
@@ -74,6 +78,7 @@ broken() {
   cp "$repo/docs/runbook.md" "$work/runbook.md"
   sed -i "$2" "$work/copy/sio-steer.rules.yml"
   [[ -z "${3:-}" ]] || sed -i "$3" "$work/runbook.md"
+  [[ -z "${4:-}" ]] || sed -i "$4" "$work/copy/sio-steer.recorded.test.yml"
   if "$check" "$work/copy" "$work/runbook.md" "$repo/docs/metrics.md" >"$work/out" 2>&1; then
     cat "$work/out" >&2
     echo "check.sh: self-test: '$1' passed the checks" >&2
@@ -91,6 +96,8 @@ broken rules_hold "SioSteerNotFollowed without for: 2m" '/alert: SioSteerNotFoll
 broken rules_hold "SioSteerFollowingByPolling ignoring the reason" 's/mode="polling", reason!="asked"/mode="polling"/'
 # a threshold off by a factor of ten
 broken rules_hold "SioSteerSessionsNearCapacity at 9%" 's/> on (instance, job, port) 0.9 \* sio_steer_sessions_capacity/> on (instance, job, port) 0.09 * sio_steer_sessions_capacity/'
+# the recorded series gone
+broken rules_hold "no recorded series" '' '' '/recorded by record.sh: begin/,/recorded by record.sh: end/ { /^ *- series:/d; /^ *values:/d }'
 # a runbook section that is not there
 broken documented "a runbook annotation naming no section" 's|docs/runbook.md#siosteermovedfull|docs/runbook.md#moved-map-full|'
 broken documented "a runbook section removed" '' 's/^### SioSteerScrapesFailing$/### Scrapes/'

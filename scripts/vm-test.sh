@@ -10,6 +10,8 @@
 # VM_KEEP=DIR: copy the run's results, console log and guest logs there.
 # DEB_DIR=DIR: install the .deb there (ctest's `deb` fixture builds it once for this and the
 # packaging tests); without it, `cpack -G DEB` in the build folder makes one.
+# VM_TIMEOUT_S=N: give the VM N seconds instead of 900 (quick) or 2400 (full), on a host so busy
+# that TCG crawls (a quick run's boot alone took 6 minutes under a load of 19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -31,6 +33,7 @@ else
     kill9_restart watchdog stop_keeps_steering reboot_reattach remove_keeps_config purge_clean integration_tests)
   timeout_s=2400
 fi
+timeout_s="${VM_TIMEOUT_S:-$timeout_s}"
 
 log() { echo "vm-test: $*" >&2; }
 

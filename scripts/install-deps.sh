@@ -13,6 +13,8 @@ packages=(
   haproxy nftables
   # the .deb (dpkg-shlibdeps), systemd-analyze verify, the unit's syscall filter test, the runbook
   dpkg-dev systemd strace curl
+  # the alert rules' tests (packaging/prometheus/check.sh): promtool, and yq to read the rules
+  prometheus yq
   # the browser test (tests/e2e/browser_test.sh): headless Chromium, its certificate, a font for the screenshots
   chromium openssl fonts-dejavu-core
   # the VM test (scripts/vm-test.sh): Debian 12's stock kernel in qemu (TCG), a busybox initramfs,

@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "kernel/preflight.h"
+#include "logic/port_lock.h"
 
 namespace sio_steer::test {
 namespace {
@@ -358,6 +359,73 @@ TEST_F(DoctorTest, MigrationSysctlIsReported)
     EXPECT_EQ(verdict_of(migration), "ok");
     EXPECT_NE(migration.find("net.ipv4.tcp_migrate_req = 0: enough while steering is attached"), std::string::npos)
         << migration;
+}
+
+// drain: which workers have connected to the control socket since they started, as the controller
+// saw them; it cannot know without a following controller, nor for workers older than it.
+TEST_F(DoctorTest, DrainCannotKnowWithoutAFollowingController)
+{
+    start_workers(2);
+    attach_once();
+    std::string drain = line_of(doctor(), "drain");
+    EXPECT_EQ(verdict_of(drain), "skip") << drain;
+    EXPECT_NE(
+        drain.find("cannot know which workers connect to the control socket: no `sio-steer attach` follows port " +
+                   std::to_string(port)),
+        std::string::npos)
+        << drain;
+
+    // A lock holder that publishes no control line (a sio-steer before this one): cannot know either.
+    port_lock lock(pins().lock_dir(), port);
+    lock.publish({"events", "fexit/inet_listen"});
+    drain = line_of(doctor(), "drain");
+    EXPECT_EQ(verdict_of(drain), "skip") << drain;
+    EXPECT_NE(drain.find("the controller, pid " + std::to_string(getpid()) + ", does not say"), std::string::npos)
+        << drain;
+}
+
+TEST_F(DoctorTest, DrainNamesTheWorkersThatConnectedAndThoseThatNeverDid)
+{
+    start_workers(1);  // started before the controller: it cannot know about this one
+    ASSERT_NO_FATAL_FAILURE(start_controller());
+    w.push_back(worker_process::instance(port, 1));
+    w.push_back(worker_process::instance(port, 2));
+    const std::string control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
+    const std::string old_one = "pid " + std::to_string(w[0]->pid()) + " (instance 0)",
+                      talker = "pid " + std::to_string(w[1]->pid()) + " (instance 1)",
+                      silent = "pid " + std::to_string(w[2]->pid()) + " (instance 2)";
+    std::string drain;
+    for (int i = 0; i < 100; i++) {  // until the controller has both new workers in the map
+        if (w[1]->request(control, "release 192.0.2.1").starts_with("none "))
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    run_result r = doctor();
+    drain = line_of(r, "drain");
+    EXPECT_EQ(verdict_of(drain), "note") << r.out;
+    EXPECT_NE(drain.find(talker + " has connected to the control socket " + control + " since starting"),
+              std::string::npos)
+        << drain;
+    EXPECT_NE(drain.find(silent + " has not connected to " + control +
+                         " since starting: on a reload, a worker that never did does not release its clients to its "
+                         "successor"),
+              std::string::npos)
+        << drain;
+    EXPECT_NE(drain.find("cannot know for " + old_one + ": started before the controller (pid " +
+                         std::to_string(controller->pid()) + ")"),
+              std::string::npos)
+        << drain;
+    EXPECT_NE(drain.find("fix: stop the app's workers with sio-steer-drain"), std::string::npos) << drain;
+    EXPECT_EQ(r.code, 0) << "a note changes nothing in the verdict\n" << r.out;
+
+    // Every worker left has connected: ok.
+    w[0]->kill_now();
+    w[2]->kill_now();
+    for (int i = 0; i < 100 && line_of(doctor(), "steering").find("1 worker sockets") == std::string::npos; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    drain = line_of(doctor(), "drain");
+    EXPECT_EQ(verdict_of(drain), "ok") << drain;
+    EXPECT_NE(drain.find(talker + " has connected"), std::string::npos) << drain;
 }
 
 TEST_F(DoctorTest, BadPortIsAUsageError)

@@ -207,6 +207,13 @@ std::unique_ptr<worker_process> worker_process::instance(std::uint16_t port, int
     return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)});
 }
 
+std::unique_ptr<worker_process> worker_process::pm2_instance(std::uint16_t port, int instance, int instances)
+{
+    const std::string i = std::to_string(instance);
+    return start(port, {R"(pm2_env={"name":"chat","exec_mode":"cluster_mode","instances":)" +
+                        std::to_string(instances) + R"(,"NODE_APP_INSTANCE":)" + i + R"(,"pm_id":)" + i + "}"});
+}
+
 std::unique_ptr<worker_process> worker_process::http_instance(std::uint16_t port, int instance)
 {
     return start(port, {"NODE_APP_INSTANCE=" + std::to_string(instance)}, {.http = true});
@@ -462,6 +469,12 @@ void integration_test::start_workers(int n)
 {
     for (int i = 0; i < n; i++)
         w.push_back(worker_process::instance(port, i));
+}
+
+void integration_test::start_pm2_workers(int n, int instances)
+{
+    for (int i = 0; i < n; i++)
+        w.push_back(worker_process::pm2_instance(port, i, instances ? instances : n));
 }
 
 void integration_test::start_controller(const std::vector<std::string>& extra, const std::vector<std::string>& prefix,

@@ -82,6 +82,9 @@ public:
                                                  const worker_options& options = {});
     // A worker as PM2 starts it: NODE_APP_INSTANCE=<instance> in the environment.
     static std::unique_ptr<worker_process> instance(std::uint16_t port, int instance);
+    // A worker as PM2 7 starts one in cluster mode: its instance, and the app's `instances`
+    // setting, only inside pm2_env=<JSON> (no top-level NODE_APP_INSTANCE).
+    static std::unique_ptr<worker_process> pm2_instance(std::uint16_t port, int instance, int instances);
     // The same, speaking HTTP: 200 with body "<instance> <pid>" and header X-Peer (see test_worker.cpp).
     static std::unique_ptr<worker_process> http_instance(std::uint16_t port, int instance);
     ~worker_process();
@@ -196,6 +199,8 @@ protected:
 
     // Workers of PM2 instances 0 .. n-1 on the port (NODE_APP_INSTANCE), added to `w`.
     void start_workers(int n);
+    // The same as PM2 7 starts them (pm2_instance), its `instances` setting `instances` (default n).
+    void start_pm2_workers(int n, int instances = 0);
 
     // A following `attach` (args("attach", extra), under `prefix` if given) in `controller`, once it
     // has printed `ready` ("following port": its first sync is done); fails the test if it does not.

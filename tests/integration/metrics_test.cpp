@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -31,7 +33,7 @@ using samples = std::map<std::string, double>;  // `name{labels}` -> value
 // # TYPE before it, or on a line that is not a sample.
 samples parse_exposition(const std::string& text)
 {
-    static const std::regex sample(R"(^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+)$)");
+    static const std::regex sample(R"(^([a-z_][a-z0-9_]*)(\{[^}]*\})? (-?[0-9.e+]+)$)");
     std::set<std::string> described, typed;
     samples out;
     std::istringstream in(text);
@@ -135,6 +137,7 @@ TEST_F(MetricsTest, ScrapeShowsTheAttachedPortAndEveryWorker)
     EXPECT_EQ(s[metric("sio_steer_unmanaged_listeners")], 0);
     EXPECT_EQ(s[metric("sio_steer_sessions")], 0);
     EXPECT_EQ(s[metric("sio_steer_sessions_capacity")], 262144);
+    EXPECT_EQ(s[metric("sio_steer_followed")], 1);
     for (int i = 0; i < 4; i++) {
         // Slots are filled in instance order on a first attach.
         std::string worker = label() + ",slot=\"" + std::to_string(i) + "\",pid=\"" + std::to_string(w[i]->pid()) +
@@ -289,7 +292,120 @@ TEST_F(MetricsTest, StatusPrometheusPrintsTheSameSamplesOnce)
         else
             EXPECT_EQ(printed[key], value) << key;
     }
-    EXPECT_EQ(printed.size() + 4, served.size()) << "syncs, reactions, releases and follow_mode are the controller's";
+    EXPECT_EQ(printed.size() + 5, served.size())
+        << "syncs, reactions, releases, control_refusals and follow_mode are the controller's";
+}
+
+// `status --prometheus` (node_exporter's textfile collector) outlives the controller: it says
+// whether one follows the port, which the controller's own /metrics cannot say once it is gone.
+TEST_F(MetricsTest, StatusPrometheusSaysWhetherAControllerFollows)
+{
+    start_controller();
+    EXPECT_EQ(scrape()[metric("sio_steer_followed")], 1);
+    run_result r = sio_steer(args("status", {"--prometheus"}));
+    EXPECT_EQ(parse_exposition(r.out)[metric("sio_steer_followed")], 1) << r.out;
+    controller.reset();  // SIGTERM: steering stays, nobody follows
+    r = sio_steer(args("status", {"--prometheus"}));
+    samples s = parse_exposition(r.out);
+    EXPECT_EQ(s[metric("sio_steer_attached")], 1) << r.out;
+    EXPECT_EQ(s[metric("sio_steer_followed")], 0) << r.out;
+}
+
+// TCPMigrateReqSuccess and TCPMigrateReqFailure of the namespace, exactly: the test's network
+// namespace is its own, so they start at 0 and count only what the test does.
+TEST_F(MetricsTest, KernelMigrationCountersSayWhichQueuedConnectionsMovedAndWhichWereReset)
+{
+    start_controller();
+    const std::string moved = metric("sio_steer_kernel_migrate_req_success_total"),
+                      reset = metric("sio_steer_kernel_migrate_req_failure_total");
+    samples before = scrape();
+    ASSERT_EQ(before.count(moved), 1u) << "this kernel (>= 5.14) has the counters";
+    EXPECT_EQ(before[moved], 0);
+    EXPECT_EQ(before[reset], 0);
+
+    // Queued on a worker that closes while others listen: handed over.
+    std::map<std::string, std::vector<std::string>> where = probe(client_addresses(40, 0), port, 1);
+    auto queue_on = [&](const worker_process& worker, int n) {
+        std::string client;
+        for (const auto& [c, answers] : where)
+            if (answers.at(0).ends_with(" " + std::to_string(worker.pid())))
+                client = c;
+        EXPECT_FALSE(client.empty()) << "no client of pid " << worker.pid();
+        worker.signal(SIGSTOP);
+        EXPECT_TRUE(worker.wait_stopped());
+        std::vector<std::unique_ptr<pending_connection>> queued;
+        for (int i = 0; i < n; i++)
+            queued.push_back(std::make_unique<pending_connection>(client, "127.0.0.1", port));
+        std::this_thread::sleep_for(milliseconds(50));  // handshakes done: in the accept queue
+        return queued;
+    };
+    auto served = [](std::vector<std::unique_ptr<pending_connection>>& queued) {
+        int n = 0;
+        for (auto& c : queued)
+            n += !c->answer().empty();
+        return n;
+    };
+    auto first = queue_on(*w[1], 5);
+    w[1]->kill_now();
+    EXPECT_EQ(served(first), 5);
+    samples after = scrape();
+    EXPECT_EQ(after[moved], 5);
+    EXPECT_EQ(after[reset], 0);
+
+    // Queued on the last worker of the group: nobody to hand them to, the kernel resets them.
+    w[0]->kill_now();
+    w[2]->kill_now();
+    auto last = queue_on(*w[3], 4);
+    w[3]->kill_now();
+    EXPECT_EQ(served(last), 0);
+    samples end = scrape();
+    EXPECT_EQ(end[moved], 5);
+    EXPECT_EQ(end[reset], 4);
+
+    // status shows them too, as text and as JSON.
+    run_result text = sio_steer(args("status"));
+    EXPECT_NE(text.out.find("\n  kernel   migrate_req success=5 failure=4 (connections queued on closing listeners: "
+                            "moved, reset)\n"),
+              std::string::npos)
+        << text.out;
+    run_result json = sio_steer(args("status", {"--json"}));
+    EXPECT_NE(json.out.find("\"kernel\": {\n    \"migrate_req_failure\": 4,\n    \"migrate_req_success\": 5\n  }"),
+              std::string::npos)
+        << json.out;
+}
+
+// PM2's `instances` setting comes from the newest worker's pm2_env; workers PM2 did not start
+// have none, and then there is no sample.
+TEST_F(MetricsTest, Pm2InstancesIsTheNewestWorkersSetting)
+{
+    start_controller();
+    const std::string instances = metric("sio_steer_pm2_instances");
+    EXPECT_EQ(scrape().count(instances), 0u) << "the workers have no pm2_env";
+    w.push_back(worker_process::pm2_instance(port, 4, 6));
+    samples s = scrape_until([&](const samples& s) { return s.count(instances) > 0; });
+    EXPECT_EQ(s[instances], 6);
+    EXPECT_EQ(s[metric("sio_steer_workers_live")], 5);
+    run_result text = sio_steer(args("status"));
+    EXPECT_NE(text.out.find("\n  pm2      instances = 6 (the app's setting), 5 worker sockets listen\n"),
+              std::string::npos)
+        << text.out;
+    w.back()->kill_now();
+    s = scrape_until([&](const samples& s) { return s.count(instances) == 0; });
+    EXPECT_EQ(s.count(instances), 0u) << "the newest live worker is not PM2's";
+}
+
+TEST_F(MetricsTest, ControlRefusalsCountPeersThatAreNotWorkers)
+{
+    start_controller();
+    const std::string refusals = metric("sio_steer_controller_control_refusals_total");
+    const std::string control = pins().lock_dir() + "/" + std::to_string(port) + ".sock";
+    EXPECT_EQ(scrape()[refusals], 0);
+    EXPECT_TRUE(w[0]->request(control, "release 192.0.2.1").starts_with("none ")) << "a worker is answered";
+    EXPECT_EQ(scrape()[refusals], 0);
+    // A worker of another port: a stranger here.
+    std::unique_ptr<worker_process> stranger = worker_process::start(free_port(metrics_port), {});
+    EXPECT_TRUE(stranger->request(control, "release 192.0.2.1").starts_with("error refused"));
+    EXPECT_EQ(scrape()[refusals], 1);
 }
 
 TEST_F(MetricsTest, StatusPrometheusSaysZeroForAPortWithNothingPinned)

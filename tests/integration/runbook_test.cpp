@@ -144,18 +144,18 @@ protected:
     void SetUp() override
     {
         integration_test::SetUp();  // a port of its own, never the runbook's 5001
-        start_workers(4);
+        start_pm2_workers(4);       // as PM2 starts them: pm2_env says the instance and `instances`
         bin = fs::temp_directory_path() / ("sio-steer-runbook-" + std::to_string(getpid()));
         fs::create_directories(bin);
         const std::string p = std::to_string(port);
-        write_script(bin / "sio-steer", "#!/bin/sh\n"
-                                        "verb=$1; shift\n"
-                                        "case \"$verb\" in\n"
-                                        "  attach|detach|doctor) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
-                                            pins().path() + "' --lock-dir '" + pins().lock_dir() + "' ;;\n" +
-                                            "  status|sessions) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
-                                            pins().path() + "' ;;\n" +
-                                            "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" + "esac\n");
+        write_script(bin / "sio-steer",
+                     "#!/bin/sh\n"
+                     "verb=$1; shift\n"
+                     "case \"$verb\" in\n"
+                     "  attach|detach|doctor|status) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" +
+                         pins().path() + "' --lock-dir '" + pins().lock_dir() + "' ;;\n" +
+                         "  sessions) exec " SIO_STEER_BIN " \"$verb\" \"$@\" --pin-root '" + pins().path() + "' ;;\n" +
+                         "  *) exec " SIO_STEER_BIN " \"$verb\" \"$@\" ;;\n" + "esac\n");
         // The unit's ExecStart, with the options the runbook assumes in /etc/sio-steer/5001.conf.
         std::ofstream(bin / (p + ".conf")) << "metrics-listen = 127.0.0.1:9477\nresync-interval = 200\n"
                                               "max-sessions = 4096\n";  // bpftool dumps every set

@@ -115,9 +115,9 @@ TEST_F(StatusFollowTest, AControllerAskedToPollSaysSo)
     EXPECT_EQ(f.value("mode", ""), "polling") << f.dump() << "\n" << controller->output();
     EXPECT_EQ(follow_line(), "  follow   polling (" + f.value("reason", "") + ")");
     std::string metrics = scrape();
-    EXPECT_NE(
-        metrics.find("\nsio_steer_controller_follow_mode{port=\"" + std::to_string(port) + "\",mode=\"polling\"} 1\n"),
-        std::string::npos)
+    EXPECT_NE(metrics.find("\nsio_steer_controller_follow_mode{port=\"" + std::to_string(port) +
+                           "\",mode=\"polling\",reason=\"asked\"} 1\n"),
+              std::string::npos)
         << metrics;
 }
 

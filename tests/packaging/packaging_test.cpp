@@ -14,6 +14,7 @@
 #include <fstream>
 #include <regex>
 #include <string>
+#include <vector>
 
 #if !defined(CPACK_CONFIG) || !defined(DEB_DIR)
 #error "CPACK_CONFIG must name the build folder's CPackConfig.cmake, DEB_DIR where cpack puts the .deb"
@@ -124,14 +125,77 @@ TEST_F(PackagingTest, HoldsTheBinaryTheUnitTheDocsAndTheExampleConfig)
 {
     command_result r = run("dpkg-deb -c " + quoted(deb.string()));
     ASSERT_EQ(r.code, 0) << r.out;
-    for (const char* path : {"./usr/bin/sio-steer", "./usr/lib/systemd/system/sio-steer@.service",
-                             "./usr/share/doc/sio-steer/runbook.md", "./usr/share/doc/sio-steer/metrics.md",
-                             "./usr/share/doc/sio-steer/systemd.md", "./usr/share/doc/sio-steer/exit-codes.md",
-                             "./usr/share/doc/sio-steer/examples/sio-steer.conf", "./etc/sio-steer/"})
-        EXPECT_NE(r.out.find(std::string(" ") + path + "\n"), std::string::npos) << path << " missing from:\n" << r.out;
+    for (const std::string path :
+         {"./usr/bin/sio-steer", "./usr/lib/systemd/system/sio-steer@.service", "./usr/share/doc/sio-steer/runbook.md",
+          "./usr/share/doc/sio-steer/metrics.md", "./usr/share/doc/sio-steer/systemd.md",
+          "./usr/share/doc/sio-steer/exit-codes.md", "./usr/share/doc/sio-steer/examples/sio-steer.conf",
+          "./etc/sio-steer/", "./usr/share/sio-steer/prometheus/sio-steer.rules.yml",
+          "./usr/share/sio-steer/sio-steer-drain-" SIO_STEER_VERSION ".tgz"})
+        EXPECT_NE(r.out.find(" " + path + "\n"), std::string::npos) << path << " missing from:\n" << r.out;
     EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(-rwxr-xr-x root/root +\d+ .* \./usr/bin/sio-steer\n)")))
         << r.out;
     EXPECT_EQ(r.out.find("test_worker"), std::string::npos) << "no test binaries in the package";
+}
+
+// The drain module for `npm install /usr/share/sio-steer/sio-steer-drain-<version>.tgz`: an npm
+// tarball (package/...) whose package.json has the binary's version, holding the module's files as
+// they are in the repository, and not its tests.
+TEST_F(PackagingTest, TheDrainTarballIsTheModuleWithTheBinarysVersion)
+{
+    ASSERT_EQ(extracted.code, 0) << extracted.out;
+    const fs::path tarball = root() / "usr/share/sio-steer/sio-steer-drain-" SIO_STEER_VERSION ".tgz";
+    const fs::path out = work / "drain";
+    fs::create_directories(out);
+    command_result r = run("tar -xzf " + quoted(tarball.string()) + " -C " + quoted(out.string()));
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run("jq -r '.name + \" \" + .version' " + quoted((out / "package/package.json").string()));
+    EXPECT_EQ(r.out, "sio-steer-drain " SIO_STEER_VERSION "\n");
+
+    const fs::path source = fs::path(SIO_STEER_SOURCE_DIR) / "packages/sio-steer-drain";
+    std::vector<fs::path> module = {"index.js", "README.md"};
+    for (const auto& entry : fs::recursive_directory_iterator(source / "lib"))
+        if (entry.is_regular_file())
+            module.push_back(fs::relative(entry.path(), source));
+    ASSERT_GT(module.size(), 3u);
+    for (const fs::path& file : module) {
+        r = run("cmp " + quoted((source / file).string()) + " " + quoted((out / "package" / file).string()));
+        EXPECT_EQ(r.code, 0) << file << ": not the repository's\n" << r.out;
+    }
+    EXPECT_FALSE(fs::exists(out / "package/test")) << "the module's tests are not shipped";
+}
+
+// The alert rules as the repository has them, which promtool accepts.
+TEST_F(PackagingTest, TheAlertRulesAreTheRepositorysAndPromtoolAcceptsThem)
+{
+    ASSERT_EQ(extracted.code, 0) << extracted.out;
+    const fs::path rules = root() / "usr/share/sio-steer/prometheus/sio-steer.rules.yml";
+    command_result r = run("cmp " + quoted(SIO_STEER_SOURCE_DIR "/packaging/prometheus/sio-steer.rules.yml") + " " +
+                           quoted(rules.string()));
+    EXPECT_EQ(r.code, 0) << r.out;
+    r = run("promtool check rules " + quoted(rules.string()));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("SUCCESS: 10 rules found"), std::string::npos) << r.out;
+}
+
+// apt remove must not leave steering attached with no binary left to detach it; an upgrade must
+// leave it alone: the prerm acts on "remove" only.
+TEST_F(PackagingTest, MaintainerScriptsDetachOnRemovalOnly)
+{
+    const fs::path control = work / "control";
+    command_result r = run("dpkg-deb -e " + quoted(deb.string()) + " " + quoted(control.string()));
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const char* script : {"prerm", "postrm", "postinst"}) {
+        EXPECT_TRUE(fs::exists(control / script)) << script;
+        EXPECT_EQ(run("sh -n " + quoted((control / script).string())).code, 0) << script << " is not valid sh";
+    }
+    std::ifstream in(control / "prerm");
+    std::string prerm{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    EXPECT_NE(prerm.find("if [ \"$1\" = remove ]; then"), std::string::npos) << prerm;
+    EXPECT_NE(prerm.find("/usr/bin/sio-steer detach --port"), std::string::npos) << prerm;
+    // Run as an upgrade would: it must not touch anything (no systemctl, no detach).
+    r = run("PATH=/nonexistent /bin/sh " + quoted((control / "prerm").string()) + " upgrade 0.0.9");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out, "");
 }
 
 TEST_F(PackagingTest, PackagedBinaryRunsAndPrintsItsVersion)

@@ -32,7 +32,10 @@ json report(std::uint64_t hits)
             {"workers",
              json::array({{{"slot", 0}, {"pid", 101}, {"instance", 0}, {"live", true}, {"selections", 7}},
                           {{"slot", 1}, {"pid", 102}, {"instance", nullptr}, {"live", false}, {"selections", 2}}})},
-            {"unmanaged_listeners", json::array()}};
+            {"unmanaged_listeners", json::array()},
+            {"follow", {{"mode", "events"}, {"reason", "fexit/inet_listen"}, {"pid", 99}}},
+            {"kernel", {{"migrate_req_success", 5}, {"migrate_req_failure", 2}}},
+            {"pm2_instances", 4}};
 }
 
 std::vector<std::string> lines_of(const std::string& text)
@@ -98,6 +101,58 @@ TEST(PrometheusText, FollowModeOfAFollowingAttachOnceItKnows)
     std::size_t first = text.find("sio_steer_controller_follow_mode{");
     EXPECT_EQ(text.find("sio_steer_controller_follow_mode{", first + 1), std::string::npos)
         << "one sample, and none from `status --prometheus` (port 5002)\n"
+        << text;
+}
+
+// Why a controller polls, for an alert that leaves a chosen polling alone.
+TEST(PrometheusText, PollingSaysWhetherItWasAskedFor)
+{
+    controller_counters counters;
+    counters.set_follow({"polling", "no listener watch could be attached (...)"});
+    std::string text = prometheus_text({{5001, report(1), &counters}});
+    EXPECT_NE(text.find("\nsio_steer_controller_follow_mode{port=\"5001\",mode=\"polling\",reason=\"no_watch\"} 1\n"),
+              std::string::npos)
+        << text;
+    counters.set_follow({"polling", "asked for with --follow polling", true});
+    text = prometheus_text({{5001, report(1), &counters}});
+    EXPECT_NE(text.find("\nsio_steer_controller_follow_mode{port=\"5001\",mode=\"polling\",reason=\"asked\"} 1\n"),
+              std::string::npos)
+        << text;
+}
+
+TEST(PrometheusText, KernelMigrationCountersPm2InstancesAndWhetherFollowed)
+{
+    json unfollowed = report(1), old_kernel = report(1);
+    unfollowed["follow"] = {{"mode", "none"}, {"reason", "no controller"}, {"pid", nullptr}};
+    unfollowed["pm2_instances"] = nullptr;  // workers PM2 did not start
+    old_kernel["kernel"] = nullptr;         // Linux < 5.14
+    std::string text =
+        prometheus_text({{5001, report(1), nullptr}, {5002, unfollowed, nullptr}, {5003, old_kernel, nullptr}});
+    EXPECT_NE(text.find("# TYPE sio_steer_kernel_migrate_req_success_total counter\n"
+                        "sio_steer_kernel_migrate_req_success_total{port=\"5001\"} 5\n"
+                        "sio_steer_kernel_migrate_req_success_total{port=\"5002\"} 5\n"
+                        "# HELP"),
+              std::string::npos)
+        << "no sample for 5003\n"
+        << text;
+    EXPECT_NE(text.find("sio_steer_kernel_migrate_req_failure_total{port=\"5001\"} 2\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE sio_steer_pm2_instances gauge\nsio_steer_pm2_instances{port=\"5001\"} 4\n"
+                        "sio_steer_pm2_instances{port=\"5003\"} 4\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("sio_steer_followed{port=\"5001\"} 1\nsio_steer_followed{port=\"5002\"} 0\n"),
+              std::string::npos)
+        << text;
+}
+
+TEST(PrometheusText, ControlRefusalsAreTheControllers)
+{
+    controller_counters counters;
+    counters.control_refusals = 3;
+    std::string text = prometheus_text({{5001, report(1), &counters}, {5002, report(1), nullptr}});
+    EXPECT_NE(text.find("# TYPE sio_steer_controller_control_refusals_total counter\n"
+                        "sio_steer_controller_control_refusals_total{port=\"5001\"} 3\n# HELP"),
+              std::string::npos)
         << text;
 }
 

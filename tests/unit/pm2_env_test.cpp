@@ -9,6 +9,7 @@
 namespace {
 
 using sio_steer::pm2_instance_from_environ;
+using sio_steer::pm2_instances_from_environ;
 
 // A /proc/PID/environ blob: each entry followed by a NUL, as the kernel shows it.
 std::string environ_of(const std::vector<std::string>& entries)
@@ -116,6 +117,24 @@ TEST(Pm2EnvTest, AbsentIsNoInstance)
               std::nullopt);
     // No trailing NUL (a truncated read) is still readable.
     EXPECT_EQ(pm2_instance_from_environ(std::string("PATH=/bin\0NODE_APP_INSTANCE=7", 29)), 7u);
+}
+
+// PM2's `instances` setting: what /metrics compares the live worker sockets with.
+TEST(Pm2EnvTest, InstancesSettingOfTheApp)
+{
+    auto blob = environ_of({"NODE_UNIQUE_ID=3", "pm2_env=" + realistic_pm2_env("2")});
+    EXPECT_EQ(pm2_instances_from_environ(blob), 4u);
+    EXPECT_EQ(pm2_instances_from_environ(environ_of({R"(pm2_env={"instances":"6"})"})), 6u);
+}
+
+TEST(Pm2EnvTest, NoUsableInstancesSettingIsNone)
+{
+    EXPECT_EQ(pm2_instances_from_environ(environ_of({"NODE_APP_INSTANCE=1", "instances=4"})), std::nullopt)
+        << "only PM2's document says it";
+    for (const std::string value : {"0", "-1", "1.5", "null", R"("max")", "4294967296", "[4]"})
+        EXPECT_EQ(pm2_instances_from_environ(environ_of({R"(pm2_env={"instances":)" + value + "}"})), std::nullopt)
+            << value;
+    EXPECT_EQ(pm2_instances_from_environ(environ_of({R"(pm2_env={"instances":4)"})), std::nullopt) << "cut short";
 }
 
 }  // namespace

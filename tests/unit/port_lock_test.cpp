@@ -101,6 +101,38 @@ TEST_F(LockFile, PublishedWhileHeldGoneWhenReleased)
     EXPECT_EQ(read_follow_status(dir, port)->mode, "unknown");
 }
 
+// Which workers' processes connected to the control socket (doctor's `drain` line): published by
+// the holder beside its follow line, and known only while it holds the lock.
+TEST_F(LockFile, ControlPeersArePublishedWhileHeld)
+{
+    {
+        port_lock lock(dir, port);
+        EXPECT_FALSE(read_control_peers(dir, port)) << "nothing published: cannot know";
+        lock.publish_control_peers({});
+        ASSERT_TRUE(read_control_peers(dir, port));
+        EXPECT_TRUE(read_control_peers(dir, port)->empty()) << "published, nobody connected yet";
+        lock.publish_control_peers({18446744073709551615ull, 4097});
+        lock.publish({"events", "fexit/inet_listen"});  // keeps the peers
+        EXPECT_EQ(content(),
+                  std::to_string(getpid()) + "\nfollow events fexit/inet_listen\ncontrol 18446744073709551615 4097\n");
+        EXPECT_EQ(read_control_peers(dir, port), (std::vector<std::uint64_t>{18446744073709551615ull, 4097}));
+        EXPECT_EQ(read_follow_status(dir, port)->mode, "events");
+    }
+    EXPECT_FALSE(read_control_peers(dir, port)) << "nobody holds the lock:\n" << content();
+}
+
+TEST_F(LockFile, AControlLineThatIsNotACookieListIsNoAnswer)
+{
+    port_lock lock(dir, port);
+    const std::string pid = std::to_string(getpid());
+    for (const char* line : {"control 12 x", "control -1", "control 18446744073709551616"}) {
+        std::ofstream(dir + "/5001.lock") << pid << "\nfollow events x\n" << line << "\n";
+        EXPECT_FALSE(read_control_peers(dir, port)) << line;
+    }
+    std::ofstream(dir + "/5001.lock") << "1\ncontrol 12\n";
+    EXPECT_FALSE(read_control_peers(dir, port)) << "line 1 is not the holder's pid: its lines are stale";
+}
+
 // Whatever sits at the lock's path is never followed, truncated or waited for: a link (another
 // user's, in a lock folder they can write) is refused, and so is a FIFO; readers skip both.
 TEST_F(LockFile, LinksAndFifosAtItsPathAreRefusedNotFollowed)

@@ -100,7 +100,24 @@ check_dpkg_install() {
   expect "dpkg -i $(basename "$DEB")" dpkg -i "$DEB" &&
     expect "dpkg says installed" bash -c "dpkg-query -W -f='\${Status}' sio-steer | grep -q 'install ok installed'" &&
     expect "the unit is known to systemd" bash -c "systemctl cat $UNIT >/dev/null" &&
-    expect "/etc/sio-steer exists" test -d /etc/sio-steer
+    expect "/etc/sio-steer exists" test -d /etc/sio-steer &&
+    expect "the alert rules, which promtool accepts" promtool check rules "$RULES" &&
+    expect "the drain module's tarball, $DRAIN" test -f "$DRAIN" &&
+    expect "npm install of it into an app, which then loads it" drain_installs
+}
+RULES=/usr/share/sio-steer/prometheus/sio-steer.rules.yml
+DRAIN="/usr/share/sio-steer/sio-steer-drain-$(dpkg-deb -f "$DEB" Version).tgz"
+# As docs/pm2.md says: npm install of the packaged tarball (offline: the VM has no network), and
+# the module loads in the app with the version of the package.
+drain_installs() {
+  local app="$WORK/drain-app"
+  mkdir -p "$app" && echo '{"name":"app","version":"1.0.0","private":true}' >"$app/package.json" &&
+    (cd "$app" && npm install --offline --no-audit --no-fund --loglevel=error "$DRAIN") &&
+    (cd "$app" && "$NODE24" -e '
+      const d = require("sio-steer-drain");
+      const v = require("sio-steer-drain/package.json").version;
+      if (typeof d.gracefulStop !== "function" || v !== process.argv[1]) { console.error(v); process.exit(1); }' \
+      "$(dpkg-deb -f "$DEB" Version)")
 }
 
 # PM2 as the app user, made PM2's own systemd service (pm2-app.service), as docs/systemd.md says;
@@ -252,16 +269,49 @@ check_reboot_reattach() {
   sticky_ok rebooted
 }
 
-# docs/systemd.md's "Removing it": no unit, no pins, no socket, no process.
-check_purge_clean() {
-  expect "docs/systemd.md, Removing it" run_doc "Removing it" || return 1
+# Removed, whichever way: no unit, no pins, no socket, no process, the program off the workers' group.
+removed() {
   local ok=0
-  expect "no unit file" bash -c "! ls /lib/systemd/system/sio-steer@.service /etc/systemd/system/multi-user.target.wants/sio-steer@* 2>/dev/null" || ok=1
-  expect "systemd knows no sio-steer unit" bash -c "! systemctl list-unit-files 'sio-steer@*' --no-legend | grep -q . && ! systemctl list-units --all 'sio-steer@*' --no-legend | grep -q ." || ok=1
+  expect "no unit file" test ! -e /lib/systemd/system/sio-steer@.service || ok=1
+  expect "$UNIT is not running, its unit not found" \
+    bash -c "! systemctl is-active -q $UNIT && [[ \$(systemctl show -p LoadState --value $UNIT) == not-found ]]" || ok=1
   expect "no pins" test ! -e "$PINS" || ok=1
   expect "no control socket" test ! -e "/run/sio-steer/$PORT.sock" || ok=1
   expect "no sio-steer process" bash -c "! pgrep -x sio-steer" || ok=1
   expect "no /usr/bin/sio-steer" test ! -e /usr/bin/sio-steer || ok=1
+  # the kernel frees the program once it is off the group and unpinned (the last reference)
+  expect "no steering program in the kernel" until_ok 30 bash -c "! bpftool prog show | grep -q 'sk_reuseport  name steer'" || ok=1
+  expect "the workers still listen" all_listen || ok=1
+  return $ok
+}
+
+# docs/systemd.md's "Removing the package, keeping its configuration": apt remove while the unit
+# runs and steers; then the package is installed and started again, for the purge.
+check_remove_keeps_config() {
+  expect "docs/systemd.md, Removing the package, keeping its configuration" \
+    run_doc "Removing the package, keeping its configuration" || return 1
+  local ok=0
+  removed || ok=1
+  expect "dpkg keeps its configuration (config-files)" bash -c "dpkg-query -W -f='\${Status}' sio-steer | grep -q 'deinstall ok config-files'" || ok=1
+  expect "/etc/sio-steer/$PORT.conf stays" test -f "/etc/sio-steer/$PORT.conf" || ok=1
+  expect "the app still answers" curl -sf -m 10 -o /dev/null "http://127.0.0.1:$PORT/health" || ok=1
+  # back, for the purge: the enabled instance comes back with the package
+  expect "dpkg -i again" dpkg -i "$DEB" >/dev/null &&
+    expect "$UNIT is still enabled" bash -c "systemctl is-enabled -q $UNIT" &&
+    expect "systemctl start $UNIT" systemctl start "$UNIT" &&
+    expect "in sync again" until_ok 60 status_says "steering $WORKERS worker sockets, in sync" || ok=1
+  return $ok
+}
+
+# docs/systemd.md's "Removing it" (a purge): removed, the configuration too.
+check_purge_clean() {
+  expect "docs/systemd.md, Removing it" run_doc "Removing it" || return 1
+  local ok=0
+  removed || ok=1
+  expect "systemd knows no sio-steer unit" bash -c "! systemctl list-unit-files 'sio-steer@*' --no-legend | grep -q . && ! systemctl list-units --all 'sio-steer@*' --no-legend | grep -q ." || ok=1
+  expect "no link enabling an instance" bash -c "! ls /etc/systemd/system/*.wants/sio-steer@* 2>/dev/null" || ok=1
+  expect "no /etc/sio-steer" test ! -e /etc/sio-steer || ok=1
+  expect "dpkg knows no sio-steer" bash -c "! dpkg-query -W sio-steer 2>/dev/null | grep -q ." || ok=1
   return $ok
 }
 
@@ -288,6 +338,7 @@ if [[ "$phase" == 1 ]]; then
   check hardening check_hardening
   if [[ "$QUICK" == 1 ]]; then
     check stop_keeps_steering check_stop_keeps_steering
+    check remove_keeps_config check_remove_keeps_config
     check purge_clean check_purge_clean
   else
     check journal_per_change check_journal_per_change
@@ -305,6 +356,7 @@ if [[ "$phase" == 1 ]]; then
 else
   echo "$state" >"$R/systemd-after-reboot"
   check reboot_reattach check_reboot_reattach
+  check remove_keeps_config check_remove_keeps_config
   check purge_clean check_purge_clean
   check integration_tests check_integration_tests
 fi

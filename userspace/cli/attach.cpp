@@ -215,7 +215,8 @@ pinned_state attach_once(const attach_request& r)
 }
 
 // What the follow loop tells the others: systemd (status, watchdog), the lock file (how it
-// follows, for `status` and `doctor`) and /metrics (the counters).
+// follows, and which workers have connected to the control socket, for `status` and `doctor`)
+// and /metrics (the counters).
 follow_settings follow_wiring(const attach_request& r, const pinned_state& state, port_lock& lock,
                               controller_counters& counters)
 {
@@ -238,6 +239,10 @@ follow_settings follow_wiring(const attach_request& r, const pinned_state& state
     settings.on_follow_mode = [&lock, &counters](const follow_status& f) {
         lock.publish(f);
         counters.set_follow(f);
+    };
+    settings.on_refusal = [&counters] { counters.control_refusals++; };
+    settings.on_control_peers = [&lock](const std::vector<std::uint64_t>& cookies) {
+        lock.publish_control_peers(cookies);
     };
     return settings;
 }

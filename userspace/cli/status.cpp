@@ -38,6 +38,13 @@ void print_text(const nlohmann::json& r, std::ostream& out)
     print(out, "  sessions %zu of %zu, %zu of %zu moved (off the ring, kept apart)\n",
           r["sessions"]["count"].get<std::size_t>(), r["sessions"]["capacity"].get<std::size_t>(),
           r["moved"]["count"].get<std::size_t>(), r["moved"]["capacity"].get<std::size_t>());
+    if (!r["pm2_instances"].is_null()) {
+        std::size_t live = 0;
+        for (const auto& w : r["workers"])
+            live += w["live"].get<bool>();
+        print(out, "  pm2      instances = %u (the app's setting), %zu worker sockets listen\n",
+              r["pm2_instances"].get<unsigned>(), live);
+    }
     print(out, "\n  %-5s %-8s %-9s %-22s %-6s %-12s %s\n", "slot", "pid", "instance", "process", "uid", "cookie",
           "selections");
     for (const auto& w : r["workers"]) {
@@ -59,6 +66,13 @@ void print_text(const nlohmann::json& r, std::ostream& out)
     for (const auto& [name, value] : r["counters"].items())
         print(out, " %s=%llu", name.c_str(), value.get<unsigned long long>());
     print(out, "\n");
+    // The kernel's own count, for the whole network namespace: queued connections of closing
+    // listeners (a reload, a crash) moved to another listener, or reset.
+    if (const auto& k = r["kernel"]; !k.is_null())
+        print(
+            out,
+            "  kernel   migrate_req success=%llu failure=%llu (connections queued on closing listeners: moved, reset)\n",
+            k["migrate_req_success"].get<unsigned long long>(), k["migrate_req_failure"].get<unsigned long long>());
     for (const auto& w : r["warnings"])
         print(out, "\n  warning: %s\n", w.get<std::string>().c_str());
 }

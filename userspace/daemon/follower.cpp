@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -65,7 +66,7 @@ void resync_and_tell(const steer_options& options, listener_tracker& tracker, co
 std::unique_ptr<listener_watch> start_watch(std::uint16_t port, follow_mode wanted, follow_status& status)
 {
     if (wanted == follow_mode::polling) {
-        status = {"polling", "asked for with --follow polling"};
+        status = {"polling", "asked for with --follow polling", true};
         return nullptr;
     }
     try {
@@ -113,6 +114,38 @@ public:
 private:
     steady_clock::time_point last_sync_ = steady_clock::now();
     std::vector<steady_clock::time_point> rechecks_;
+};
+
+// The worker sockets whose process has connected to the control socket (was admitted): a drain
+// that never connects will not release its clients to its successor.
+class control_peers {
+public:
+    control_peers(const pinned_state& state, const follow_settings& settings) : state_(state), settings_(settings)
+    {
+        if (settings_.on_control_peers)
+            settings_.on_control_peers({});
+    }
+    // `slots`: those of an admitted peer. Forgets the sockets no slot holds any more, so that
+    // the set stays as small as the workers map.
+    void connected(const std::vector<std::uint32_t>& slots)
+    {
+        const std::vector<slot> all = state_.read_slots();
+        std::set<std::uint64_t> live;
+        for (const slot& s : all)
+            if (s.cookie)
+                live.insert(s.cookie);
+        bool changed = std::erase_if(cookies_, [&](std::uint64_t c) { return !live.contains(c); }) > 0;
+        for (std::uint32_t i : slots)
+            if (i < all.size() && all[i].cookie)
+                changed = cookies_.insert(all[i].cookie).second || changed;
+        if (changed && settings_.on_control_peers)
+            settings_.on_control_peers({cookies_.begin(), cookies_.end()});
+    }
+
+private:
+    const pinned_state& state_;
+    const follow_settings& settings_;
+    std::set<std::uint64_t> cookies_;
 };
 
 // A stop signal came, or the pinned state was removed (`sio-steer detach`): says so, returns true.
@@ -192,11 +225,26 @@ int follow(const steer_options& options, const pinned_state& state, const follow
     // A release that finds no successor resyncs first: each one, as the replacement it waits for
     // may have listened a moment ago (a sock_diag dump, tens of µs, at most 32 per pass).
     auto catch_up = [&] { follow_changes(watch ? watch->drain() : listener_changes{}); };
+    control_peers peers(state, settings);
+    auto refused = [&] {
+        if (settings.on_refusal)
+            settings.on_refusal();
+    };
     control_socket control(
         control_path, settings.control_group,
-        [&](const control_peer& peer) { return admit_control_peer(state, options.port, peer); },
+        [&](const control_peer& peer) -> std::optional<std::string> {
+            std::vector<std::uint32_t> mine = slots_of_peer(state, options.port, peer);
+            if (mine.empty()) {
+                refused();
+                return std::string(control_refusal);
+            }
+            peers.connected(mine);
+            return std::nullopt;
+        },
         [&](const control_peer& peer, std::string_view line) {
             control_reply reply = handle_control_request(state, options.port, peer, line, catch_up);
+            if (reply.line == control_refusal)
+                refused();  // it was a worker of the port when it connected, and is not now
             if (settings.after_request)
                 settings.after_request(reply.line);
             return reply;

@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <functional>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kernel/pinned_state.h"
 #include "logic/follow_status.h"
@@ -36,6 +38,13 @@ struct follow_settings {
     std::function<void(const std::string& reply)> after_request;
     // Called once the follower knows how it follows the port (events or polling, and why); may be empty.
     std::function<void(const follow_status&)> on_follow_mode;
+    // Called for every control socket peer refused because it is not a worker of the port (metrics);
+    // may be empty.
+    std::function<void()> on_refusal;
+    // Called with the cookies of the worker sockets whose process has connected to the control
+    // socket since this follower started (the live ones), first empty, then whenever a worker
+    // connects for the first time (the lock file, for doctor); may be empty.
+    std::function<void(const std::vector<std::uint64_t>& cookies)> on_control_peers;
 };
 
 // Resyncs the port whenever a listener starts or stops (the listener watch,

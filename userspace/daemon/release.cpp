@@ -70,13 +70,6 @@ std::vector<std::uint32_t> slots_of_peer(const pinned_state& state, std::uint16_
     return mine;
 }
 
-std::optional<std::string> admit_control_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer)
-{
-    if (slots_of_peer(state, port, peer).empty())
-        return std::string(control_refusal);
-    return std::nullopt;
-}
-
 control_reply handle_control_request(const pinned_state& state, std::uint16_t port, const control_peer& peer,
                                      std::string_view line, const std::function<void()>& catch_up)
 {

@@ -24,11 +24,9 @@ inline constexpr std::string_view control_refusal =
 
 // The slots whose socket `peer` owns: the slot records the peer's pid, its socket is still in the
 // workers map, the socket was created by the peer's uid (sock_diag), and the peer has not exited
-// since it connected (its pidfd). A pid alone could be another process's by now. Empty: a stranger.
+// since it connected (its pidfd). A pid alone could be another process's by now. Empty: a stranger,
+// who may not use the control socket at all (control_refusal).
 std::vector<std::uint32_t> slots_of_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer);
-
-// Whether `peer` may use the control socket at all: nullopt, or control_refusal.
-std::optional<std::string> admit_control_peer(const pinned_state& state, std::uint16_t port, const control_peer& peer);
 
 // Executes one request line from `peer` and returns the reply line. The peer is checked first,
 // before the request is even parsed; a stranger gets control_refusal, and the connection closes.

@@ -201,19 +201,25 @@ std::unordered_map<std::uint64_t, std::vector<owner>> scan_all_fds(const std::un
     return owners;
 }
 
-std::optional<pid_t> parent_of(pid_t pid)
+// The fields of /proc/PID/stat after "pid (comm)", from field 3 (state) on: comm may hold spaces
+// and parentheses, so they start after the last ')'.
+std::optional<std::istringstream> stat_fields(pid_t pid)
 {
     auto stat = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
     if (!stat)
         return std::nullopt;
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'.
     auto close = stat->rfind(')');
     if (close == std::string::npos)
         return std::nullopt;
-    std::istringstream rest(stat->substr(close + 1));
+    return std::istringstream(stat->substr(close + 1));
+}
+
+std::optional<pid_t> parent_of(pid_t pid)
+{
+    std::optional<std::istringstream> rest = stat_fields(pid);
     char state = 0;
     pid_t ppid = 0;
-    if (!(rest >> state >> ppid))
+    if (!rest || !(*rest >> state >> ppid))
         return std::nullopt;
     return ppid;
 }
@@ -264,6 +270,21 @@ void fill_owner(listener& l, const owner& o)
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+std::optional<std::uint64_t> process_start_ticks(pid_t pid)
+{
+    std::optional<std::istringstream> rest = stat_fields(pid);
+    if (!rest)
+        return std::nullopt;
+    std::string field;
+    for (int i = 3; i < 22; i++)  // state (3) ... itrealvalue (21)
+        if (!(*rest >> field))
+            return std::nullopt;
+    std::uint64_t ticks = 0;
+    if (!(*rest >> ticks))
+        return std::nullopt;
+    return ticks;
+}
 
 std::vector<listener> list_listeners(std::uint16_t port)
 {

@@ -42,6 +42,9 @@ bool still_owns(const listener& l);
 // and find_listeners' order.
 void sort_listeners(std::vector<listener>& listeners);
 
+// When `pid` started, in clock ticks after boot (/proc/PID/stat, field 22); nullopt if it is gone.
+std::optional<std::uint64_t> process_start_ticks(pid_t pid);
+
 // The owner's socket, duplicated into this process (pidfd_open + pidfd_getfd).
 // Throws sys_error: EPERM when not permitted (exit code environment, names CAP_SYS_PTRACE);
 // ESRCH or EBADF when the process or its fd is gone (a worker exiting); any other errno.

@@ -22,6 +22,8 @@
 #include "logic/errors.h"
 #include "logic/mountinfo.h"
 #include "logic/node_version.h"
+#include "logic/port_lock.h"
+#include "logic/slot_table.h"
 #include "logic/proxy_check.h"
 
 namespace sio_steer {
@@ -335,6 +337,68 @@ finding check_controller(const doctor_settings& s)
             who + " follows the workers" + (f ? " (" + f->mode + ": " + f->reason + ")" : std::string()), ""};
 }
 
+// Which workers of the group have connected to the control socket since they started, as the
+// controller saw them (it publishes them in the port's lock file). A worker that never did will
+// not release its clients to its successor on a reload: they reconnect to the closing worker.
+finding check_drain(const pinned_state& state, const doctor_settings& s)
+{
+    const std::string p = std::to_string(s.port);
+    std::optional<pid_t> controller = lock_holder(s.lock_dir, s.port);
+    if (!controller)
+        return {"drain", verdict::skip,
+                "cannot know which workers connect to the control socket: no `sio-steer attach` follows port " + p +
+                    " (only the following controller sees them connect)",
+                ""};
+    const std::string who = "pid " + std::to_string(*controller);
+    std::optional<std::vector<std::uint64_t>> peers = read_control_peers(s.lock_dir, s.port);
+    if (!peers)
+        return {"drain", verdict::skip,
+                "cannot know which workers connect to the control socket: the controller, " + who +
+                    ", does not say (it is starting, or a sio-steer that does not record them)",
+                ""};
+    const std::set<std::uint64_t> connected(peers->begin(), peers->end());
+    const std::optional<std::uint64_t> controller_start = process_start_ticks(*controller);
+    std::set<std::uint64_t> listening;
+    for (const listener& l : list_listeners(s.port))
+        listening.insert(l.cookie);
+    std::vector<std::string> yes, never, unknown;
+    for (const slot& w : state.read_slots()) {
+        if (!w.cookie || !listening.contains(w.cookie))
+            continue;
+        const std::string worker = "pid " + std::to_string(w.pid) +
+                                   (w.instance == no_instance ? "" : " (instance " + std::to_string(w.instance) + ")");
+        std::optional<std::uint64_t> start = process_start_ticks(static_cast<pid_t>(w.pid));
+        if (connected.contains(w.cookie))
+            yes.push_back(worker);
+        else if (start && controller_start && *start > *controller_start)  // a later tick (10 ms): surely younger
+            never.push_back(worker);
+        else
+            unknown.push_back(worker);  // it may have connected to an earlier controller
+    }
+    const std::string socket = s.lock_dir + "/" + p + ".sock";
+    std::string detail;
+    if (!yes.empty())
+        detail = joined(yes) + (yes.size() == 1 ? " has" : " have") + " connected to the control socket " + socket +
+                 " since starting";
+    if (!never.empty())
+        detail += (detail.empty() ? "" : "; ") + joined(never) + (never.size() == 1 ? " has" : " have") +
+                  " not connected to " + socket +
+                  " since starting: on a reload, a worker that never did does not release its clients to its "
+                  "successor";
+    if (!unknown.empty())
+        detail += (detail.empty() ? "" : "; ") + std::string("cannot know for ") + joined(unknown) +
+                  ": started before the controller (" + who + "), which sees only the connections made since";
+    if (detail.empty())
+        return {"drain", verdict::skip, "no worker socket of the group listens", ""};
+    if (!never.empty())
+        return {"drain", verdict::note, detail,
+                "stop the app's workers with sio-steer-drain (docs/pm2.md: npm install "
+                "/usr/share/sio-steer/sio-steer-drain-" SIO_STEER_VERSION
+                ".tgz) and let the workers' user connect (control-group in /etc/sio-steer/" +
+                    p + ".conf)"};
+    return {"drain", unknown.empty() ? verdict::ok : verdict::skip, detail, ""};
+}
+
 finding check_proxy(const pinned_state& state)
 {
     if (std::optional<std::string> warning = proxy_warning(state))
@@ -393,6 +457,7 @@ std::vector<finding> examine(const doctor_settings& s)
     if (state) {
         out.push_back(check_steering(*state, s.port, s.lock_dir));
         out.push_back(check_controller(s));
+        out.push_back(check_drain(*state, s));
         out.push_back(check_proxy(*state));
     }
     return out;

@@ -17,7 +17,7 @@ enum class verdict {
 };
 
 struct finding {
-    std::string check;  // "kernel", "bpffs", "privileges", "listeners", "node", "migration", ...
+    std::string check;  // "kernel", "bpffs", "privileges", "listeners", "node", "migration", "drain", ...
     verdict result;
     std::string detail;  // what was seen
     std::string fix;     // what to do; empty when nothing is to be done

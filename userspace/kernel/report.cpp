@@ -6,8 +6,11 @@
 #include "kernel/discovery.h"
 #include "kernel/group_pin.h"
 #include "kernel/preflight.h"
+#include "logic/netstat.h"
 #include "logic/options.h"
+#include "logic/pm2_env.h"
 #include "logic/slot_table.h"
+#include "logic/small_file.h"
 
 namespace sio_steer {
 
@@ -32,6 +35,7 @@ struct worker_table {
     json workers = json::array(), unmanaged = json::array();
     std::size_t live = 0;     // slots whose socket still listens
     std::size_t steered = 0;  // of those, the ones the workers map still holds
+    pid_t newest_pid = 0;     // the owner of the live socket that came last (0: none)
 };
 
 worker_table worker_rows(const pinned_state& state, const stats& st, const std::vector<listener>& listeners)
@@ -41,6 +45,7 @@ worker_table worker_rows(const pinned_state& state, const stats& st, const std::
         by_cookie[l.cookie] = &l;
     worker_table t;
     const std::vector<slot> slots = state.read_slots();
+    std::uint32_t newest = 0;
     for (std::uint32_t i = 0; i < slots.size(); i++) {
         const slot& s = slots[i];
         if (!s.cookie)
@@ -48,6 +53,10 @@ worker_table worker_rows(const pinned_state& state, const stats& st, const std::
         auto it = by_cookie.find(s.cookie);
         const listener* l = it == by_cookie.end() ? nullptr : it->second;
         t.live += l != nullptr;
+        if (l && s.generation > newest) {
+            newest = s.generation;
+            t.newest_pid = static_cast<pid_t>(s.pid);
+        }
         // The program can choose a live socket only if the workers map still holds it.
         bool in_map = l && state.worker_cookie(i) == s.cookie;
         t.steered += in_map;
@@ -75,6 +84,31 @@ json config_json(const config& c)
             {"v6_prefix", c.v6_prefix},
             {"session_ttl_s", c.session_ttl_ns / 1'000'000'000ull},
             {"abi_version", c.abi_version}};
+}
+
+// The kernel's own count of what became of the connections queued on closing listeners
+// (TcpExt TCPMigrateReq*), in this process's network namespace: the one where sock_diag found
+// the workers' listening sockets, and where the kernel counts their migrations. null when the
+// kernel has no such counters (before 5.14).
+json kernel_json()
+{
+    std::optional<migrate_req_counters> m =
+        migrate_req_from_netstat(read_small_file("/proc/self/net/netstat", 1 << 16).value_or(""));
+    if (!m)
+        return nullptr;
+    return {{"migrate_req_success", m->success}, {"migrate_req_failure", m->failure}};
+}
+
+// PM2's `instances` setting, as the newest worker's pm2_env says (the latest `pm2 start` or
+// reload of the ecosystem file): null for workers PM2 did not start, or no live worker.
+json pm2_instances_json(pid_t newest_pid)
+{
+    if (!newest_pid)
+        return nullptr;
+    // The kernel bounds environ by the process's stack limit; pm2_env is a few tens of KB.
+    std::optional<std::uint32_t> n = pm2_instances_from_environ(
+        read_small_file("/proc/" + std::to_string(newest_pid) + "/environ", 1 << 20).value_or(""));
+    return n ? json(*n) : json(nullptr);
 }
 
 json counters_json(const stats& st)
@@ -124,6 +158,8 @@ nlohmann::json status_report(const pinned_state& state, std::uint16_t port, cons
          {{"count", scope.sessions ? *scope.sessions : state.count_sessions()}, {"capacity", state.max_sessions()}}},
         {"moved", {{"count", scope.moved ? *scope.moved : state.count_moved()}, {"capacity", state.max_moved()}}},
         {"counters", counters_json(st)},
+        {"kernel", kernel_json()},
+        {"pm2_instances", pm2_instances_json(t.newest_pid)},
         {"workers", t.workers},
         {"unmanaged_listeners", t.unmanaged},
         {"group", group ? json(group_text(*group, port)) : json(nullptr)},

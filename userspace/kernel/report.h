@@ -16,8 +16,11 @@ namespace sio_steer {
 
 // {"port", "pin_dir", "attached", "in_sync", "config": {...}, "sessions": {"count", "capacity"},
 //  "moved": {"count", "capacity"} (clients off the ring, kept apart from the sessions LRU),
-//  "counters": {...}, "workers": [{"slot", "pid", "instance", "process", "uid", "cookie", "live",
-//  "in_map", "selections"}], "unmanaged_listeners": [...], "group": "[::]:5001 of uid 1000" (null before the first attach
+//  "counters": {...}, "kernel": {"migrate_req_success", "migrate_req_failure"} (the kernel's TcpExt
+//  TCPMigrateReq* of the workers' network namespace; null before Linux 5.14), "pm2_instances": PM2's
+//  `instances` setting as the newest worker's pm2_env says (null if not PM2's), "workers": [{"slot",
+//  "pid", "instance", "process", "uid", "cookie", "live", "in_map", "selections"}],
+//  "unmanaged_listeners": [...], "group": "[::]:5001 of uid 1000" (null before the first attach
 //  recorded it), "foreign_listeners": [{"pid", "process", "uid", "cookie", "address"}] (listeners
 //  not of the group: ignored), "warnings": ["what looks wrong, and what to do", ...],
 //  "follow": {"mode", "reason", "pid"}}

@@ -12,6 +12,9 @@ struct follow_status {
     // With events, what carries them (e.g. "fexit/inet_listen and tp_btf/inet_sock_set_state");
     // with polling, why each watch was refused, and what would make events work.
     std::string reason;
+    // Polling because it was asked for (--follow polling), not because the kernel refused every
+    // watch: /metrics labels it, so that an alert can leave a chosen polling alone.
+    bool asked = false;
 };
 
 }  // namespace sio_steer

@@ -47,6 +47,28 @@ family from_report(const char* name, const char* type, const char* help, number_
             }};
 }
 
+// A gauge or counter from the status report, for ports whose report has a value for it.
+family from_report_if(const char* name, const char* type, const char* help,
+                      std::function<std::optional<std::uint64_t>(const json&)> value)
+{
+    return {name, type, help, [name, value](std::string& out, const std::string& labels, const port_metrics& p) {
+                if (!p.report)
+                    return;
+                if (std::optional<std::uint64_t> v = value(*p.report))
+                    sample(out, name, labels, *v);
+            }};
+}
+
+// One of the kernel's migration counters (the report's "kernel"), where the kernel has them.
+family kernel_counter(const char* name, const char* field, const char* help)
+{
+    return from_report_if(name, "counter", help, [field](const json& r) -> std::optional<std::uint64_t> {
+        if (r["kernel"].is_null())
+            return std::nullopt;
+        return r["kernel"][field].get<std::uint64_t>();
+    });
+}
+
 // One of the program's counters (struct stats, summed over CPUs), as the report names it.
 family program_counter(const char* name, const char* field, const char* help)
 {
@@ -97,6 +119,10 @@ const std::vector<family>& families()
          [](std::string& out, const std::string& labels, const port_metrics& p) {
              sample(out, "sio_steer_attached", labels, p.report && (*p.report)["attached"].get<bool>());
          }},
+        from_report("sio_steer_followed", "gauge",
+                    "1 if a sio-steer attach holds the port's lock and follows its workers (0: worker restarts, "
+                    "reloads and scale changes are not followed)",
+                    [](const json& r) { return r["follow"]["mode"] != "none"; }),
         from_report("sio_steer_in_sync", "gauge",
                     "1 if the workers map holds exactly the sockets listening on the port",
                     [](const json& r) { return r["in_sync"].get<bool>(); }),
@@ -105,6 +131,14 @@ const std::vector<family>& families()
         from_report("sio_steer_unmanaged_listeners", "gauge",
                     "Sockets listening on the port that are not in the workers map",
                     [](const json& r) { return r["unmanaged_listeners"].size(); }),
+        from_report_if("sio_steer_pm2_instances", "gauge",
+                       "PM2's instances setting of the workers' app, as the newest worker's pm2_env says (pm2 scale "
+                       "does not change it)",
+                       [](const json& r) -> std::optional<std::uint64_t> {
+                           if (r["pm2_instances"].is_null())
+                               return std::nullopt;
+                           return r["pm2_instances"].get<std::uint64_t>();
+                       }),
         per_worker("sio_steer_worker_live", "gauge", "1 if the socket in this slot of the workers map is listening",
                    [](const json& w) { return w["live"].get<bool>(); }),
         per_worker("sio_steer_selections_total", "counter",
@@ -135,6 +169,12 @@ const std::vector<family>& families()
         program_counter("sio_steer_selection_errors_total", "errors",
                         "Connections the program could not steer (no live worker, unreadable packet): the kernel's "
                         "hash chose"),
+        kernel_counter("sio_steer_kernel_migrate_req_success_total", "migrate_req_success",
+                       "Connections queued on a closing listener that the kernel moved to another one "
+                       "(TcpExt TCPMigrateReqSuccess of the workers' network namespace, every port of it)"),
+        kernel_counter("sio_steer_kernel_migrate_req_failure_total", "migrate_req_failure",
+                       "Connections queued on a closing listener that the kernel could not move and reset "
+                       "(TcpExt TCPMigrateReqFailure of the workers' network namespace, every port of it)"),
         controller_counter("sio_steer_controller_syncs_total", &controller_counters::syncs,
                            "Resyncs of the workers map by this controller process (attach --metrics-listen only)"),
         controller_counter(
@@ -142,16 +182,24 @@ const std::vector<family>& families()
             "Resyncs by this controller process that changed the workers map (attach --metrics-listen only)"),
         {"sio_steer_controller_follow_mode", "gauge",
          "1, labelled with how this controller process learns that listeners come and go: events (a BPF watch) "
-         "or polling (attach --metrics-listen only)",
+         "or polling, and why it polls: asked (--follow polling) or no_watch (attach --metrics-listen only)",
          [](std::string& out, const std::string& labels, const port_metrics& p) {
              if (!p.controller)
                  return;
-             if (std::optional<follow_status> f = p.controller->follow())
-                 sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"", 1);
+             std::optional<follow_status> f = p.controller->follow();
+             if (!f)
+                 return;
+             // Why it polls: asked for (--follow polling), or no listener watch could be attached.
+             std::string why = f->mode != "polling" ? "" : f->asked ? ",reason=\"asked\"" : ",reason=\"no_watch\"";
+             sample(out, "sio_steer_controller_follow_mode", labels + ",mode=\"" + label_value(f->mode) + "\"" + why,
+                    1);
          }},
         controller_counter("sio_steer_controller_releases_total", &controller_counters::releases,
                            "Clients that draining workers released to their successors over the control socket "
                            "(attach --metrics-listen only)"),
+        controller_counter("sio_steer_controller_control_refusals_total", &controller_counters::control_refusals,
+                           "Control socket peers refused because they are not a worker listening on the port: they "
+                           "cannot release clients (attach --metrics-listen only)"),
     };
     return all;
 }

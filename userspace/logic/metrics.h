@@ -22,6 +22,7 @@ struct controller_counters {
     std::atomic<std::uint64_t> syncs{0};      // resyncs done
     std::atomic<std::uint64_t> reactions{0};  // resyncs that changed something (a worker came or went)
     std::atomic<std::uint64_t> releases{0};   // clients a draining worker released to its successor
+    std::atomic<std::uint64_t> control_refusals{0};  // control socket peers refused: not a worker of the port
 
     // How it follows the port (events or polling), once the follower knows; set from the
     // follower's thread, read from the metrics server's.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -31,8 +32,26 @@ std::string lock_path(const std::string& lock_dir, std::uint16_t port)
     return lock_dir + "/" + std::to_string(port) + ".lock";
 }
 
-// The lock file as it is, never through a link (small_file.h); "" if it cannot be read.
-std::string lock_text(const std::string& path) { return read_small_file(path, 4096).value_or(""); }
+// The lock file as it is, never through a link (small_file.h); "" if it cannot be read. Its
+// control line holds at most one cookie per slot of the workers map.
+std::string lock_text(const std::string& path) { return read_small_file(path, 16384).value_or(""); }
+
+// The lines after line 1 of the lock file of `port`, if line 1 names the live holder of the lock.
+std::optional<std::vector<std::string>> holder_lines(const std::string& lock_dir, std::uint16_t port)
+{
+    std::optional<pid_t> holder = lock_holder(lock_dir, port);
+    if (!holder)
+        return std::nullopt;
+    std::istringstream in(lock_text(lock_path(lock_dir, port)));
+    std::string line;
+    std::getline(in, line);
+    if (line != std::to_string(*holder))
+        return std::vector<std::string>{};
+    std::vector<std::string> lines;
+    while (std::getline(in, line))
+        lines.push_back(line);
+    return lines;
+}
 
 // Line 1 of a lock file: the pid of the process that took it last (it may be gone).
 std::optional<pid_t> recorded_pid(const std::string& path)
@@ -121,13 +140,33 @@ port_lock port_lock::wait(const std::string& lock_dir, std::uint16_t port, std::
 
 void port_lock::publish(const follow_status& status)
 {
+    follow_ = status;
+    write_out();
+}
+
+void port_lock::publish_control_peers(const std::vector<std::uint64_t>& cookies)
+{
+    control_peers_ = cookies;
+    write_out();
+}
+
+void port_lock::write_out()
+{
+    std::string text = std::to_string(getpid()) + "\n";
+    if (follow_)
+        text += follow_line(*follow_) + "\n";
+    if (control_peers_) {
+        text += "control";
+        for (std::uint64_t cookie : *control_peers_)
+            text += " " + std::to_string(cookie);
+        text += "\n";
+    }
     // Written over the old content, then cut to its length: a reader that stops at the end of
-    // line 2 never sees the tail of a longer old line (and one small pwrite is not seen half-done).
-    const std::string text = std::to_string(getpid()) + "\n" + follow_line(status) + "\n";
+    // a line never sees the tail of a longer old line (and one small pwrite is not seen half-done).
     if (pwrite(fd_.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
         ftruncate(fd_.get(), static_cast<off_t>(text.size())))
-        spdlog::warn("cannot record the follow mode in the lock file: {}; `status` and `doctor` will say "
-                     "\"unknown\" for it",
+        spdlog::warn("cannot record the follow mode and control socket peers in the lock file: {}; `status` and "
+                     "`doctor` will say \"unknown\" for them",
                      std::strerror(errno));
 }
 
@@ -196,6 +235,28 @@ std::optional<follow_status> read_follow_status(const std::string& lock_dir, std
     return follow_status{"unknown", "pid " + std::to_string(*holder) +
                                         " holds the port's lock but has not said how it follows (it is starting, "
                                         "or it is not a following attach)"};
+}
+
+std::optional<std::vector<std::uint64_t>> read_control_peers(const std::string& lock_dir, std::uint16_t port)
+{
+    std::optional<std::vector<std::string>> lines = holder_lines(lock_dir, port);
+    if (!lines)
+        return std::nullopt;
+    for (const std::string& line : *lines) {
+        if (line != "control" && !line.starts_with("control "))
+            continue;
+        std::istringstream words(line.substr(7));
+        std::vector<std::uint64_t> cookies;
+        for (std::string word; words >> word;) {
+            std::uint64_t cookie = 0;
+            auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), cookie);
+            if (ec != std::errc{} || end != word.data() + word.size())
+                return std::nullopt;  // not what a controller writes: no answer rather than a wrong one
+            cookies.push_back(cookie);
+        }
+        return cookies;
+    }
+    return std::nullopt;
 }
 
 }  // namespace sio_steer

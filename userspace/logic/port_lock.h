@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "logic/follow_status.h"
 #include "logic/unique_fd.h"
@@ -25,6 +26,12 @@ std::optional<pid_t> lock_holder(const std::string& lock_dir, std::uint16_t port
 // attach that does not follow); nullopt when no live process holds the lock.
 std::optional<follow_status> read_follow_status(const std::string& lock_dir, std::uint16_t port);
 
+// The cookies of the worker sockets whose process has connected to the control socket of the
+// controller holding the lock of `port` (port_lock::publish_control_peers), since that
+// controller started: nullopt when no live process holds the lock, or its holder publishes none
+// (an older sio-steer, or one starting).
+std::optional<std::vector<std::uint64_t>> read_control_peers(const std::string& lock_dir, std::uint16_t port);
+
 // Line 2 of a lock file, "follow <mode> <reason>", and back (nullopt if `line` is not one).
 std::string follow_line(const follow_status& status);
 std::optional<follow_status> parse_follow_line(const std::string& line);
@@ -39,11 +46,17 @@ public:
     port_lock(const std::string& lock_dir, std::uint16_t port);
     // Waits up to `timeout` for the holder to let go (e.g. a following attach that is exiting).
     static port_lock wait(const std::string& lock_dir, std::uint16_t port, std::chrono::milliseconds timeout);
-    // Rewrites the lock file as "<pid>\nfollow <mode> <reason>\n", for `status` and `doctor`.
+    // Rewrites the lock file as "<pid>\nfollow <mode> <reason>\ncontrol <cookie>...\n", for `status`
+    // and `doctor`: how it follows the port, and (once published) which worker sockets' processes
+    // have connected to its control socket.
     void publish(const follow_status& status);
+    void publish_control_peers(const std::vector<std::uint64_t>& cookies);
 
 private:
+    void write_out();
     unique_fd fd_;
+    std::optional<follow_status> follow_;
+    std::optional<std::vector<std::uint64_t>> control_peers_;
 };
 
 }  // namespace sio_steer

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +67,22 @@ void enter_private_world()
     if (mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=16m"))
         fail("mounting a private tmpfs on /run", errno);
     sio_steer::test::enter_fresh_netns(0);
+}
+
+int run_as_root(const char* name, const char* needs, const std::function<int()>& run)
+{
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "%s: run as root (%s)\n", name, needs);
+        return 2;
+    }
+    catch_stop_signals();
+    try {
+        enter_private_world();
+        return run();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", name, e.what());
+        return 1;
+    }
 }
 
 std::string load_average()

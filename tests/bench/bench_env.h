@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ void check_interrupted();
 // controller's lock files), then a fresh network namespace with loopback up: pins, locks and
 // sockets live and die with the processes of this benchmark, and never meet the real ones.
 void enter_private_world();
+
+// A benchmark's main() after its options: refuses to run but as root (exit 2; `needs` says for
+// what), catches stop signals, enters the private world and runs `run`; an exception is printed
+// with the benchmark's name (exit 1).
+int run_as_root(const char* name, const char* needs, const std::function<int()>& run);
 
 // One line for the table's head: CPUs, model, kernel, clocksource, load average.
 std::string machine_line();

@@ -961,16 +961,5 @@ int main(int argc, char** argv)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const settings cfg = parse(argc, argv);
-    if (geteuid() != 0) {
-        std::fprintf(stderr, "bpf_cost: run as root (BPF, network and mount namespaces)\n");
-        return 2;
-    }
-    sio_steer::bench::catch_stop_signals();
-    try {
-        sio_steer::bench::enter_private_world();
-        return run(cfg);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "bpf_cost: %s\n", e.what());
-        return 1;
-    }
+    return sio_steer::bench::run_as_root("bpf_cost", "BPF, network and mount namespaces", [&] { return run(cfg); });
 }

@@ -475,16 +475,6 @@ int main(int argc, char** argv)
 {
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const settings cfg = parse(argc, argv);
-    if (geteuid() != 0) {
-        std::fprintf(stderr, "bpf_end_to_end: run as root (BPF, raw sockets, network and mount namespaces)\n");
-        return 2;
-    }
-    sio_steer::bench::catch_stop_signals();
-    try {
-        sio_steer::bench::enter_private_world();
-        return run(cfg);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "bpf_end_to_end: %s\n", e.what());
-        return 1;
-    }
+    return sio_steer::bench::run_as_root("bpf_end_to_end", "BPF, raw sockets, network and mount namespaces",
+                                         [&] { return run(cfg); });
 }

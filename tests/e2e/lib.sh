@@ -69,10 +69,9 @@ e2e_attach() {
 # nginx, with its own prefix folder, stopped by pid (and by the cleanup, with the other background pids).
 NGINX_PID=""
 
-# nginx_start NAME PORT: nginx with $E2E_TMP/NAME.conf in its http {}, on 127.0.0.1:PORT.
-nginx_start() {
-  local name="$1" port="$2" dir="$E2E_TMP/nginx-$1" i
-  mkdir -p "$dir"
+# nginx_main_conf DIR SITE: DIR/nginx.conf, one foreground process with its files in DIR, SITE in its http {}.
+nginx_main_conf() {
+  local dir="$1" site="$2"
   cat >"$dir/nginx.conf" <<EOF
 master_process off;
 daemon off;
@@ -87,9 +86,16 @@ http {
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
-    include $E2E_TMP/$name.conf;
+    include $site;
 }
 EOF
+}
+
+# nginx_start NAME PORT: nginx with $E2E_TMP/NAME.conf in its http {}, on 127.0.0.1:PORT.
+nginx_start() {
+  local name="$1" port="$2" dir="$E2E_TMP/nginx-$1" i
+  mkdir -p "$dir"
+  nginx_main_conf "$dir" "$E2E_TMP/$name.conf"
   nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
     { cat "$dir/error.log" >&2; e2e_fail "nginx -t refused the configuration $name"; }
   e2e_log "ok: nginx -t accepts $name"

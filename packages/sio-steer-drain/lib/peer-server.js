@@ -27,27 +27,28 @@ function reply(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+// A request that came over the private socket: as the forwarding worker saw it (router.js reads these).
+function markForwarded(req) {
+  const from = forwardedFrom(req);
+  req.sioSteerPeer = true;
+  req.sioSteerHops = from.hops;
+  req.sioSteerClient = from.client;
+  req.sioSteerSecure = from.secure;
+  req.sioSteerLocal = from.local;
+  return from;
+}
+
 /** An http.Server for the private socket; steps: { prepare(body), commit(body), abort(sid) } of handover.js. */
 function createPeerServer(httpServer, steps) {
   const server = http.createServer((req, res) => {
     if (req.url.startsWith(CONTROL)) return control(req, res, steps);
-    const from = forwardedFrom(req);
-    req.sioSteerPeer = true;
-    req.sioSteerHops = from.hops;
-    req.sioSteerClient = from.client;
-    req.sioSteerSecure = from.secure;
-    req.sioSteerLocal = from.local;
+    const from = markForwarded(req);
     // what Engine.IO and Socket.IO read of the client's connection, for this request only
     Object.defineProperty(req, 'connection', { value: { remoteAddress: from.client, encrypted: from.secure } });
     httpServer.emit('request', req, res);
   });
   server.on('upgrade', (req, socket, head) => {
-    const from = forwardedFrom(req);
-    req.sioSteerPeer = true;
-    req.sioSteerHops = from.hops;
-    req.sioSteerClient = from.client;
-    req.sioSteerSecure = from.secure;
-    req.sioSteerLocal = from.local;
+    const from = markForwarded(req);
     // this connection carries one WebSocket: its address is the client's
     Object.defineProperty(socket, 'remoteAddress', { value: from.client });
     httpServer.emit('upgrade', req, socket, head);

@@ -170,23 +170,7 @@ host_nginx_start() {
   mkdir -p "$dir"
   "$SIO_STEER" nginx-conf --listen "$(host_addr "$h"):$MH_NGINX_PORT" --upstream "127.0.0.1:$MH_PORT" \
     --real-ip-header X-Forwarded-For --trusted "$MH_EDGE_ADDR/32" >"$dir/site.conf"
-  cat >"$dir/nginx.conf" <<EOF
-master_process off;
-daemon off;
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    include $dir/site.conf;
-}
-EOF
+  nginx_main_conf "$dir" "$dir/site.conf"
   in_ns "$h" nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || e2e_fail "$h: nginx -t refused the configuration"
   nsenter "$(ns_net "$h")" -- nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
   MH_NGINX_PID[$h]=$!

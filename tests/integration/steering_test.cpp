@@ -112,6 +112,42 @@ TEST_F(SteeringTest, RingPredictsWhereANewClientGoes)
     EXPECT_EQ(answer.substr(answer.find(' ') + 1), std::to_string(j["worker"]["pid"].get<int>()));
 }
 
+TEST_F(SteeringTest, SessionsClientPrintsTheBpftoolCommandThatReadsTheClientsSet)
+{
+    attach();
+    const std::string client = "127.9.8.7";
+    const std::string answer = ask_worker(client, "127.0.0.1", port);  // recorded by the program
+    ASSERT_FALSE(answer.empty());
+    run_result r = sio_steer(args("sessions", {"--client", client, "--json"}));
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["reason"], "recorded") << r.out;
+    ASSERT_EQ(j["map"], "sessions") << r.out;
+    EXPECT_EQ(std::to_string(j["worker"]["pid"].get<int>()), answer.substr(answer.find(' ') + 1));
+    const std::string command = j["bpftool"];
+    EXPECT_TRUE(command.starts_with("bpftool map lookup pinned " + pins().dir(port) + "/sessions key 0x")) << command;
+    run_result text = sio_steer(args("sessions", {"--client", client}));
+    EXPECT_NE(
+        text.out.find("\n  sessions set " + std::to_string(j["set"].get<std::uint32_t>()) + ": " + command + "\n"),
+        std::string::npos)
+        << text.out;
+
+    // The command as printed; with BTF, bpftool prints the set as JSON, field names and all.
+    run_result lookup = capture(command);
+    ASSERT_EQ(lookup.code, 0) << lookup.err;
+    auto set = nlohmann::json::parse(lookup.out);
+    EXPECT_EQ(set["key"], j["set"]);
+    int found = 0;
+    for (const auto& entry : set["value"]["clients"]) {
+        if (entry["client"]["addr"] != nlohmann::json({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 9, 8, 7}))
+            continue;
+        found++;
+        EXPECT_EQ(entry["session"]["slot"], j["worker"]["slot"]) << lookup.out;
+        EXPECT_GT(entry["session"]["last_seen_ns"].get<std::uint64_t>(), 1u);
+    }
+    EXPECT_EQ(found, 1) << lookup.out;
+}
+
 TEST_F(SteeringTest, KilledWorkersClientsEachLandOnOneLiveWorkerAndNobodyElseMoves)
 {
     attach();

@@ -3,6 +3,7 @@
 // successor, else the ring.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstdint>
 
 #include "logic/client_key.h"
@@ -128,4 +129,21 @@ TEST(WorkerJson, NoInstanceIsNull)
     slots[0] = slot{7, 1, no_instance, SIO_STEER_SLOT_NONE, 900};
     EXPECT_TRUE(worker_json(slots, 0)["instance"].is_null());
     EXPECT_TRUE(worker_json(slots, SIO_STEER_MAX_SLOTS)["slot"].is_null());
+}
+
+TEST(BpftoolSetLookup, KeyIsTheSetIndexAsItsFourBytesInMemory)
+{
+    static_assert(std::endian::native == std::endian::little, "the expected bytes below are little-endian");
+    EXPECT_EQ(bpftool_set_lookup("/sys/fs/bpf/sio-steer/5001/sessions", 0x0001012a),
+              "bpftool map lookup pinned /sys/fs/bpf/sio-steer/5001/sessions key 0x2a 0x01 0x01 0x00");
+    EXPECT_EQ(bpftool_set_lookup("/p/sessions", 0), "bpftool map lookup pinned /p/sessions key 0x00 0x00 0x00 0x00");
+}
+
+TEST_F(ClientRoute, TheSetAndItsBpftoolCommandFollowOnASecondLine)
+{
+    nlohmann::json r = explain();
+    r["set"] = 298;
+    r["bpftool"] = bpftool_set_lookup("/p/sessions", 298);
+    EXPECT_EQ(explanation_line(r), "192.0.2.7 (key 192.0.2.7) -> slot 2 (pid 813, instance 1): ring\n"
+                                   "  sessions set 298: bpftool map lookup pinned /p/sessions key 0x2a 0x01 0x00 0x00");
 }

@@ -17,7 +17,8 @@ namespace sio_steer {
 
 namespace {
 
-// Where the program sends `address` now: its recorded session if it still binds, else the ring.
+// Where the program sends `address` now: its recorded session if it still binds, else the ring;
+// and the client's set of the sessions table (which holds its record, or would).
 nlohmann::json where_client_goes(const pinned_state& state, const std::string& address)
 {
     std::optional<client_key> parsed = parse_address(address);
@@ -31,7 +32,14 @@ nlohmann::json where_client_goes(const pinned_state& state, const std::string& a
     maps.recorded = state.find_session(key);
     maps.kept_apart = maps.recorded && state.is_kept_apart(key);
     maps.ring_at = [&](std::uint32_t bucket) { return state.read_ring()[bucket]; };
-    return explain_client(address, key, maps, session_clock_ns());
+    nlohmann::json r = explain_client(address, key, maps, session_clock_ns());
+    if (SIO_STEER_KEY_RECORDS(maps.cfg.key_mode)) {
+        // The set the program looks the key up in, and how bpftool reads just that set.
+        std::uint32_t set = state.session_set_of(key);
+        r["set"] = set;
+        r["bpftool"] = bpftool_set_lookup(state.dir() + "/sessions", set);
+    }
+    return r;
 }
 
 }  // namespace
@@ -46,7 +54,7 @@ int run_sessions(const args& a, std::ostream& out)
     // one option per line, as --help lists them
     // clang-format off
     options.add_options()
-        ("client", po::value(&client), "tell which worker this client address goes to, and why")
+        ("client", po::value(&client), "tell which worker this client address goes to and why, and its set of the sessions table")
         ("flush", po::bool_switch(&flush), "forget every recorded session, moved ones too (clients are placed anew by the ring)")
         ("json", po::bool_switch(&json_out), "print JSON");
     // clang-format on

@@ -35,6 +35,8 @@ public:
     stats read_stats() const;  // summed over CPUs
     // A client's record, from sessions or moved (a key is in one of them).
     std::optional<session> find_session(const client_key& key) const;
+    // The set of the sessions table that holds `key`, or would: the one the program looks it up in.
+    std::uint32_t session_set_of(const client_key& key) const { return table_->set_of(key); }
     // Writes a record into the sessions table only.
     void write_session(const client_key& key, const session& s) const;
     // Records a client where the program would: in moved if `off_ring` (its slot is not the ring's

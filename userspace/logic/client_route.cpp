@@ -1,6 +1,7 @@
 #include "logic/client_route.h"
 
 #include <cstdio>
+#include <cstring>
 
 #include "logic/client_key.h"
 #include "logic/slot_table.h"
@@ -71,6 +72,19 @@ nlohmann::json explain_client(const std::string& address, const client_key& key,
     return r;
 }
 
+std::string bpftool_set_lookup(const std::string& sessions_path, std::uint32_t set)
+{
+    unsigned char bytes[sizeof(set)];
+    std::memcpy(bytes, &set, sizeof(set));  // the key as the kernel reads it
+    std::string command = "bpftool map lookup pinned " + sessions_path + " key";
+    for (unsigned char b : bytes) {
+        char hex[8];
+        std::snprintf(hex, sizeof(hex), " 0x%02x", b);
+        command += hex;
+    }
+    return command;
+}
+
 std::string explanation_line(const nlohmann::json& r)
 {
     std::string line = r["client"].get<std::string>() + " (key " + r["key"].get<std::string>() + ") -> " +
@@ -84,6 +98,9 @@ std::string explanation_line(const nlohmann::json& r)
         line += " (moved map: its worker is not the ring's choice, kept apart from the LRU)";
     if (r.contains("recorded_but"))
         line += " (a recorded session no longer binds: " + r["recorded_but"].get<std::string>() + ")";
+    if (r.contains("set") && r.contains("bpftool"))
+        line += "\n  sessions set " + std::to_string(r["set"].get<std::uint32_t>()) + ": " +
+                r["bpftool"].get<std::string>();
     return line;
 }
 

@@ -40,7 +40,14 @@ nlohmann::json worker_json(const std::vector<slot>& slots, std::uint32_t index);
 nlohmann::json explain_client(const std::string& address, const client_key& key, const client_maps& maps,
                               std::uint64_t now_ns);
 
-// The line `sessions --client` prints: "ADDR (key KEY) -> slot 2 (pid 812, instance 1): recorded, last seen 3s ago".
+// The bpftool command that reads set `set` of the sessions map pinned at `sessions_path` alone: an
+// ARRAY map's key is the index as its 4 bytes in memory (little-endian on x86-64), e.g.
+// "bpftool map lookup pinned /sys/fs/bpf/sio-steer/5001/sessions key 0x2a 0x01 0x00 0x00".
+std::string bpftool_set_lookup(const std::string& sessions_path, std::uint32_t set);
+
+// What `sessions --client` prints: "ADDR (key KEY) -> slot 2 (pid 812, instance 1): recorded, last seen 3s ago",
+// and, if the explanation has a "set" and its "bpftool" command, a second line
+// "  sessions set 298: bpftool map lookup pinned ...".
 std::string explanation_line(const nlohmann::json& explanation);
 
 }  // namespace sio_steer

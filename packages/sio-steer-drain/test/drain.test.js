@@ -34,6 +34,7 @@ test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 async function startRedis() {
   const port = await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  process.on('exit', () => proc.kill()); // a test that throws never reaches its stop()
   const { createClient } = mod('redis');
   for (let i = 0; i < 100; i++) {
     const c = createClient({ url: `redis://127.0.0.1:${port}` });

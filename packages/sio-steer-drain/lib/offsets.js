@@ -66,7 +66,7 @@ function offsetOfEncoded(encoded) {
  * to onMessage(message, offset); this worker's own broadcasts go through publishAndReturnOffset().
  */
 class DeliveryLog {
-  constructor(adapter, size = 8192) {
+  constructor(adapter, size = 32768) {
     this.size = size;
     this.entries = []; // ring of { offset, rooms, except }, oldest first once wrapped
     this.next = 0;
@@ -90,11 +90,13 @@ class DeliveryLog {
       return encode.call(this, packet, packetOpts);
     };
     adapter.apply = function (opts, callback) {
-      if (delivering !== null) {
-        log.delivered(delivering.data[delivering.data.length - 1], opts, delivering.data);
-        delivering = null;
-      }
-      return apply.call(this, opts, callback);
+      if (delivering === null) return apply.call(this, opts, callback);
+      const { data } = delivering;
+      delivering = null;
+      let reached = false;
+      const result = apply.call(this, opts, (socket) => { reached = true; callback(socket); });
+      log.delivered(data[data.length - 1], opts, data, reached);
+      return result;
     };
     if (typeof onMessage === 'function') {
       adapter.onMessage = function (message, offset) {
@@ -132,12 +134,17 @@ class DeliveryLog {
     this.newest = maxOffset(this.newest, offset);
   }
 
-  delivered(offset, opts, data) {
+  // reached: whether a socket here got it. The ring keeps only those (no cut can need another),
+  // so that it reaches back further: a cut whose floor it no longer reaches is incomplete, and the
+  // next worker then sends again what this one delivered.
+  delivered(offset, opts, data, reached = true) {
     const entry = { offset, rooms: [...(opts.rooms ?? [])], except: [...(opts.except ?? [])] };
     for (const tap of this.taps) tap.push({ ...entry, data });
-    this.entries[this.next] = entry;
-    this.next = (this.next + 1) % this.size;
-    if (this.next === 0) this.wrapped = true;
+    if (reached) {
+      this.entries[this.next] = entry;
+      this.next = (this.next + 1) % this.size;
+      if (this.next === 0) this.wrapped = true;
+    }
     this.newest = maxOffset(this.newest, offset);
     for (const p of this.pending) if (p.offset === offset) this.pending.delete(p);
   }

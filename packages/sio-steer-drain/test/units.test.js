@@ -63,13 +63,13 @@ function fakeAdapter() {
   const adapter = {
     nsp: { server: { opts: { connectionStateRecovery: {} } } },
     _encode: () => [],
-    apply: () => {},
+    apply: (opts, callback) => { if (!opts.nobody) callback({}); }, // opts.nobody: no socket here is in its rooms
     onMessage: () => {},
     publishAndReturnOffset: async (m) => m.offset,
   };
-  const deliver = (offset, rooms) => {
+  const deliver = (offset, rooms, nobody = false) => {
     adapter._encode({ type: 2, data: ['ev', offset] }, {});
-    adapter.apply({ rooms: new Set(rooms), except: new Set() }, () => {});
+    adapter.apply({ rooms: new Set(rooms), except: new Set(), nobody }, () => {});
   };
   return { adapter, deliver };
 }
@@ -121,6 +121,20 @@ test('the delivery log says when it no longer reaches back to a floor', () => {
   for (let i = 1; i <= 6; i++) deliver(`${i}-0`, ['r']);
   assert.deepStrictEqual(log.deliveredTo(new Set(['r']), '4-0'), { offsets: ['5-0', '6-0'], complete: true });
   assert.strictEqual(log.deliveredTo(new Set(['r']), '1-0').complete, false);
+});
+
+test('the delivery log keeps only what reached a socket here, and reaches back further for it', () => {
+  const { adapter, deliver } = fakeAdapter();
+  const log = new DeliveryLog(adapter, 4);
+  deliver('1-0', ['r']);
+  for (let i = 2; i <= 9; i++) deliver(`${i}-0`, ['elsewhere'], true); // no socket of this worker in that room
+  deliver('10-0', ['r']);
+  assert.deepStrictEqual(log.deliveredTo(new Set(['r']), '0-0'), { offsets: ['1-0', '10-0'], complete: true });
+  assert.strictEqual(log.floor(), null, 'no read yet');
+  const tap = log.tap(); // a tap still sees every broadcast (a socket being restored is in no room yet)
+  deliver('11-0', ['elsewhere'], true);
+  tap.close();
+  assert.deepStrictEqual(tap.map((e) => e.offset), ['11-0']);
 });
 
 test('the guard drops copies a session got already until the reader is past them, a fresh reader too', () => {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <bpf/bpf.h>
+#include <sys/utsname.h>
 
 #include <cstdio>
 
@@ -23,9 +24,19 @@ std::uint32_t verified_instructions(int prog)
     return info.verified_insns;
 }
 
+// The running kernel's major and minor version, as one number (6.18: 618).
+int kernel_version()
+{
+    utsname u{};
+    int major = 0, minor = 0;
+    if (uname(&u) == 0)
+        std::sscanf(u.release, "%d.%d", &major, &minor);
+    return major * 100 + minor;
+}
+
 class ProgramSizeTest : public integration_test {};
 
-TEST_F(ProgramSizeTest, TheVerifierWalksAtMostTwelveThousandInstructions)
+TEST_F(ProgramSizeTest, TheVerifierWalksNoMoreThanTheProgramsBudget)
 {
     steer_options o;
     o.port = port;
@@ -35,9 +46,11 @@ TEST_F(ProgramSizeTest, TheVerifierWalksAtMostTwelveThousandInstructions)
     std::uint32_t walked = verified_instructions(state.program());
     std::printf("steering program: the verifier walked %u instructions\n", walked);
     ASSERT_GT(walked, 0u) << "the kernel did not report verified_insns";
-    // ~9,500 when this test was written (select_by_ring() is a global function, checked once);
-    // 11,007 with the moved map (a second lookup, the ring's first choice on the successor path).
-    EXPECT_LE(walked, 12000u) << "the program grew: check docs/architecture.md's figure and the SYN path's cost";
+    // On 6.18: ~9,500 when this test was written (select_by_ring() is a global function, checked
+    // once); 11,007 with the moved map; 11,085 with the set-associative sessions table. An older
+    // verifier prunes less: Debian 12's 6.1 walked 20,571 for the same program (tests/vm).
+    const std::uint32_t budget = kernel_version() >= 618 ? 12000u : 24000u;
+    EXPECT_LE(walked, budget) << "the program grew: check docs/architecture.md's figure and the SYN path's cost";
 }
 
 }  // namespace

@@ -111,9 +111,10 @@ std::uint64_t live_workers(const json& r)
     return n;
 }
 
-const std::vector<family>& families()
+// What the pinned state, the program and the kernel say of a port.
+std::vector<family> port_families()
 {
-    static const std::vector<family> all = {
+    return {
         {"sio_steer_attached", "gauge",
          "1 if the steering program is attached: a worker socket of the workers map listens on the port",
          [](std::string& out, const std::string& labels, const port_metrics& p) {
@@ -146,7 +147,8 @@ const std::vector<family>& families()
                    [](const json& w) { return w["selections"].get<std::uint64_t>(); }),
         from_report("sio_steer_sessions", "gauge", "Client sessions recorded in the sessions map now",
                     [](const json& r) { return r["sessions"]["count"].get<std::uint64_t>(); }),
-        from_report("sio_steer_sessions_capacity", "gauge", "Client sessions the sessions map can hold (LRU beyond)",
+        from_report("sio_steer_sessions_capacity", "gauge",
+                    "Client sessions the sessions map can hold (beyond, the least recently seen are forgotten)",
                     [](const json& r) { return r["sessions"]["capacity"].get<std::uint64_t>(); }),
         from_report("sio_steer_moved_clients", "gauge",
                     "Clients off the ring (their recorded worker is not the ring's choice) kept in the moved map, "
@@ -175,6 +177,13 @@ const std::vector<family>& families()
         kernel_counter("sio_steer_kernel_migrate_req_failure_total", "migrate_req_failure",
                        "Connections queued on a closing listener that the kernel could not move and reset "
                        "(TcpExt TCPMigrateReqFailure of the workers' network namespace, every port of it)"),
+    };
+}
+
+// What this controller process says of itself (attach --metrics-listen only).
+std::vector<family> controller_families()
+{
+    return {
         controller_counter("sio_steer_controller_syncs_total", &controller_counters::syncs,
                            "Resyncs of the workers map by this controller process (attach --metrics-listen only)"),
         controller_counter(
@@ -201,6 +210,16 @@ const std::vector<family>& families()
                            "Control socket peers refused because they are not a worker listening on the port: they "
                            "cannot release clients (attach --metrics-listen only)"),
     };
+}
+
+const std::vector<family>& families()
+{
+    static const std::vector<family> all = [] {
+        std::vector<family> v = port_families();
+        for (family& f : controller_families())
+            v.push_back(std::move(f));
+        return v;
+    }();
     return all;
 }
 

@@ -157,11 +157,26 @@ test('the guard drops copies a session got already until the reader is past them
   assert.strictEqual(Object.hasOwn(client, 'writeToEngine'), false);
   client.writeToEngine('2["activity",{"text":"x"},"12-0"]');
   assert.deepStrictEqual(written, ['13-0', '15-0', '16-0', '12-0']);
-  // a namespace without a delivery log (no offsets there): nothing to guard
+  // a namespace without a delivery log (no reader to wait for): the guard goes with the first packet
   const other = Object.create(proto);
   guardClient(other, new Map([['/', { floor: '10-0', skip: new Set(['12-0']), until: '14-0' }]]), new Map(), () => dropped++);
-  other.writeToEngine('2["activity",{"text":"x"},"12-0"]');
+  other.writeToEngine('2["activity",{"text":"x"},"13-0"]');
+  assert.strictEqual(Object.hasOwn(other, 'writeToEngine'), false);
   assert.strictEqual(dropped, 3);
+});
+
+test('the guard drops the reader copy of its last offset: the reader moves its cursor first, then delivers', () => {
+  const written = [];
+  const client = Object.create({ writeToEngine(encoded) { written.push(offsetOfEncoded(encoded)); } });
+  let floor = '11-0';
+  let dropped = 0;
+  guardClient(client, new Map([['/', { floor: '10-0', skip: new Set(['12-0', '14-0']), until: '14-0' }]]), new Map([['/', { floor: () => floor }]]), () => dropped++);
+  // as DeliveryLog.read() then the adapter's onMessage() do it: the cursor is at 14-0 as 14-0 is written
+  floor = '14-0';
+  client.writeToEngine('2["activity",{"text":"x"},"14-0"]');
+  assert.deepStrictEqual(written, []);
+  assert.strictEqual(dropped, 1);
+  assert.strictEqual(Object.hasOwn(client, 'writeToEngine'), false, 'settled: the guard goes after that copy');
 });
 
 test('reaches: rooms and except as the adapter applies them', () => {

@@ -4,6 +4,7 @@
 // process on a crowded host. Real kernel, test_worker processes, a private netns and pin root.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -200,38 +201,66 @@ TEST_F(FollowTest, AListenStormElsewhereDoesNotWakeIt)
     EXPECT_GT(after, before);
 }
 
-// Many sleeping processes holding 30 fds each, stopped by pid when the object goes away.
+// Many sleeping processes holding 30 fds each, as on a crowded host: children of one process of
+// their own (not the workers' siblings), each stopped by pid when the object goes away.
 class crowd {
 public:
     explicit crowd(int processes)
     {
-        for (int i = 0; i < processes; i++) {
-            pid_t pid = fork();
-            if (pid == 0) {
-                int fds[2];
-                for (int k = 0; k < 15; k++)
-                    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
-                        break;
-                pause();
-                _exit(0);
+        int report[2];
+        if (pipe2(report, O_CLOEXEC))
+            return;
+        parent_ = fork();
+        if (parent_ == 0) {
+            close(report[0]);
+            int born = 0;
+            for (int i = 0; i < processes; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                    close(report[1]);  // the test reads until every writer is gone
+                    int fds[2];
+                    for (int k = 0; k < 15; k++)
+                        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
+                            break;
+                    pause();
+                    _exit(0);
+                }
+                if (pid < 0 || write(report[1], &pid, sizeof(pid)) != sizeof(pid))
+                    break;
+                born++;
             }
-            if (pid < 0)
-                break;
-            pids_.push_back(pid);
+            close(report[1]);
+            while (born > 0 && wait(nullptr) > 0)  // until the test stops them
+                born--;
+            _exit(0);
         }
+        close(report[1]);
+        for (pid_t pid; read(report[0], &pid, sizeof(pid)) == sizeof(pid);)
+            pids_.push_back(pid);
+        close(report[0]);
     }
     ~crowd()
     {
         for (pid_t pid : pids_)
             kill(pid, SIGKILL);
-        for (pid_t pid : pids_)
-            waitpid(pid, nullptr, 0);
+        if (parent_ > 0)
+            waitpid(parent_, nullptr, 0);  // it exits once it has reaped them all
     }
     std::size_t size() const { return pids_.size(); }
 
 private:
+    pid_t parent_ = -1;
     std::vector<pid_t> pids_;
 };
+
+// How often the controller walked every process's fd table so far (it says so each time).
+std::size_t walks(const std::string& output)
+{
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = output.find("in every process's fd table", at)) != std::string::npos; at++)
+        n++;
+    return n;
+}
 
 TEST_F(FollowTest, AWorkerRestartIsFollowedOnACrowdedHost)
 {
@@ -242,6 +271,25 @@ TEST_F(FollowTest, AWorkerRestartIsFollowedOnACrowdedHost)
     w[1] = nullptr;  // killed: a restart, as PM2 does it
     w[1] = worker_process::instance(port, 1);
     EXPECT_TRUE(map_holds_pids(worker_pids())) << controller->output();
+}
+
+// Where nothing says which process listened (polling here; the sockops watch before Linux 6.10),
+// a new worker is looked for among its siblings, the children of the workers' parent, not in the
+// fd table of every process on the host.
+TEST_F(FollowTest, ANewWorkerIsFoundAmongItsSiblingsNotByAWalkOfEveryProcess)
+{
+    crowd extra(500);
+    ASSERT_EQ(extra.size(), 500u);
+    controller = std::make_unique<background_process>(args("attach", {"--follow", "polling"}));
+    controller->wait_for_output("control socket");
+    ASSERT_TRUE(map_holds_pids(worker_pids())) << controller->output();
+    std::this_thread::sleep_for(milliseconds(300));  // the follower's first pass, which knows no owner yet
+    const std::size_t before = walks(controller->output());
+    w[1] = nullptr;
+    w[1] = worker_process::instance(port, 1);
+    w.push_back(worker_process::instance(port, 2));
+    EXPECT_TRUE(map_holds_pids(worker_pids())) << controller->output();
+    EXPECT_EQ(walks(controller->output()), before) << controller->output();
 }
 
 }  // namespace

@@ -320,6 +320,8 @@ check_integration_tests() {
   log "integration_tests on $(uname -r) (perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid))"
   (cd "$WORK" && timeout 900 "$BUILD/tests/integration_tests" --gtest_brief=1) >"$WORK/integration_tests.log" 2>&1 || rc=$?
   grep -E '^\[  (FAILED|PASSED) |tests ran' "$WORK/integration_tests.log" | tee "$R/integration_tests.txt"
+  # what a failure said, for the console (the host's log): the assertion and a few lines after it
+  ((rc == 0)) || grep -E -A8 ': Failure$' "$WORK/integration_tests.log" | head -n 120 | sed 's/^/  | /'
   return $rc
 }
 

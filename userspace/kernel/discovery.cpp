@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <tuple>
 #include <unordered_map>
@@ -214,16 +215,6 @@ std::optional<std::istringstream> stat_fields(pid_t pid)
     return std::istringstream(stat->substr(close + 1));
 }
 
-std::optional<pid_t> parent_of(pid_t pid)
-{
-    std::optional<std::istringstream> rest = stat_fields(pid);
-    char state = 0;
-    pid_t ppid = 0;
-    if (!rest || !(*rest >> state >> ppid))
-        return std::nullopt;
-    return ppid;
-}
-
 // Usually one process holds a listener. When several do, the interesting one is the worker:
 // not this controller (which holds duplicates after duplicate_socket), and not a parent that
 // forked the worker and kept its copy. Otherwise the first found.
@@ -284,6 +275,35 @@ std::optional<std::uint64_t> process_start_ticks(pid_t pid)
     if (!(*rest >> ticks))
         return std::nullopt;
     return ticks;
+}
+
+std::optional<pid_t> parent_of(pid_t pid)
+{
+    std::optional<std::istringstream> rest = stat_fields(pid);
+    char state = 0;
+    pid_t ppid = 0;
+    if (!rest || !(*rest >> state >> ppid))
+        return std::nullopt;
+    return ppid;
+}
+
+std::vector<pid_t> children_of(const std::set<pid_t>& parents)
+{
+    std::vector<pid_t> children;
+    for (pid_t parent : parents) {
+        const std::string tasks = "/proc/" + std::to_string(parent) + "/task";
+        dir_ptr dir(opendir(tasks.c_str()));
+        if (!dir)
+            continue;  // gone
+        while (dirent* te = readdir(dir.get())) {
+            if (!parse_uint(te->d_name))
+                continue;
+            std::istringstream list(read_proc_file(tasks + "/" + te->d_name + "/children").value_or(""));
+            for (pid_t child; list >> child;)
+                children.push_back(child);
+        }
+    }
+    return children;
 }
 
 std::vector<listener> list_listeners(std::uint16_t port)

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,12 @@ void find_owners(std::vector<listener>& listeners, const std::vector<pid_t>& hin
 bool still_owns(const listener& l);
 // and find_listeners' order.
 void sort_listeners(std::vector<listener>& listeners);
+
+// The parent of `pid` (/proc/PID/stat); nullopt if it is gone.
+std::optional<pid_t> parent_of(pid_t pid);
+// The children of these processes (/proc/PID/task/*/children), where a new worker is when nobody
+// says which process listened: PM2's daemon forks every worker.
+std::vector<pid_t> children_of(const std::set<pid_t>& parents);
 
 // When `pid` started, in clock ticks after boot (/proc/PID/stat, field 22); nullopt if it is gone.
 std::optional<std::uint64_t> process_start_ticks(pid_t pid);

@@ -58,6 +58,16 @@ void listener_tracker::tidy_moved_now_and_then()
                      options_.port, done.moved_back, done.forgotten);
 }
 
+void listener_tracker::remember_parents(const std::vector<listener>& listeners)
+{
+    std::set<pid_t> parents;
+    for (const listener& l : listeners)
+        if (auto parent = l.pid ? parent_of(l.pid) : std::nullopt; parent && *parent > 1)
+            parents.insert(*parent);  // not init: every orphan is its child
+    if (!parents.empty())
+        parents_ = std::move(parents);  // else the last ones: a lone worker restarting has none alive
+}
+
 std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hints)
 {
     std::vector<listener> listeners = list_listeners(options_.port);
@@ -74,7 +84,9 @@ std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hi
         return std::nullopt;
 
     // Owners remembered are checked (one readlink each), new ones looked for in the fd tables of
-    // the processes that just listened, and only then, if still missing, in every process's.
+    // the processes that just listened, then of the workers' siblings (where the watch cannot say
+    // who listened: polling, or sockops before Linux 6.10), and only then, if still missing, in
+    // every process's.
     bool new_listener = false;
     for (listener& l : listeners) {
         auto it = known_.find(l.cookie);
@@ -84,12 +96,19 @@ std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hi
     }
     bool missing = std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; });
     bool scan_all = missing && (new_listener || now - last_scan_ >= rescan_interval_);
+    auto still_missing = [&] { return std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; }); };
     find_owners(listeners, hints, false);
-    if (scan_all && std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; })) {
+    if (still_missing() && !parents_.empty())
+        find_owners(listeners, children_of(parents_), false);
+    if (scan_all && still_missing()) {
+        const auto started = steady_clock::now();
         find_owners(listeners, {}, true);
         full_scans_++;
         last_scan_ = now;
+        spdlog::info("port {}: looked for listeners' owners in every process's fd table ({} ms)", options_.port,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - started).count());
     }
+    remember_parents(listeners);
     sort_listeners(listeners);
     known_.clear();
     for (const listener& l : listeners)

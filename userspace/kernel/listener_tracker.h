@@ -40,6 +40,7 @@ public:
 private:
     bool unchanged(const std::set<std::uint64_t>& cookies) const;
     void leave_out_foreign(std::vector<listener>& listeners);
+    void remember_parents(const std::vector<listener>& listeners);
 
     const steer_options& options_;
     const pinned_state& state_;
@@ -51,6 +52,7 @@ private:
     std::set<std::uint64_t> refused_;  // a set of listeners the last sync refused
     std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{}, last_tidy_{};
     std::uint64_t full_scans_ = 0;
+    std::set<pid_t> parents_;  // the workers' parents (PM2's daemon): their children are where new workers are
     std::optional<worker_group> group_;  // recorded at the first attach; listeners not of it are ignored
     std::set<std::uint64_t> foreign_;    // cookies of the ignored listeners, each warned about once
 };

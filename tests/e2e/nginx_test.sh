@@ -32,11 +32,17 @@ command -v nginx >/dev/null || e2e_fail "nginx is not installed (scripts/install
 LOAD=(--polling 150 --upgrade 150 --messages 3 --interval 500 --time-limit 90 --src-base 127.2.0.0 --no-clients)
 nginx_conf() { "$SIO_STEER" nginx-conf --upstream "127.0.0.1:$CHAT_PORT" "$@"; }
 
-# A CDN stand-in: every request leaves from one of four edge addresses, at random, and names the
-# visitor in X-Forwarded-For, as a CDN's edges do.
+# A CDN stand-in: every request leaves from one of sixteen edge addresses, at random, and names the
+# visitor in X-Forwarded-For, as a CDN's edges do. Sixteen, not four: with four, the attach's hash
+# seed put every edge on one of 4 workers once in 64 runs, and no visitor could hop.
+cdn_edges() {
+  local i
+  for i in $(seq 1 15); do printf '6.25%% 127.250.0.%d; ' "$i"; done
+  printf '* 127.250.0.16;'
+}
 cdn_edge_conf() { # EDGE_PORT ORIGIN_PORT
   cat <<EOF
-split_clients "\$request_id" \$cdn_edge { 25% 127.250.0.1; 25% 127.250.0.2; 25% 127.250.0.3; * 127.250.0.4; }
+split_clients "\$request_id" \$cdn_edge { $(cdn_edges) }
 map \$http_upgrade \$cdn_connection { default upgrade; "" close; }
 server {
     listen 127.0.0.1:$1;
@@ -137,7 +143,7 @@ scenario_cdn() {
   local f="$E2E_TMP/cdn-no-realip.json"
   e2e_load "$f" --url "http://127.0.0.1:$edge" --polling 50 --upgrade 0 --messages 3 --interval 500 \
     --time-limit 20 --src-base 127.3.0.0 --no-clients
-  e2e_log "CDN hop, nginx without real_ip: $(e2e_summary "$f")"
+  e2e_log "CDN hop, nginx without real_ip: $(e2e_summary "$f"); clients per worker: $(spread "$f")"
   e2e_expect "$f" '.session_unknown_400 > 0' "without --real-ip-header, visitors behind the CDN get 'Session ID unknown' (the failure)"
   nginx_stop
   "$SIO_STEER" sessions --port "$CHAT_PORT" --pin-root "$E2E_PINS" --flush >/dev/null

@@ -94,16 +94,14 @@ std::optional<sync_report> listener_tracker::resync(const std::vector<pid_t>& hi
             l = it->second;
         new_listener = new_listener || it == known_.end();
     }
-    bool missing = std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; });
-    bool scan_all = missing && (new_listener || now - last_scan_ >= rescan_interval_);
-    auto still_missing = [&] { return std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; }); };
+    auto missing = [&] { return std::any_of(listeners.begin(), listeners.end(), [](const listener& l) { return !l.pid; }); };
+    const bool may_scan_all = missing() && (new_listener || now - last_scan_ >= rescan_interval_);
     find_owners(listeners, hints, false);
-    if (still_missing() && !parents_.empty())
+    if (missing() && !parents_.empty())
         find_owners(listeners, children_of(parents_), false);
-    if (scan_all && still_missing()) {
+    if (may_scan_all && missing()) {
         const auto started = steady_clock::now();
         find_owners(listeners, {}, true);
-        full_scans_++;
         last_scan_ = now;
         spdlog::info("port {}: looked for listeners' owners in every process's fd table ({} ms)", options_.port,
                      std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - started).count());

@@ -34,9 +34,6 @@ public:
     // map that no longer need it leave it. Throws steer_error as the map reads do.
     void tidy_moved_now_and_then();
 
-    // Walks of every process's fd table so far (the cost this class exists to avoid).
-    std::uint64_t full_scans() const { return full_scans_; }
-
 private:
     bool unchanged(const std::set<std::uint64_t>& cookies) const;
     void leave_out_foreign(std::vector<listener>& listeners);
@@ -51,7 +48,6 @@ private:
     bool synced_ = false;              // recorded_ is the outcome of a sync (the maps were written after attach's)
     std::set<std::uint64_t> refused_;  // a set of listeners the last sync refused
     std::chrono::steady_clock::time_point last_scan_{}, last_refusal_{}, last_tidy_{};
-    std::uint64_t full_scans_ = 0;
     std::set<pid_t> parents_;  // the workers' parents (PM2's daemon): their children are where new workers are
     std::optional<worker_group> group_;  // recorded at the first attach; listeners not of it are ignored
     std::set<std::uint64_t> foreign_;    // cookies of the ignored listeners, each warned about once

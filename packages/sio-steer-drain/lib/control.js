@@ -3,6 +3,15 @@
 'use strict';
 const net = require('node:net');
 
+// A timer for "no answer within ms" that a stalled event loop cannot fool: after a stall, Node runs
+// due timers before it reads the sockets, so a reply that came in time would be read only after its
+// timer had fired. The verdict waits for the reads of that turn (setImmediate runs after them).
+function answerTimer(ms, expired) {
+  let immediate = null;
+  const timer = setTimeout(() => { immediate = setImmediate(expired); }, ms);
+  return () => { clearTimeout(timer); if (immediate) clearImmediate(immediate); };
+}
+
 // sio-steer's control socket: one line per request, one per reply, in order. Null if no
 // controller listens there. The controller closes a connection idle for 5 s: the next request opens
 // another. A request not answered within timeoutMs (a controller stopped or overwhelmed), or a
@@ -22,18 +31,18 @@ async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp
   const open = () => new Promise((resolve) => {
     const s = net.createConnection({ path });
     let buf = '';
-    const timer = setTimeout(() => { s.destroy(); resolve(null); }, timeoutMs);
+    const stop = answerTimer(timeoutMs, () => { s.destroy(); resolve(null); });
     s.setEncoding('utf8');
     s.on('data', (d) => {
       buf += d;
       for (let eol; (eol = buf.indexOf('\n')) >= 0; buf = buf.slice(eol + 1)) waiting.shift()?.(buf.slice(0, eol));
     });
-    s.on('error', () => { clearTimeout(timer); resolve(null); });
+    s.on('error', () => { stop(); resolve(null); });
     s.on('close', () => {
       if (sock === s) sock = null;
       if (!failed) for (const reply of waiting.splice(0)) reply('error the control socket closed');
     });
-    s.on('connect', () => { clearTimeout(timer); resolve(s); });
+    s.on('connect', () => { stop(); resolve(s); });
   });
   const connected = async () => {
     if (!sock && !opening) opening = open().then((s) => { sock = s; opening = null; return s; });
@@ -47,8 +56,8 @@ async function connectControl(path, { timeoutMs = 2000, log = () => {}, onGiveUp
       if (failed) return `error ${failed}`;
       if (!s) return giveUp(`cannot connect within ${timeoutMs} ms`), `error ${failed}`;
       return new Promise((reply) => {
-        const timer = setTimeout(() => giveUp(`no answer within ${timeoutMs} ms`), timeoutMs);
-        waiting.push((r) => { clearTimeout(timer); reply(r); });
+        const stop = answerTimer(timeoutMs, () => giveUp(`no answer within ${timeoutMs} ms`));
+        waiting.push((r) => { stop(); reply(r); });
         s.write(`${line}\n`);
       });
     },

@@ -11,6 +11,7 @@ const { newToken, newSessionId, tokenOf, isToken } = require('../lib/session-id'
 const { compareOffsets, offsetOfEncoded, DeliveryLog, reaches } = require('../lib/offsets');
 const { Peers, privateFolder } = require('../lib/peers');
 const { guardClient } = require('../lib/guard');
+const { connectControl } = require('../lib/control');
 
 test('a session id carries its worker token, and nothing else parses', () => {
   const token = newToken();
@@ -231,6 +232,50 @@ test('a worker stopping for good hands its sessions to another instance, never t
     fs.symlinkSync(`${newer}.sock`, path.join(dir, 'instance-0.sock'));
     assert.strictEqual(await peersA.successor(), newer, 'a replacement of instance 0 is a\'s successor');
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a reply that came in time counts, even when the event loop stalled past the timeout', async () => {
+  // A busy host: the controller answers at once, but this worker cannot run for longer than the
+  // timeout. Node then runs the due timer before it reads the reply; the reply must still count.
+  const net = require('node:net');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sio-steer-drain-control-'));
+  const server = net.createServer((c) => c.on('data', (d) => c.write('ok\n'.repeat(d.toString().split('\n').length - 1))));
+  try {
+    const at = path.join(dir, 'c.sock');
+    await new Promise((r) => server.listen(at, r));
+    let gaveUp = false;
+    const control = await connectControl(at, { timeoutMs: 200, onGiveUp: () => { gaveUp = true; } });
+    const reply = control.request('release 192.0.2.7');
+    setTimeout(() => { // the stall, once the request is on its way: no turn of the loop for twice the timeout
+      const until = Date.now() + 400;
+      while (Date.now() < until) { /* busy */ }
+    }, 0);
+    assert.strictEqual(await reply, 'ok');
+    assert.strictEqual(gaveUp, false);
+    assert.strictEqual(await control.request('release 192.0.2.8'), 'ok', 'and it keeps releasing');
+    control.close();
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a controller that does not answer is given up on, once', async () => {
+  const net = require('node:net');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sio-steer-drain-control-'));
+  const server = net.createServer(() => {}); // reads nothing, answers nothing
+  try {
+    const at = path.join(dir, 'c.sock');
+    await new Promise((r) => server.listen(at, r));
+    let gaveUp = 0;
+    const control = await connectControl(at, { timeoutMs: 100, onGiveUp: () => { gaveUp++; } });
+    assert.match(await control.request('release 192.0.2.7'), /^error no answer within 100 ms/);
+    assert.match(await control.request('release 192.0.2.8'), /^error /, 'later requests fail at once');
+    assert.strictEqual(gaveUp, 1);
+  } finally {
+    server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -25,6 +25,7 @@ const { installRecovery } = require('./lib/recovery');
 const { createPeerServer } = require('./lib/peer-server');
 const { drainAndClose } = require('./lib/drain');
 const { connectControl } = require('./lib/control');
+const { keepProbedUpgrades } = require('./lib/upgrade');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,13 +75,15 @@ function gracefulStop(io, httpServer, setup = {}) {
   const token = newToken();
   io.engine.generateId = () => newSessionId(token);
   // the key sio-steer knows the session's client by, for the release
+  const keepUpgrades = (conn) => keepProbedUpgrades(conn, engine.upgradeMethod);
   io.engine.on('connection', (conn) => {
+    keepUpgrades(conn);
     conn.sioSteerKey = key === 'destination' ? conn.request?.sioSteerLocal ?? conn.request?.socket?.localAddress : conn.remoteAddress;
   });
   // with the Redis Streams adapter: its Redis client, to read what a moved session missed
   const stream = setup.redis ? new Stream(setup.redis, { streamName: setup.streamName }) : null;
   const logs = new Map();
-  const handover = new Handover(io, { classes, logs, stream, log });
+  const handover = new Handover(io, { classes, logs, stream, log, onSession: keepUpgrades });
   const track = (nsp) => {
     logs.set(nsp.name, new DeliveryLog(nsp.adapter));
     if (stream && io.opts.connectionStateRecovery) installRecovery(nsp, { stream, logs, sessionKeyPrefix: setup.sessionKeyPrefix, stats: handover.stats, log });

@@ -24,9 +24,10 @@ const encodeData = (d) => (typeof d === 'string' || d === undefined ? d : { base
 const decodeData = (d) => (d && typeof d === 'object' ? Buffer.from(d.base64, 'base64') : d);
 
 class Handover {
-  /** logs: namespace name -> DeliveryLog; classes: internals.classesOf(io). */
-  constructor(io, { classes, logs, stream = null, log = () => {} }) {
+  /** logs: namespace name -> DeliveryLog; classes: internals.classesOf(io); onSession(conn): for each adopted session. */
+  constructor(io, { classes, logs, stream = null, log = () => {}, onSession = () => {} }) {
     this.io = io;
+    this.onSession = onSession; // what every session of this worker gets (index.js), an adopted one too
     this.stream = stream; // stream.js: the Redis stream the adapter stores broadcasts in, if known
     this.classes = classes;
     this.logs = logs;
@@ -144,6 +145,7 @@ class Handover {
     transport.maxHttpBufferSize = engine.opts.maxHttpBufferSize;
     transport.httpCompression = engine.opts.httpCompression;
     const conn = new EngineSocket(snap.sid, engine, transport, req, snap.protocol);
+    this.onSession(conn);
     conn.writeBuffer.length = 0; // its "open" packet: the client opened this session long ago
     conn.packetsFn.length = 0;
     clearTimeout(conn.pingIntervalTimer); // pinged at commit

@@ -8,6 +8,8 @@ const path = require('node:path');
 // a polling transport emits when the client's GET arrives: 6.6 renamed it.
 const GET_EVENT = { '6.5': 'drain', '6.6': 'ready' };
 const KNOWN_ENGINES = Object.keys(GET_EVENT);
+// The Socket method that takes a transport upgrade in hand (6.6 made it "private").
+const UPGRADE_METHOD = { '6.5': 'maybeUpgrade', '6.6': '_maybeUpgrade' };
 
 // The loaded module file matching `pattern` whose export `name` made `instance`, and its package.json version.
 function moduleOf(pattern, name, instance) {
@@ -24,12 +26,12 @@ function moduleOf(pattern, name, instance) {
   return null;
 }
 
-/** { version, known, getEvent }: the engine.io behind `io` and whether this module knows it. */
+/** { version, known, getEvent, upgradeMethod }: the engine.io behind `io` and whether this module knows it. */
 function engineSupport(io) {
   const found = moduleOf(/[\\/]engine\.io[\\/]build[\\/]engine\.io\.js$/, 'Server', io.engine);
   const version = found?.version ?? null;
   const line = version?.split('.').slice(0, 2).join('.');
-  return { version, known: Boolean(version && KNOWN_ENGINES.includes(line)), getEvent: GET_EVENT[line] };
+  return { version, known: Boolean(version && KNOWN_ENGINES.includes(line)), getEvent: GET_EVENT[line], upgradeMethod: UPGRADE_METHOD[line] };
 }
 
 /** The classes a handover builds sessions with: Engine.IO's Socket, Socket.IO's Client and Socket. */

@@ -94,8 +94,10 @@ function startClients(port, n, { pollingOnly = false } = {}) {
     clients.push(c);
   }
   let sending = true;
-  // everyone in its room before the first message: a broadcast reaches those connected then
-  const allIn = (async () => { while (!clients.every((c) => c.socket.connected)) await sleep(10); })();
+  // everyone in its room before the first message: a broadcast reaches those connected then. Not
+  // past stop(): without the module, clients refused with 400s keep reconnecting and may never be
+  // all connected at once.
+  const allIn = (async () => { while (sending && !clients.every((c) => c.socket.connected)) await sleep(10); })();
   const loops = clients.map(async (c) => {
     await allIn;
     while (sending) {
@@ -155,6 +157,43 @@ test(`${describe}: the versions this module knows`, async () => {
   assert.strictEqual(warnings.length, known ? 0 : 1, warnings.join('\n'));
   if (!known) assert.match(warnings[0], new RegExp(`engine\\.io ${engineVersion.replace(/\./g, '\\.')} is not one this version knows`));
   io.close();
+});
+
+// A busy host: the worker answers the client's WebSocket probe, then cannot run for longer than
+// upgradeTimeout. Engine.IO's timer then fires before the client's "upgrade" packet is read, and
+// closes the probe; socket.io-client has paused its polling to switch and never resumes it: the
+// session is silent until its ping timeout, then reconnects.
+test(`${describe}: an upgrade that outlasts upgradeTimeout after its probe completes; the client is not stranded`, { skip: !known && 'engine.io unknown' }, async () => {
+  const run = async (withModule) => {
+    const httpServer = http.createServer();
+    const io = new Server(httpServer, { upgradeTimeout: 200, pingInterval: 1000, pingTimeout: 1000 });
+    if (withModule) gracefulStop(io, httpServer, { peerDir: path.join(tmp, 'upgrade'), instance: null, warn: () => {} });
+    let stalls = 0;
+    io.engine.on('connection', (conn) => conn.on('upgrading', () => {
+      if (stalls++ > 0) return; // the first upgrade only
+      const until = Date.now() + 400;
+      while (Date.now() < until) { /* the stall */ }
+    }));
+    const port = await freePort();
+    await new Promise((r) => httpServer.listen({ port, host: '127.0.0.1' }, r));
+    const socket = connect(`http://127.0.0.1:${port}`, { forceNew: true, transports: ['polling', 'websocket'] });
+    const disconnects = [];
+    socket.on('disconnect', (reason) => disconnects.push(reason));
+    await sleep(3500); // > pingInterval + pingTimeout: a stranded client has timed out by then
+    const result = { stalls, disconnects: [...disconnects], transport: socket.io.engine?.transport?.name };
+    socket.close();
+    io.close();
+    return result;
+  };
+  const without = await run(false);
+  console.log(`# without sio-steer-drain: ${JSON.stringify(without)}`);
+  // the client times out (its polling left paused), or, had it switched already, loses the WebSocket
+  assert.ok(without.stalls >= 1 && without.disconnects.length >= 1, 'without it, the client is disconnected (the failure fixed)');
+  const withIt = await run(true);
+  console.log(`# with sio-steer-drain: ${JSON.stringify(withIt)}`);
+  assert.strictEqual(withIt.stalls, 1, 'the upgrade was stalled');
+  assert.deepStrictEqual(withIt.disconnects, [], 'not disconnected');
+  assert.strictEqual(withIt.transport, 'websocket', 'upgraded');
 });
 
 test(`${describe}: a stop hands every long-polling session to the successor; WebSockets come back recovered`, { skip: !known && 'engine.io unknown: a plain close' }, async () => {

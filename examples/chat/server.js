@@ -114,9 +114,27 @@ async function main() {
     tick = performance.now();
   }, 500).unref();
 
+  // What a timed-out session's transport was doing: a stuck write, or a connection through a sibling.
+  const via = (sock) => (sock?._handle?.constructor?.name === 'Pipe' ? 'passed on by a sibling' : 'direct');
+  const transportState = (conn) => {
+    const t = conn.transport;
+    return `${t.name}, ${t.writable ? 'writable' : 'not writable'}, ${conn.writeBuffer.length} queued, ${via(t.socket?._socket ?? conn.request?.socket)}`;
+  };
+  // An upgrade that fails after its probe leaves socket.io-client's polling paused for good (it
+  // waits for the next ping timeout): say when, and how long after the probe.
+  io.engine.on('connection', (conn) => {
+    conn.on('upgrading', (t) => {
+      const began = performance.now();
+      t.once('close', () => {
+        if (conn.transport !== t && conn.readyState === 'open') {
+          log(`session ${conn.id}: upgrade to ${t.name} failed ${Math.round(performance.now() - began)} ms after its probe (${via(t.socket?._socket)})`);
+        }
+      });
+    });
+  });
   io.on('connection', async (socket) => {
     // the server gave up on a client: worth a line (on a starved host, the reason is below)
-    socket.on('disconnect', (reason) => { if (reason === 'ping timeout') log(`session ${socket.conn.id}: ping timeout`); });
+    socket.on('disconnect', (reason) => { if (reason === 'ping timeout') log(`session ${socket.conn.id}: ping timeout (${transportState(socket.conn)})`); });
     const user = String(socket.handshake.auth?.user ?? socket.id);
     const room = socket.handshake.auth?.room ? `room:${socket.handshake.auth.room}` : null;
     // a recovered socket (a reconnect, or a session another worker handed over) is in its rooms already
